@@ -1,0 +1,1 @@
+"""Partner Orders Gateway: the application core."""

@@ -1,0 +1,59 @@
+"""The application factory: wiring only. No I/O, no environment, no logging setup happen here."""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from aiohttp_apispec import setup_aiohttp_apispec
+
+from gateway.auth import CredentialCache
+from gateway.history import HistoryService
+from gateway.keys import CREDENTIALS, HISTORY, SETTINGS, STORAGE, TOKENS
+from gateway.settings import Settings
+from gateway.storage import Storage, open_storage
+from gateway.tokens import TokenService, new_signing_key
+from handlers import health, orders, tokens
+from middleware.auth import auth_middleware
+from middleware.correlation import correlation_middleware
+from middleware.errors import error_middleware
+from middleware.request_log import request_log_middleware
+
+API_TITLE = "Partner Orders Gateway"
+API_VERSION = "v3"
+
+
+async def token_service(settings: Settings, storage: Storage) -> TokenService:
+    """Signs with the configured key, else with the one generated once and kept in the database."""
+    signing_key = settings.jwt_secret or await storage.signing_key(new_signing_key())
+    return TokenService(signing_key, settings.jwt_issuer, settings.token_ttl_seconds, settings.token_leeway_seconds)
+
+
+async def _storage_context(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    async with open_storage(settings.database_url) as storage:
+        app[STORAGE] = storage
+        app[TOKENS] = await token_service(settings, storage)
+        app[CREDENTIALS] = CredentialCache(storage, settings.credential_cache_seconds)
+        app[HISTORY] = HistoryService(storage, settings.history_cache_orders)
+        yield
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        # First is outermost: the log sees every answer, the error layer shapes every failure, and the
+        # credential and correlation checks run before anything that reads the request.
+        middlewares=[request_log_middleware, error_middleware, auth_middleware, correlation_middleware],
+    )
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_storage_context)
+    for module in (tokens, orders, health):
+        app.add_routes(module.routes)
+    setup_aiohttp_apispec(
+        app,
+        title=API_TITLE,
+        version=API_VERSION,
+        url="/api/docs/swagger.json",
+        swagger_path="/api/docs",
+    )
+    return app

@@ -1,0 +1,180 @@
+"""The `order-gateway` command line: serve the API and operate its data."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import orjson
+from aiohttp import web
+from tqdm import tqdm
+
+from gateway.app import create_app, token_service
+from gateway.demo import DEMO_CUSTOMER, load_demo
+from gateway.importer import ImportLineError, import_file
+from gateway.keys import SETTINGS, STORAGE
+from gateway.logconfig import configure_logging
+from gateway.orders import STATUSES
+from gateway.partners import create_credential, create_partner, revoke_credential
+from gateway.settings import LOG_FORMATS, Settings, SettingsError
+from gateway.storage import Storage, StorageError, open_storage
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="order-gateway", description="Partner Orders Gateway")
+    parser.add_argument("--database", metavar="URL", help="database URL (env GATEWAY_DATABASE_URL)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the API")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    serve.add_argument("--log-format", choices=LOG_FORMATS, help="json (default) or console")
+    serve.add_argument("--demo", action="store_true", help="load demo data and print a working curl")
+
+    partners = commands.add_parser("partners", help="manage partners").add_subparsers(dest="action", required=True)
+    create = partners.add_parser("create", help="create a partner and its first credential")
+    create.add_argument("--name", required=True)
+    create.add_argument("--partner-id")
+
+    credentials = commands.add_parser("credentials", help="manage API credentials")
+    actions = credentials.add_subparsers(dest="action", required=True)
+    actions.add_parser("create", help="a new credential for a partner").add_argument("partner_id")
+    actions.add_parser("revoke", help="revoke a credential by its API key").add_argument("api_key")
+
+    load = commands.add_parser("import", help="load resellers, customers and orders from JSON Lines")
+    load.add_argument("file")
+
+    orders = commands.add_parser("orders", help="operate on orders").add_subparsers(dest="action", required=True)
+    status = orders.add_parser("set-status", help="move an order to another status")
+    status.add_argument("order_id")
+    status.add_argument("status", choices=STATUSES)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    env = os.environ if environ is None else environ
+    try:
+        settings = Settings.from_env(
+            env,
+            database_url=args.database,
+            host=getattr(args, "host", None),
+            port=getattr(args, "port", None),
+            log_format=getattr(args, "log_format", None),
+        )
+    except SettingsError as exc:
+        print(f"order-gateway: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(settings.log_format)
+    if args.command == "serve":
+        return serve(settings, demo=args.demo)
+    command: Callable[[Storage, argparse.Namespace], Awaitable[int]] = _COMMANDS[(args.command, getattr(args, "action", None))]
+    try:
+        return asyncio.run(_with_storage(settings, command, args))
+    except (StorageError, ImportLineError) as exc:
+        print(f"order-gateway: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+async def _with_storage(
+    settings: Settings, command: Callable[[Storage, argparse.Namespace], Awaitable[int]], args: argparse.Namespace
+) -> int:
+    async with open_storage(settings.database_url) as storage:
+        return await command(storage, args)
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value).decode() + "\n")
+    sys.stdout.flush()
+
+
+async def _partners_create(storage: Storage, args: argparse.Namespace) -> int:
+    _print_json((await create_partner(storage, args.name, args.partner_id)).as_json())
+    return 0
+
+
+async def _credentials_create(storage: Storage, args: argparse.Namespace) -> int:
+    _print_json((await create_credential(storage, args.partner_id)).as_json())
+    return 0
+
+
+async def _credentials_revoke(storage: Storage, args: argparse.Namespace) -> int:
+    if not await revoke_credential(storage, args.api_key):
+        print("order-gateway: no credential with that API key", file=sys.stderr)
+        return EXIT_FAILED
+    print("revoked", file=sys.stderr)
+    return 0
+
+
+async def _import(storage: Storage, args: argparse.Namespace) -> int:
+    try:
+        handle = open(args.file, "rb")
+    except OSError as exc:
+        print(f"order-gateway: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILED
+    with handle, tqdm(
+        total=os.fstat(handle.fileno()).st_size, unit="B", unit_scale=True, desc="import",
+        disable=not sys.stderr.isatty(),
+    ) as bar:
+        counts = await import_file(storage, handle, bar.update)
+    _print_json({"written": counts.written, "unchanged": counts.unchanged})
+    return 0
+
+
+async def _set_status(storage: Storage, args: argparse.Namespace) -> int:
+    order = await storage.set_order_status(args.order_id, args.status)
+    if order is None:
+        print(f"order-gateway: no order {args.order_id!r}", file=sys.stderr)
+        return EXIT_FAILED
+    sys.stdout.write(order.render().decode() + "\n")
+    return 0
+
+
+_COMMANDS: dict[tuple[str, str | None], Callable[[Storage, argparse.Namespace], Awaitable[int]]] = {
+    ("partners", "create"): _partners_create,
+    ("credentials", "create"): _credentials_create,
+    ("credentials", "revoke"): _credentials_revoke,
+    ("import", None): _import,
+    ("orders", "set-status"): _set_status,
+}
+
+
+def serve(settings: Settings, demo: bool = False) -> int:
+    app = create_app(settings)
+    if demo:
+        app.on_startup.append(_announce_demo)
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        shutdown_timeout=settings.shutdown_timeout_seconds,
+        print=None,
+        access_log=None,
+    )
+    return 0
+
+
+async def _announce_demo(app: web.Application) -> None:
+    settings, storage = app[SETTINGS], app[STORAGE]
+    credential = await load_demo(storage)
+    token = (await token_service(settings, storage)).issue(credential.partner_id, credential.api_key)
+    url = f"http://{settings.host}:{settings.port}/v3/customers/{DEMO_CUSTOMER}/orders?limit=5"
+    curl = " ".join(
+        [
+            "curl -s",
+            f"-H {shlex.quote('X-Api-Key: ' + credential.api_key)}",
+            f"-H {shlex.quote('Authorization: Bearer ' + token)}",
+            "-H 'X-Correlation-Id: demo-1'",
+            shlex.quote(url),
+        ]
+    )
+    print(f"Demo data loaded. Partner {credential.partner_id}: API key and client secret (shown once):", flush=True)
+    print(orjson.dumps(credential.as_json()).decode(), flush=True)
+    print(f"Try:\n{curl}\n", flush=True)

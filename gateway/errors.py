@@ -1,0 +1,69 @@
+"""The API's error codes, as an explicit table, and the exception that carries one."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+# code -> (HTTP status, default message). Codes are strings on the wire.
+ERROR_CODES: dict[str, tuple[int, str]] = {
+    "404": (404, "Not found"),
+    "405": (405, "Method not allowed"),
+    "413": (413, "Request body too large"),
+    "1116": (404, "Customer not found"),
+    "1117": (400, "Invalid request"),
+    "1121": (400, "Unknown field"),
+    "1122": (400, "Missing required field"),
+    "1124": (500, "Internal server error"),
+    "1132": (400, "Invalid query parameter"),
+    "1133": (400, "Offset is greater than the total count"),
+    "2115": (404, "Order not found"),
+    "2119": (400, "Too many line items"),
+    "2120": (400, "Invalid quantity"),
+    "2121": (400, "Duplicate line item number"),
+    "2123": (400, "Line item number out of range"),
+    "2126": (400, "External reference id too long"),
+    "2130": (400, "Offer does not match the referenced order"),
+    "2131": (400, "Line item not found in the referenced order"),
+    "2133": (400, "Nothing left to return"),
+    "2134": (400, "Return window has passed"),
+    "2141": (400, "Discount codes are not supported"),
+    "4115": (403, "Invalid API key"),
+    "4116": (401, "Invalid authorization token"),
+    "4117": (401, "Missing authorization token"),
+    "4118": (429, "Too many requests"),
+    "4119": (400, "Invalid X-Correlation-Id"),
+    "4120": (400, "X-Request-Id already used"),
+    "4122": (409, "A request with this X-Correlation-Id is in progress"),
+    "4123": (422, "X-Correlation-Id already used for a different request"),
+}
+
+INTERNAL_ERROR = "1124"
+
+
+class ApiError(Exception):
+    """A failure the client is told about, in the API's error shape."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str | None = None,
+        *,
+        details: Sequence[str] = (),
+        fields: Sequence[str] = (),
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        status, default_message = ERROR_CODES[code]
+        self.code = code
+        self.status = status
+        self.message = message or default_message
+        self.details = list(details)
+        self.fields = list(fields)
+        self.headers = headers or {}
+        super().__init__(f"{code}: {self.message}")
+
+    def body(self) -> dict[str, object]:
+        return {
+            "code": self.code,
+            "message": self.message,
+            "additionalDetails": self.details,
+            "invalidFields": self.fields,
+        }

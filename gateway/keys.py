@@ -1,0 +1,28 @@
+"""Every typed key of the application and of requests, in one place."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from gateway.auth import CredentialCache
+    from gateway.history import HistoryService
+    from gateway.settings import Settings
+    from gateway.storage import Storage
+    from gateway.tokens import TokenService
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+STORAGE: web.AppKey[Storage] = web.AppKey("storage")
+TOKENS: web.AppKey[TokenService] = web.AppKey("tokens")
+CREDENTIALS: web.AppKey[CredentialCache] = web.AppKey("credentials")
+HISTORY: web.AppKey[HistoryService] = web.AppKey("history")
+
+# Handed from middleware to handlers and to the request log.
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
+PARTNER_ID: web.RequestKey[str] = web.RequestKey("partner_id")
+API_KEY_ID: web.RequestKey[str] = web.RequestKey("api_key_id")
+ERROR_CODE: web.RequestKey[str] = web.RequestKey("error_code")
+ERROR: web.RequestKey[BaseException] = web.RequestKey("error")
+# How the idempotency layer answered: stored, replayed, conflict or mismatch.
+IDEMPOTENCY: web.RequestKey[str] = web.RequestKey("idempotency")

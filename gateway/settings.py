@@ -1,0 +1,90 @@
+"""Settings: one frozen dataclass, built from an injectable mapping (the environment by default)."""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+ENV_PREFIX = "GATEWAY_"
+DEFAULT_DATABASE_URL = "sqlite:///var/gateway.db"
+MIN_TOKEN_TTL_SECONDS = 3600  # clients renew a few minutes before expiry: never hand out shorter tokens
+LOG_FORMATS = ("json", "console")
+
+
+class SettingsError(ValueError):
+    """A setting has a value the gateway cannot run with; the message names it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_format: str = "json"
+    # Signing key for access tokens; empty means "generate one once and keep it in the database".
+    jwt_secret: str = ""
+    jwt_issuer: str = "order-gateway"
+    token_ttl_seconds: int = 86400
+    # Clock skew tolerated when checking a token's exp/iat.
+    token_leeway_seconds: int = 60
+    # How long a looked-up credential is trusted before the database is asked again: a revocation
+    # reaches every running server within this many seconds.
+    credential_cache_seconds: float = 2.0
+    max_body_bytes: int = 1024 * 1024
+    # Orders kept in the in-process history index cache (across all cached customers).
+    history_cache_orders: int = 200_000
+    # How long SIGTERM waits for in-flight requests.
+    shutdown_timeout_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        _check(self.port >= 0 and self.port <= 65535, "port", self.port, "must be between 0 and 65535")
+        _check(self.log_format in LOG_FORMATS, "log_format", self.log_format, f"must be one of {', '.join(LOG_FORMATS)}")
+        _check(
+            self.token_ttl_seconds >= MIN_TOKEN_TTL_SECONDS,
+            "token_ttl_seconds",
+            self.token_ttl_seconds,
+            f"must be at least {MIN_TOKEN_TTL_SECONDS}",
+        )
+        _check(0 <= self.token_leeway_seconds <= 60, "token_leeway_seconds", self.token_leeway_seconds, "must be 0..60")
+        _check(self.credential_cache_seconds >= 0, "credential_cache_seconds", self.credential_cache_seconds, "must be >= 0")
+        _check(self.max_body_bytes >= 1024, "max_body_bytes", self.max_body_bytes, "must be at least 1024")
+        _check(self.history_cache_orders >= 0, "history_cache_orders", self.history_cache_orders, "must be >= 0")
+        _check(self.shutdown_timeout_seconds >= 0, "shutdown_timeout_seconds", self.shutdown_timeout_seconds, "must be >= 0")
+        _check(
+            self.database_url.startswith(("sqlite://", "postgresql://", "postgres://")),
+            "database_url",
+            self.database_url,
+            "must start with sqlite:/// or postgresql://",
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
+        """Settings from GATEWAY_* variables; explicit overrides (the command line) win."""
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            raw = environ.get(ENV_PREFIX + field.name.upper())
+            if raw is not None and raw != "":
+                values[field.name] = _convert(field, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [ENV_PREFIX + f.name.upper() for f in dataclasses.fields(cls)]
+
+
+def _convert(field: dataclasses.Field[Any], raw: str) -> Any:
+    kind = field.type if isinstance(field.type, str) else field.type.__name__
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise SettingsError(f"{ENV_PREFIX}{field.name.upper()}={raw!r}: not a number") from None
+    return raw
+
+
+def _check(ok: bool, name: str, value: Any, why: str) -> None:
+    if not ok:
+        raise SettingsError(f"setting {name}={value!r}: {why}")

@@ -1,0 +1,113 @@
+"""The storage interface. The database URL's scheme picks the backend here, and only here."""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Protocol
+
+from gateway.orders import Order
+
+
+class StorageError(Exception):
+    """A write was refused for a reason the caller can report (a missing parent, a duplicate id)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Credential:
+    partner_id: str
+    fingerprint: str  # short, non-secret: what logs show instead of the API key
+    secret_hash: str
+    revoked: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class CustomerScope:
+    """A customer as one partner sees it. `version` moves on every change to the customer's orders."""
+
+    customer_id: str
+    coterm_date: str | None
+    version: int
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexRow:
+    """What the history filters need of one order, without its body."""
+
+    created: int
+    order_id: str
+    order_type: str
+    status: str
+    reseller_id: str
+    reference_order_id: str
+    external_reference_id: str
+    offer_ids: frozenset[str]
+    subscription_ids: frozenset[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Reseller:
+    reseller_id: str
+    partner_id: str
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Customer:
+    customer_id: str
+    reseller_id: str
+    company_name: str
+    coterm_date: str | None
+
+
+ImportRecord = Reseller | Customer | Order
+
+
+@dataclasses.dataclass
+class ImportCounts:
+    written: int = 0
+    unchanged: int = 0
+
+
+class Storage(Protocol):
+    async def ping(self) -> None: ...
+
+    async def signing_key(self, candidate: str) -> str:
+        """The stored signing key; `candidate` is stored first when there is none yet."""
+
+    async def create_partner(self, partner_id: str, name: str) -> None: ...
+
+    async def partner_exists(self, partner_id: str) -> bool: ...
+
+    async def create_credential(self, partner_id: str, key_hash: str, fingerprint: str, secret_hash: str) -> None: ...
+
+    async def get_credential(self, key_hash: str) -> Credential | None: ...
+
+    async def revoke_credential(self, key_hash: str) -> bool:
+        """True when a credential with that key existed (revoking twice is harmless)."""
+
+    async def customer_scope(self, customer_id: str, partner_id: str) -> CustomerScope | None: ...
+
+    async def order_index(self, customer_id: str, partner_id: str) -> list[IndexRow]: ...
+
+    async def order_bodies(self, order_ids: Sequence[str]) -> dict[str, bytes]: ...
+
+    async def order_body(self, customer_id: str, order_id: str, partner_id: str) -> bytes | None: ...
+
+    async def get_order(self, order_id: str) -> Order | None: ...
+
+    async def import_records(self, records: Iterable[tuple[int, ImportRecord]]) -> ImportCounts:
+        """Upsert all records in one transaction; StorageError names the line number of the first bad one."""
+
+    async def set_order_status(self, order_id: str, status: str) -> Order | None: ...
+
+
+@asynccontextmanager
+async def open_storage(url: str) -> AsyncIterator[Storage]:
+    if url.startswith("sqlite://"):
+        from gateway.storage.sqlite import SqliteStorage
+
+        async with SqliteStorage.open(url) as storage:
+            yield storage
+    else:
+        raise ValueError(f"unsupported database URL scheme: {url.split(':', 1)[0]}")

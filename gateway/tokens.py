@@ -1,0 +1,69 @@
+"""Access tokens: HS256 JWTs bound to the API key they were issued to.
+
+The algorithm is pinned on verification, so `alg: none` and algorithm switching are refused by PyJWT.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import secrets
+import time
+
+import jwt
+
+ALGORITHM = "HS256"
+REQUIRED_CLAIMS = ["exp", "iat", "iss", "sub", "client_id"]
+SIGNING_KEY_BYTES = 48
+
+
+class TokenError(Exception):
+    """The token is not one this gateway issued for this API key, or no longer valid."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenService:
+    signing_key: str
+    issuer: str
+    ttl_seconds: int
+    leeway_seconds: int
+
+    def issue(self, partner_id: str, api_key: str, now: float | None = None) -> str:
+        issued = int(time.time() if now is None else now)
+        claims = {
+            "iss": self.issuer,
+            "sub": partner_id,
+            "client_id": api_key,
+            "iat": issued,
+            "exp": issued + self.ttl_seconds,
+        }
+        return jwt.encode(claims, self.signing_key, algorithm=ALGORITHM)
+
+    def verify(self, token: str, api_key: str) -> str:
+        """The partner id the token was issued to, or TokenError."""
+        try:
+            claims = jwt.decode(
+                token,
+                self.signing_key,
+                algorithms=[ALGORITHM],
+                issuer=self.issuer,
+                leeway=self.leeway_seconds,
+                options={"require": REQUIRED_CLAIMS},
+            )
+        except jwt.PyJWTError as exc:
+            raise TokenError(str(exc)) from None
+        client_id = claims.get("client_id")
+        if not isinstance(client_id, str) or not hmac.compare_digest(_raw(client_id), _raw(api_key)):
+            raise TokenError("token was issued to another API key")
+        partner_id = claims.get("sub")
+        if not isinstance(partner_id, str):
+            raise TokenError("token has no partner")
+        return partner_id
+
+
+def new_signing_key() -> str:
+    return secrets.token_urlsafe(SIGNING_KEY_BYTES)
+
+
+def _raw(value: str) -> bytes:
+    # Header values may carry undecodable bytes as surrogates; compare them as they came.
+    return value.encode("utf-8", "surrogatepass")

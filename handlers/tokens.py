@@ -1,0 +1,108 @@
+"""OAuth 2.0 client-credentials token endpoints (RFC 6749 4.4), v3 in seconds and v2 in milliseconds."""
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from urllib.parse import unquote_plus
+
+from aiohttp import web
+from aiohttp_apispec import docs, form_schema, response_schema
+
+from gateway.credentials import secret_matches
+from gateway.keys import CREDENTIALS, SETTINGS, TOKENS
+from schemas.common import OAuthErrorSchema
+from schemas.tokens import TokenRequestSchema, TokenSchema
+
+routes = web.RouteTableDef()
+
+GRANT_TYPE = "client_credentials"
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+class OAuthError(Exception):
+    def __init__(self, status: int, error: str, description: str, headers: Mapping[str, str] | None = None):
+        super().__init__(description)
+        self.status, self.error, self.description = status, error, description
+        self.headers = dict(headers or {})
+
+    def response(self) -> web.Response:
+        return web.json_response(
+            {"error": self.error, "error_description": self.description},
+            status=self.status,
+            headers={**_NO_STORE, **self.headers},
+        )
+
+
+def _basic_credentials(request: web.Request) -> tuple[str, str] | None:
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, encoded = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        raise OAuthError(400, "invalid_request", "Authorization must use the Basic scheme")
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise OAuthError(400, "invalid_request", "malformed Basic credentials") from None
+    client_id, colon, secret = decoded.partition(":")
+    if not colon:
+        raise OAuthError(400, "invalid_request", "malformed Basic credentials")
+    # RFC 6749 2.3.1: both parts are form-urlencoded before being joined.
+    return unquote_plus(client_id), unquote_plus(secret)
+
+
+async def _issue(request: web.Request, expires_scale: int) -> web.Response:
+    try:
+        form = await request.post()
+        # Each parameter may come in the query string or the form body; the body wins.
+        params = {**request.query, **{k: v for k, v in form.items() if isinstance(v, str)}}
+        grant_type = params.get("grant_type")
+        if not grant_type:
+            raise OAuthError(400, "invalid_request", "grant_type is required")
+        if grant_type != GRANT_TYPE:
+            raise OAuthError(400, "unsupported_grant_type", f"only {GRANT_TYPE} is supported")
+        client_id, secret = params.get("client_id"), params.get("client_secret")
+        basic = _basic_credentials(request)
+        challenge = {"WWW-Authenticate": 'Basic realm="order-gateway"'} if basic else None
+        if basic is not None:
+            if client_id is not None and client_id != basic[0]:
+                raise OAuthError(400, "invalid_request", "client_id differs from the Basic credentials")
+            client_id, secret = basic
+        if not client_id or not secret:
+            raise OAuthError(401, "invalid_client", "client_id and client_secret are required", challenge)
+        credential = await request.app[CREDENTIALS].lookup(client_id)
+        if credential is None or not secret_matches(secret, credential.secret_hash):
+            raise OAuthError(401, "invalid_client", "unknown client or wrong secret", challenge)
+    except OAuthError as error:
+        return error.response()
+    settings = request.app[SETTINGS]
+    token = request.app[TOKENS].issue(credential.partner_id, client_id)
+    body = {"access_token": token, "token_type": "bearer", "expires_in": settings.token_ttl_seconds * expires_scale}
+    return web.json_response(body, headers=_NO_STORE)
+
+
+_TOKEN_DOCS = {
+    "tags": ["tokens"],
+    "consumes": ["application/x-www-form-urlencoded"],
+    "responses": {
+        400: {"schema": OAuthErrorSchema, "description": "invalid_request or unsupported_grant_type"},
+        401: {"schema": OAuthErrorSchema, "description": "invalid_client"},
+    },
+}
+
+
+@docs(summary="Issue an access token; expires_in in seconds", **_TOKEN_DOCS)
+@form_schema(TokenRequestSchema)
+@response_schema(TokenSchema, 200, description="An access token")
+@routes.post("/ims/token/v3")
+async def token_v3(request: web.Request) -> web.Response:
+    return await _issue(request, expires_scale=1)
+
+
+@docs(summary="Issue an access token; expires_in in milliseconds (the older protocol)", **_TOKEN_DOCS)
+@form_schema(TokenRequestSchema)
+@response_schema(TokenSchema, 200, description="An access token")
+@routes.post("/ims/token/v2")
+async def token_v2(request: web.Request) -> web.Response:
+    return await _issue(request, expires_scale=1000)

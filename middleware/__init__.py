@@ -1,0 +1,1 @@
+"""aiohttp middleware, one concern per module, ordered in gateway.app.create_app."""

@@ -1,0 +1,24 @@
+"""Every /v3 request names itself with an X-Correlation-Id (the idempotency key of POST and PATCH)."""
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from gateway.errors import ApiError
+from middleware.auth import is_partner_path
+from middleware.request_log import header_safe
+
+MAX_CORRELATION_ID = 255
+
+
+@web.middleware
+async def correlation_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if is_partner_path(request.path):
+        value = request.headers.get("X-Correlation-Id")
+        if not value or len(value) > MAX_CORRELATION_ID or not header_safe(value):
+            raise ApiError(
+                "4119",
+                f"X-Correlation-Id is required: 1 to {MAX_CORRELATION_ID} characters, no control characters",
+                fields=["X-Correlation-Id"],
+            )
+    return await handler(request)

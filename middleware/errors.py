@@ -1,0 +1,53 @@
+"""Every failure leaves as the API's one error shape; a crash leaves as 1124 with nothing of its internals."""
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from gateway.errors import ERROR_CODES, INTERNAL_ERROR, ApiError
+from gateway.keys import ERROR, ERROR_CODE
+
+# aiohttp's own refusals that have a code of their own in the API.
+_HTTP_CODES = {404: "404", 405: "405", 413: "413"}
+
+
+def error_response(error: ApiError) -> web.Response:
+    response = web.Response(
+        body=orjson.dumps(error.body()), status=error.status, content_type="application/json"
+    )
+    response.headers.update(error.headers)
+    return response
+
+
+def _from_http(exc: web.HTTPException) -> ApiError:
+    code = _HTTP_CODES.get(exc.status)
+    if code is None:  # any other refusal by aiohttp itself: keep its status, say what it said
+        error = ApiError("1117", exc.reason)
+        error.code, error.status = str(exc.status), exc.status
+        return error
+    headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+    return ApiError(code, ERROR_CODES[code][1], headers=headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as error:
+        request[ERROR_CODE] = error.code
+        return error_response(error)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        error = _from_http(exc)
+        request[ERROR_CODE] = error.code
+        return error_response(error)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        request[ERROR] = exc
+        request[ERROR_CODE] = INTERNAL_ERROR
+        return error_response(ApiError(INTERNAL_ERROR))

@@ -1,0 +1,89 @@
+"""Records of an import file (JSON Lines): resellers, customers and orders."""
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from schemas.enums import STATUSES, STORED_ORDER_TYPES
+
+MAX_CUSTOMER_ID = 40
+_CREATION = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z")
+
+_id = validate.Length(min=1, max=255)
+
+
+def _creation_date(value: str) -> None:
+    """Zulu time, whole or fractional seconds (the fraction is dropped: the API has whole seconds)."""
+    try:
+        if not _CREATION.fullmatch(value):
+            raise ValueError
+        datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        raise ValidationError("Use YYYY-MM-DDTHH:MM:SSZ (UTC).") from None
+
+
+class _Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class ResellerRecordSchema(_Strict):
+    type = fields.String(required=True)
+    resellerId = fields.String(required=True, validate=_id)
+    partnerId = fields.String(required=True, validate=_id)
+    name = fields.String(load_default="")
+
+
+class CustomerRecordSchema(_Strict):
+    type = fields.String(required=True)
+    customerId = fields.String(required=True, validate=validate.Length(min=1, max=MAX_CUSTOMER_ID))
+    resellerId = fields.String(required=True, validate=_id)
+    companyName = fields.String(load_default="")
+    cotermDate = fields.Date(format="%Y-%m-%d", load_default=None, allow_none=True)
+
+
+class _Links(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+
+class PromotionRecordSchema(_Strict):
+    code = fields.String(required=True)
+    result = fields.String(required=True)
+
+
+class LineItemRecordSchema(_Strict):
+    extLineItemNumber = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=999999))
+    offerId = fields.String(required=True, validate=validate.Length(min=1))
+    quantity = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
+    subscriptionId = fields.String(load_default="")
+    status = fields.String(load_default=None, validate=validate.OneOf(STATUSES))
+    currencyCode = fields.String(load_default=None)
+    deploymentId = fields.String(load_default=None)
+    promotions = fields.List(fields.Nested(PromotionRecordSchema), load_default=None)
+    links = fields.Nested(_Links, load_default=None)
+
+
+class OrderRecordSchema(_Strict):
+    type = fields.String(required=True)
+    orderId = fields.String(required=True, validate=_id)
+    customerId = fields.String(required=True, validate=validate.Length(min=1, max=MAX_CUSTOMER_ID))
+    resellerId = fields.String(load_default="")
+    orderType = fields.String(required=True, validate=validate.OneOf(STORED_ORDER_TYPES))
+    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
+    creationDate = fields.String(required=True, validate=_creation_date)
+    externalReferenceId = fields.String(load_default="")
+    referenceOrderId = fields.String(load_default="")
+    currencyCode = fields.String(load_default="")
+    source = fields.String(load_default="API")
+    lineItems = fields.List(fields.Nested(LineItemRecordSchema), required=True, validate=validate.Length(min=1))
+    links = fields.Nested(_Links, load_default=None)
+
+    @validates_schema
+    def _unique_lines(self, data: dict[str, Any], **kwargs: Any) -> None:
+        numbers = [line["extLineItemNumber"] for line in data["lineItems"]]
+        if len(numbers) != len(set(numbers)):
+            raise ValidationError("extLineItemNumber values must be unique in an order", "lineItems")
