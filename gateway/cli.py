@@ -5,6 +5,7 @@ import argparse
 import asyncio
 import os
 import shlex
+import shutil
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -121,7 +122,7 @@ async def _import(storage: Storage, args: argparse.Namespace) -> int:
         return EXIT_FAILED
     with handle, tqdm(
         total=os.fstat(handle.fileno()).st_size, unit="B", unit_scale=True, desc="import",
-        disable=not sys.stderr.isatty(),
+        disable=not sys.stderr.isatty(), ncols=shutil.get_terminal_size().columns,  # 80 where the tty has no size
     ) as bar:
         counts = await import_file(storage, handle, bar.update)
     _print_json({"written": counts.written, "unchanged": counts.unchanged})

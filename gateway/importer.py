@@ -44,7 +44,7 @@ def parse_record(line_no: int, raw: bytes) -> ImportRecord:
         raise ImportLineError(line_no, "not a JSON object")
     kind = data.get("type")
     schema = _SCHEMAS.get(kind) if isinstance(kind, str) else None
-    if schema is None:
+    if schema is None or not isinstance(kind, str):
         raise ImportLineError(line_no, f"type must be one of {', '.join(_SCHEMAS)}, not {kind!r}")
     try:
         record = schema.load(data)

@@ -7,6 +7,7 @@ from typing import Any
 
 ENV_PREFIX = "GATEWAY_"
 DEFAULT_DATABASE_URL = "sqlite:///var/gateway.db"
+MIN_SIGNING_KEY_CHARS = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
 MIN_TOKEN_TTL_SECONDS = 3600  # clients renew a few minutes before expiry: never hand out shorter tokens
 LOG_FORMATS = ("json", "console")
 
@@ -44,6 +45,12 @@ class Settings:
             "token_ttl_seconds",
             self.token_ttl_seconds,
             f"must be at least {MIN_TOKEN_TTL_SECONDS}",
+        )
+        _check(
+            not self.jwt_secret or len(self.jwt_secret) >= MIN_SIGNING_KEY_CHARS,
+            "jwt_secret",
+            "(hidden)",
+            f"must be at least {MIN_SIGNING_KEY_CHARS} characters",
         )
         _check(0 <= self.token_leeway_seconds <= 60, "token_leeway_seconds", self.token_leeway_seconds, "must be 0..60")
         _check(self.credential_cache_seconds >= 0, "credential_cache_seconds", self.credential_cache_seconds, "must be >= 0")

@@ -42,9 +42,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        error = _from_http(exc)
-        request[ERROR_CODE] = error.code
-        return error_response(error)
+        refusal = _from_http(exc)
+        request[ERROR_CODE] = refusal.code
+        return error_response(refusal)
     except asyncio.CancelledError:
         raise
     except Exception as exc:

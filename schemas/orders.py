@@ -75,13 +75,13 @@ class Instant(fields.Field):
             raise self.make_error("invalid")
         try:
             if _DATE.fullmatch(value):
-                day = date.fromisoformat(value)
-                moment = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+                midnight = date.fromisoformat(value)
+                moment = datetime(midnight.year, midnight.month, midnight.day, tzinfo=timezone.utc)
                 return Decimal(int(moment.timestamp()))
             match = _ZULU.fullmatch(value)
             if match:
-                parts = [int(p) for p in match.groups()[:6]]
-                moment = datetime(*parts, tzinfo=timezone.utc)  # type: ignore[misc]
+                year, month, day, hour, minute, second = (int(p) for p in match.groups()[:6])
+                moment = datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
                 return Decimal(int(moment.timestamp())) + Decimal("0" + (match.group(7) or ""))
         except ValueError:
             pass

@@ -318,7 +318,8 @@ class SqliteStorage:
         original = await _load_order(db, original_id)
         if original is None:
             return
-        returned = dict(list(await db.execute_fetchall(self.RETURNED_QUANTITIES, (original_id, STATUS_COMPLETE))))
+        rows = await db.execute_fetchall(self.RETURNED_QUANTITIES, (original_id, STATUS_COMPLETE))
+        returned: dict[int, int] = {number: quantity for number, quantity in rows}
         lines = tuple(
             _replace_line(line, status=STATUS_CANCELLED)
             if returned.get(line.ext_line_item_number, 0) >= line.quantity

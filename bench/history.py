@@ -1,0 +1,438 @@
+"""Order-history benchmark: the gateway against two straightforward references, in one interleaved run.
+
+    .venv/bin/python bench/history.py            # 1,000,000-order database (built once, then cached)
+    .venv/bin/python bench/history.py --quick    # 100,000 orders, shorter rounds: a sanity run
+
+What it does:
+
+1. Builds (or reuses, from bench/data/) a database of 1,000,000 orders over some 4,000 customers, one of
+   which (the "hot" customer, no cotermDate) has 10,000 orders within the last 300 days, and a second
+   database holding only that customer's 10,000 orders (bench/_data.py).
+2. Starts, each as its own process on 127.0.0.1: the gateway on the big database (`order-gateway serve`,
+   every middleware on, its JSON request log written to bench/data/logs/), the gateway on the small
+   database, and the two references of bench/_refs.py on the big database (bare aiohttp; FastAPI on
+   uvicorn, one worker), which serve the same page with no auth, validation or logging.
+3. Checks that every server returns the same totalCount and the same orders for each scenario.
+4. Warms every server up, then runs rounds with a fixed number of concurrent keep-alive connections
+   (aiohttp client), each round bounded in requests and in seconds, interleaved server by server and
+   repeated (the server order rotates every repetition): page 1 (offset 0, limit 25) on all four servers,
+   the deep page (offset 9900, limit 25) on the three big-database servers.
+5. Prints req/s (median over rounds), p50/p99 latency (over all requests of all rounds) and the server
+   process's CPU time per request, then the ratios against the targets. Every server is stopped at the end,
+   on error too.
+
+"Service time" in the ratios is 1/throughput at the fixed concurrency (the closed loop keeps the server
+busy, so that is its time per request); p50 latency ratios are shown beside them for information.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import os
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+import _data  # noqa: E402
+
+LOG_DIR = _data.DATA_DIR / "logs"
+LIMIT = 25
+DEEP_OFFSET = 9900
+READY_SECONDS = 60.0
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+TARGET_VS_AIOHTTP = 1.0
+TARGET_VS_FASTAPI = 1.3
+TARGET_DEEP_VS_PAGE1 = 2.0
+TARGET_BIG_VS_SMALL = 1.2
+
+
+@dataclass(frozen=True)
+class Profile:
+    orders: int
+    reps: int
+    seconds: float
+    max_requests: int
+    warmup_seconds: float
+    concurrency: int
+
+
+FULL = Profile(orders=1_000_000, reps=5, seconds=3.0, max_requests=20_000, warmup_seconds=2.0, concurrency=8)
+QUICK = Profile(orders=100_000, reps=2, seconds=1.0, max_requests=5_000, warmup_seconds=0.5, concurrency=8)
+
+
+# -- servers -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    name: str
+    label: str
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+    gateway: bool
+    headers: Callable[[], dict[str, str]] = field(default=lambda: {})
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process, all threads (aiosqlite's included)."""
+        with open(f"/proc/{self.process.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log}")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Servers:
+    """Every process started here is stopped by stop_all(), whatever happened."""
+
+    def __init__(self) -> None:
+        self.started: list[Server] = []
+
+    def start(self, name: str, label: str, argv: list[str], gateway: bool, port: int) -> Server:
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        log = LOG_DIR / f"{name}.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        with open(log, "wb") as out:
+            process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, cwd=BENCH.parent,
+                start_new_session=True,
+            )
+        server = Server(name, label, process, port, log, gateway)
+        self.started.append(server)
+        return server
+
+    def stop_all(self) -> None:
+        for server in self.started:
+            if server.process.poll() is None:
+                server.process.terminate()
+        for server in self.started:
+            try:
+                server.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.process.kill()
+                server.process.wait(timeout=10)
+        self.started.clear()
+
+
+async def wait_ready(session: aiohttp.ClientSession, server: Server, path: str) -> None:
+    deadline = time.monotonic() + READY_SECONDS
+    while time.monotonic() < deadline:
+        server.check_alive()
+        with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+            async with session.get(server.base + path, timeout=aiohttp.ClientTimeout(total=2)) as response:
+                if response.status == 200:
+                    return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"{server.name} not ready after {READY_SECONDS:.0f} s; see {server.log}")
+
+
+async def gateway_headers(session: aiohttp.ClientSession, server: Server, info: dict[str, Any]) -> None:
+    """A token from the gateway's own token endpoint, then headers with a fresh correlation id each time."""
+    form = {"grant_type": "client_credentials", "client_id": info["apiKey"], "client_secret": info["clientSecret"]}
+    async with session.post(server.base + "/ims/token/v3", data=form) as response:
+        if response.status != 200:
+            raise RuntimeError(f"{server.name}: token request answered {response.status}: {await response.text()}")
+        token = (await response.json())["access_token"]
+    counter = itertools.count(1)
+    api_key, authorization = info["apiKey"], f"Bearer {token}"
+
+    def headers() -> dict[str, str]:
+        return {"X-Api-Key": api_key, "Authorization": authorization, "X-Correlation-Id": f"bench-{next(counter)}"}
+
+    server.headers = headers
+
+
+# -- load --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Round:
+    requests: int
+    seconds: float
+    latencies: list[float]
+    server_cpu: float
+    client_cpu: float
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+
+def _client_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def run_round(
+    session: aiohttp.ClientSession, server: Server, url: str, seconds: float, max_requests: int, concurrency: int
+) -> Round:
+    server.check_alive()
+    latencies: list[float] = []
+    failures: list[str] = []
+    issued = 0
+    cpu0, client0 = server.cpu_seconds(), _client_cpu()
+    started = time.perf_counter()
+    deadline = started + seconds
+
+    async def worker() -> None:
+        nonlocal issued
+        while issued < max_requests and time.perf_counter() < deadline and not failures:
+            issued += 1
+            sent = time.perf_counter()
+            async with session.get(url, headers=server.headers()) as response:
+                body = await response.read()
+                if response.status != 200:
+                    failures.append(f"{response.status} {body[:300]!r}")
+            latencies.append(time.perf_counter() - sent)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    if failures:
+        raise RuntimeError(f"{server.name}: {len(failures)} non-200 answer(s), first: {failures[0]}")
+    return Round(len(latencies), elapsed, latencies, server.cpu_seconds() - cpu0, (_client_cpu() - client0) / elapsed)
+
+
+# -- checks ------------------------------------------------------------------------------------------------
+
+
+async def fetch_page(session: aiohttp.ClientSession, server: Server, url: str) -> dict[str, Any]:
+    async with session.get(url, headers=server.headers()) as response:
+        body = await response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{server.name}: {url} answered {response.status}: {body[:300]!r}")
+    return orjson.loads(body)
+
+
+async def check_same_page(session: aiohttp.ClientSession, servers: list[Server], path: str, expect: int) -> None:
+    pages = {server.name: await fetch_page(session, server, server.base + path) for server in servers}
+    first, reference = next(iter(pages.items()))
+    ids = [item["orderId"] for item in reference["items"]]
+    if reference["totalCount"] != expect or len(ids) != LIMIT:
+        raise RuntimeError(f"{first}: totalCount {reference['totalCount']}, {len(ids)} items for {path}")
+    for name, page in pages.items():
+        if page["totalCount"] != reference["totalCount"] or [i["orderId"] for i in page["items"]] != ids:
+            raise RuntimeError(f"{name} and {first} disagree on {path}")
+        if page["items"] != reference["items"]:
+            raise RuntimeError(f"{name} and {first} return different order resources on {path}")
+    print(f"check: {path}: {len(pages)} servers agree (totalCount {expect}, orders {ids[0]}..{ids[-1]})")
+
+
+# -- report ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Stats:
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    cpu_ms: float
+    requests: int
+    client_cpu: float
+
+
+def summarize(rounds: list[Round]) -> Stats:
+    latencies = sorted(x for r in rounds for x in r.latencies)
+    total = len(latencies)
+    return Stats(
+        rate=statistics.median(r.rate for r in rounds),
+        p50_ms=latencies[total // 2] * 1000,
+        p99_ms=latencies[min(total - 1, int(total * 0.99))] * 1000,
+        cpu_ms=sum(r.server_cpu for r in rounds) / total * 1000,
+        requests=total,
+        client_cpu=max(r.client_cpu for r in rounds),
+    )
+
+
+def verdict(value: float, target: float, at_least: bool) -> str:
+    ok = value >= target if at_least else value <= target
+    return "PASS" if ok else "FAIL"
+
+
+# -- main --------------------------------------------------------------------------------------------------
+
+
+SCENARIOS = {
+    "page 1": f"/v3/customers/{_data.HOT_CUSTOMER}/orders?offset=0&limit={LIMIT}",
+    "deep page": f"/v3/customers/{_data.HOT_CUSTOMER}/orders?offset={DEEP_OFFSET}&limit={LIMIT}",
+}
+
+
+async def bench(profile: Profile, big: dict[str, Any], small: dict[str, Any], servers: Servers) -> bool:
+    big_db, _ = _data.paths(big["orders"])
+    small_db, _ = _data.paths(small["orders"])
+    gateway_bin = str(Path(sys.executable).with_name("order-gateway"))
+    if not Path(gateway_bin).exists():
+        raise RuntimeError(f"{gateway_bin} not found: run with the project's venv (.venv/bin/python)")
+
+    def gateway(name: str, label: str, db: Path) -> Server:
+        port = _free_port()
+        argv = [gateway_bin, "--database", f"sqlite:///{db}", "serve", "--port", str(port)]
+        return servers.start(name, label, argv, gateway=True, port=port)
+
+    def ref(kind: str, label: str) -> Server:
+        port = _free_port()
+        argv = [sys.executable, str(BENCH / "_refs.py"), kind, str(big_db), str(port)]
+        return servers.start(f"ref-{kind}", label, argv, gateway=False, port=port)
+
+    big_label, small_label = f"{big['orders'] // 1000}k", f"{small['orders'] // 1000}k"
+    gw = gateway("gateway-big", f"gateway ({big_label} DB)", big_db)
+    aio = ref("aiohttp", f"aiohttp ref ({big_label} DB)")
+    fast = ref("fastapi", f"FastAPI ref ({big_label} DB)")
+    gw_small = gateway("gateway-small", f"gateway ({small_label} DB)", small_db)
+    print(f"servers: gateway pid {gw.process.pid}, aiohttp ref pid {aio.process.pid}, "
+          f"FastAPI ref pid {fast.process.pid}, gateway ({small_label} DB) pid {gw_small.process.pid}; "
+          f"logs in {LOG_DIR}")
+
+    plan = {"page 1": [gw, aio, fast, gw_small], "deep page": [gw, aio, fast]}
+    results: dict[tuple[str, str], list[Round]] = {}
+    connector_args = {"limit": profile.concurrency, "keepalive_timeout": 120}
+    sessions: dict[str, aiohttp.ClientSession] = {}
+    try:
+        async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as control:
+            for server in (gw, aio, fast, gw_small):
+                await wait_ready(control, server, "/readyz" if server.gateway else "/healthz")
+            await gateway_headers(control, gw, big)
+            await gateway_headers(control, gw_small, small)
+        for server in (gw, aio, fast, gw_small):
+            sessions[server.name] = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(**connector_args), timeout=REQUEST_TIMEOUT
+            )
+        for scenario, path in SCENARIOS.items():
+            await check_same_page(sessions[gw.name], plan[scenario], path, _data.HOT_ORDERS)
+        for scenario, path in SCENARIOS.items():
+            for server in plan[scenario]:
+                await run_round(sessions[server.name], server, server.base + path, profile.warmup_seconds,
+                                profile.max_requests, profile.concurrency)
+        print(f"warm-up done; {profile.reps} repetitions of {sum(map(len, plan.values()))} rounds "
+              f"(each at most {profile.seconds:g} s or {profile.max_requests:,} requests, "
+              f"{profile.concurrency} connections)")
+        for rep in range(profile.reps):
+            for scenario, path in SCENARIOS.items():
+                order = plan[scenario][rep % len(plan[scenario]):] + plan[scenario][: rep % len(plan[scenario])]
+                for server in order:
+                    done = await run_round(sessions[server.name], server, server.base + path, profile.seconds,
+                                           profile.max_requests, profile.concurrency)
+                    results.setdefault((scenario, server.name), []).append(done)
+            line = ", ".join(
+                f"{s.name}/{sc}: {results[(sc, s.name)][-1].rate:.0f}" for sc in SCENARIOS for s in plan[sc]
+            )
+            print(f"rep {rep + 1}/{profile.reps} req/s: {line}", flush=True)
+    finally:
+        for session in sessions.values():
+            await session.close()
+
+    stats = {key: summarize(rounds) for key, rounds in results.items()}
+    print()
+    print(f"{'scenario':<10} {'server':<24} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>11} {'requests':>9}")
+    for scenario in SCENARIOS:
+        for server in plan[scenario]:
+            s = stats[(scenario, server.name)]
+            print(f"{scenario:<10} {server.label:<24} {s.rate:>8.0f} {s.p50_ms:>8.2f} {s.p99_ms:>8.2f} "
+                  f"{s.cpu_ms:>11.3f} {s.requests:>9}")
+    busiest = max(s.client_cpu for s in stats.values())
+    print(f"(req/s: median over {profile.reps} rounds; p50/p99: over all their requests; CPU ms/req: the server "
+          f"process, all threads; load client peak CPU {busiest:.0%} of one core)")
+
+    def st(scenario: str, server: Server) -> Stats:
+        return stats[(scenario, server.name)]
+
+    checks: list[tuple[str, float, str, bool]] = []  # label, value, target text, pass?
+    for scenario in SCENARIOS:
+        for other, target in ((aio, TARGET_VS_AIOHTTP), (fast, TARGET_VS_FASTAPI)):
+            value = st(scenario, gw).rate / st(scenario, other).rate
+            name = "aiohttp ref" if other is aio else "FastAPI ref"
+            if scenario == "page 1":
+                checks.append((f"{scenario}: gateway / {name} req/s", value, f">= {target}x",
+                               verdict(value, target, True) == "PASS"))
+            else:
+                checks.append((f"{scenario}: gateway / {name} req/s", value, "(info)", True))
+    deep = st("page 1", gw).rate / st("deep page", gw).rate
+    checks.append(("gateway deep / page 1 service time (1/req/s)", deep, f"<= {TARGET_DEEP_VS_PAGE1}x",
+                   deep <= TARGET_DEEP_VS_PAGE1))
+    checks.append(("gateway deep / page 1 p50 latency", st("deep page", gw).p50_ms / st("page 1", gw).p50_ms,
+                   "(info)", True))
+    size = st("page 1", gw_small).rate / st("page 1", gw).rate
+    checks.append((f"gateway page 1 {big_label} / {small_label} DB service time (1/req/s)", size,
+                   f"<= {TARGET_BIG_VS_SMALL}x", size <= TARGET_BIG_VS_SMALL))
+    checks.append((f"gateway page 1 {big_label} / {small_label} DB p50 latency",
+                   st("page 1", gw).p50_ms / st("page 1", gw_small).p50_ms, "(info)", True))
+    print()
+    for label, value, target, ok in checks:
+        mark = "" if target == "(info)" else ("PASS" if ok else "FAIL")
+        print(f"{label:<58} {value:>6.2f}x  {target:<9} {mark}")
+    if busiest > 0.9:
+        print("warning: the load client used over 90% of a core: rates may be client-bound")
+    return all(ok for _, _, _, ok in checks)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="100,000 orders, 2 repetitions of 1 s rounds")
+    parser.add_argument("--orders", type=int, help="orders in the big database (default 1,000,000)")
+    parser.add_argument("--reps", type=int, help="repetitions of the interleaved rounds")
+    parser.add_argument("--seconds", type=float, help="time bound of one round")
+    parser.add_argument("--max-requests", type=int, help="request bound of one round")
+    parser.add_argument("--concurrency", type=int, help="connections (requests in flight) per round")
+    args = parser.parse_args(argv)
+    base = QUICK if args.quick else FULL
+    profile = Profile(
+        orders=args.orders or base.orders,
+        reps=args.reps or base.reps,
+        seconds=args.seconds or base.seconds,
+        max_requests=args.max_requests or base.max_requests,
+        warmup_seconds=base.warmup_seconds,
+        concurrency=args.concurrency or base.concurrency,
+    )
+    if profile.orders < _data.HOT_ORDERS or profile.seconds <= 0 or profile.reps < 1 or profile.concurrency < 1:
+        parser.error("need --orders >= 10000, --seconds > 0, --reps >= 1, --concurrency >= 1")
+    print(f"Python {sys.version.split()[0]}, aiohttp {aiohttp.__version__}, {os.cpu_count()} CPUs; {profile}")
+    started = time.perf_counter()
+    small = _data.ensure(_data.HOT_ORDERS)
+    big = _data.ensure(profile.orders)
+    if big["anchor"] != small["anchor"]:
+        raise SystemExit("cached databases were built with different anchors: delete bench/data/ and rerun")
+    print(f"databases ready in {time.perf_counter() - started:.1f} s")
+
+    servers = Servers()
+    # SIGTERM/SIGHUP end the run the way Ctrl-C does, so the finally below stops every server.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.default_int_handler)
+    try:
+        ok = asyncio.run(bench(profile, big, small, servers))
+    finally:
+        servers.stop_all()
+    print(f"total {time.perf_counter() - started:.0f} s")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

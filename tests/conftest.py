@@ -1,0 +1,183 @@
+"""Shared fixtures: a fresh SQLite database per test, partners with credentials, data loaded through the
+importer, and an HTTP client on the real application (every middleware on)."""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gateway.app import create_app
+from gateway.credentials import IssuedCredential
+from gateway.importer import import_file
+from gateway.partners import create_partner
+from gateway.settings import Settings
+from gateway.storage import open_storage
+
+TEST_SIGNING_KEY = "test-signing-key-" + "0123456789abcdef" * 4
+_correlation = itertools.count(1)
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/gateway.db"
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    return Settings(database_url=db_url, jwt_secret=TEST_SIGNING_KEY, credential_cache_seconds=0)
+
+
+@pytest.fixture
+def make_partner(db_url: str) -> Callable[..., Awaitable[IssuedCredential]]:
+    async def make(partner_id: str, name: str = "Partner") -> IssuedCredential:
+        async with open_storage(db_url) as storage:
+            return await create_partner(storage, name, partner_id)
+
+    return make
+
+
+@pytest.fixture
+def load(db_url: str) -> Callable[[Iterable[dict[str, Any]]], Awaitable[None]]:
+    """Loads records (dicts of the import format) through the importer."""
+
+    async def run(records: Iterable[dict[str, Any]]) -> None:
+        data = b"".join(orjson.dumps(record) + b"\n" for record in records)
+        async with open_storage(db_url) as storage:
+            await import_file(storage, BytesIO(data))
+
+    return run
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, settings: Settings) -> TestClient:
+    return await aiohttp_client(create_app(settings))
+
+
+async def bearer(client: TestClient, credential: IssuedCredential) -> str:
+    response = await client.post(
+        "/ims/token/v3",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": credential.api_key,
+            "client_secret": credential.client_secret,
+        },
+    )
+    assert response.status == 200, await response.text()
+    return str((await response.json())["access_token"])
+
+
+async def partner_headers(client: TestClient, credential: IssuedCredential) -> dict[str, str]:
+    """Headers of a well-formed partner request (a fresh correlation id each call)."""
+    return {
+        "X-Api-Key": credential.api_key,
+        "Authorization": f"Bearer {await bearer(client, credential)}",
+        "X-Correlation-Id": f"corr-{next(_correlation)}",
+    }
+
+
+def order_record(
+    order_id: str,
+    customer_id: str,
+    created: str,
+    *,
+    status: str = "1000",
+    order_type: str = "NEW",
+    offers: Iterable[str] = ("OFFER-A",),
+    subscriptions: Iterable[str] | None = None,
+    reseller_id: str | None = None,
+    external_reference_id: str = "",
+    reference_order_id: str = "",
+) -> dict[str, Any]:
+    subs = list(subscriptions) if subscriptions is not None else None
+    lines = []
+    for number, offer in enumerate(offers, start=1):
+        line: dict[str, Any] = {"extLineItemNumber": number, "offerId": offer, "quantity": number, "currencyCode": "USD"}
+        if subs is not None and number <= len(subs):
+            line["subscriptionId"] = subs[number - 1]
+        lines.append(line)
+    record: dict[str, Any] = {
+        "type": "order",
+        "orderId": order_id,
+        "customerId": customer_id,
+        "orderType": order_type,
+        "status": status,
+        "creationDate": created,
+        "currencyCode": "USD",
+        "externalReferenceId": external_reference_id,
+        "referenceOrderId": reference_order_id,
+        "lineItems": lines,
+    }
+    if reseller_id is not None:
+        record["resellerId"] = reseller_id
+    return record
+
+
+def reseller_record(reseller_id: str, partner_id: str) -> dict[str, Any]:
+    return {"type": "reseller", "resellerId": reseller_id, "partnerId": partner_id, "name": reseller_id}
+
+
+def customer_record(customer_id: str, reseller_id: str, coterm: str | None = None) -> dict[str, Any]:
+    return {
+        "type": "customer",
+        "customerId": customer_id,
+        "resellerId": reseller_id,
+        "companyName": customer_id,
+        "cotermDate": coterm,
+    }
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(db_url: str, *args: str, check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Runs `order-gateway --database URL ARGS...` as a separate process."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "--database", db_url, *args],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, **kwargs,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def server_process(db_url: str, *args: str, log_path: Path | None = None) -> Iterator[str]:
+    """A gateway serving on a free loopback port; yields its base URL; stopped with SIGTERM."""
+    port = free_port()
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), "--database", db_url, "serve", "--port", str(port), *args],
+        stdout=subprocess.DEVNULL, stderr=log, cwd=ROOT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+            assert proc.poll() is None, "server exited early"
+            time.sleep(0.05)
+        else:
+            raise AssertionError("server did not start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        if log_path:
+            log.close()  # type: ignore[union-attr]

@@ -1,0 +1,163 @@
+"""SPEC 10: the operator command line, run as a separate process."""
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+
+import orjson
+import pytest
+from conftest import ROOT, cli, customer_record, order_record, partner_headers, reseller_record
+
+from gateway.settings import Settings
+
+
+def write_jsonl(path, records) -> str:
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    return str(path)
+
+
+def dataset():
+    return [
+        reseller_record("R1", "P1"),
+        customer_record("C1", "R1", "2030-01-15"),
+        order_record("2000000001", "C1", "2029-06-01T10:00:00Z", status="1002", offers=["OF-1", "OF-2"]),
+        order_record("2000000002", "C1", "2029-07-01T10:00:00Z"),
+    ]
+
+
+def test_partners_create_prints_one_json_object(db_url):
+    result = cli(db_url, "partners", "create", "--name", "Northwind", "--partner-id", "P1")
+    created = json.loads(result.stdout)
+    assert set(created) == {"partnerId", "apiKey", "clientSecret"}
+    assert created["partnerId"] == "P1"
+    assert len(created["apiKey"]) >= 32 and len(created["clientSecret"]) >= 32
+    generated = json.loads(cli(db_url, "partners", "create", "--name", "Other").stdout)
+    assert generated["partnerId"] and generated["partnerId"] != "P1"
+    duplicate = cli(db_url, "partners", "create", "--name", "Again", "--partner-id", "P1", check=False)
+    assert duplicate.returncode != 0
+    assert "already exists" in duplicate.stderr
+
+
+def test_credentials_create_and_revoke(db_url):
+    cli(db_url, "partners", "create", "--name", "Northwind", "--partner-id", "P1")
+    second = json.loads(cli(db_url, "credentials", "create", "P1").stdout)
+    assert set(second) == {"partnerId", "apiKey", "clientSecret"} and second["partnerId"] == "P1"
+    assert cli(db_url, "credentials", "create", "nobody", check=False).returncode != 0
+    assert cli(db_url, "credentials", "revoke", second["apiKey"]).returncode == 0
+    assert cli(db_url, "credentials", "revoke", "unknown-key", check=False).returncode != 0
+
+
+def test_secrets_are_stored_only_as_hashes(db_url, tmp_path):
+    created = json.loads(cli(db_url, "partners", "create", "--name", "N", "--partner-id", "P1").stdout)
+    for name in os.listdir(tmp_path):
+        data = (tmp_path / name).read_bytes()
+        assert created["apiKey"].encode() not in data
+        assert created["clientSecret"].encode() not in data
+
+
+def test_import_is_all_or_nothing_with_the_line_number(db_url, tmp_path):
+    cli(db_url, "partners", "create", "--name", "N", "--partner-id", "P1")
+    records = dataset()
+    bad = dict(records[3], quantity=1)  # an unknown field on line 4
+    path = write_jsonl(tmp_path / "bad.jsonl", [*records[:3], bad])
+    result = cli(db_url, "import", path, check=False)
+    assert result.returncode != 0
+    assert "line 4" in result.stderr
+    # Nothing of lines 1-3 was written: the full file now writes all four records.
+    good = write_jsonl(tmp_path / "good.jsonl", records)
+    assert json.loads(cli(db_url, "import", good).stdout) == {"written": 4, "unchanged": 0}
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b"not json", "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"type": "planet"}', "type must be"),
+        (orjson.dumps(customer_record("C9", "NO-SUCH-RESELLER")), "unknown resellerId"),
+        (orjson.dumps(order_record("2000000009", "NO-SUCH-CUSTOMER", "2029-01-01T00:00:00Z")), "unknown customerId"),
+        (orjson.dumps(order_record("2000000009", "C1", "2029-01-01T00:00:00+00:00")), "creationDate"),
+        (orjson.dumps(order_record("2000000009", "C1", "2029-01-01T00:00:00Z", status="9999")), "status"),
+    ],
+)
+def test_import_names_the_bad_line_and_reason(db_url, tmp_path, line, reason):
+    cli(db_url, "partners", "create", "--name", "N", "--partner-id", "P1")
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in dataset()) + b"\n" + line + b"\n")
+    result = cli(db_url, "import", str(path), check=False)
+    assert result.returncode != 0
+    assert "line 6" in result.stderr and reason in result.stderr
+
+
+def test_reimport_changes_nothing_and_changed_records_replace(db_url, tmp_path):
+    cli(db_url, "partners", "create", "--name", "N", "--partner-id", "P1")
+    records = dataset()
+    path = write_jsonl(tmp_path / "data.jsonl", records)
+    assert json.loads(cli(db_url, "import", path).stdout) == {"written": 4, "unchanged": 0}
+    assert json.loads(cli(db_url, "import", path).stdout) == {"written": 0, "unchanged": 4}
+    records[3] = dict(records[3], status="1004")
+    path = write_jsonl(tmp_path / "data.jsonl", records)
+    assert json.loads(cli(db_url, "import", path).stdout) == {"written": 1, "unchanged": 3}
+
+
+async def test_imported_and_updated_orders_are_served(db_url, tmp_path, aiohttp_client):
+    from gateway.app import create_app
+
+    partner = json.loads(cli(db_url, "partners", "create", "--name", "N", "--partner-id", "P1").stdout)
+    records = dataset()
+    cli(db_url, "import", write_jsonl(tmp_path / "data.jsonl", records))
+    client = await aiohttp_client(create_app(Settings(database_url=db_url, credential_cache_seconds=0)))
+    credential = type("C", (), {"api_key": partner["apiKey"], "client_secret": partner["clientSecret"]})
+    headers = await partner_headers(client, credential)
+    url = "/v3/customers/C1/orders?start-date=2029-01-01&end-date=2029-12-31"
+    before = await (await client.get(url, headers=headers)).json()
+    assert [o["status"] for o in before["items"]] == ["1000", "1002"]
+    records[3] = dict(records[3], status="1004")
+    cli(db_url, "import", write_jsonl(tmp_path / "data.jsonl", records))
+    after = await (await client.get(url, headers=headers)).json()
+    assert [o["status"] for o in after["items"]] == ["1004", "1002"]
+
+
+def test_set_status_completes_an_order_and_its_lines_get_subscriptions(db_url, tmp_path):
+    cli(db_url, "partners", "create", "--name", "N", "--partner-id", "P1")
+    cli(db_url, "import", write_jsonl(tmp_path / "data.jsonl", dataset()))
+    result = cli(db_url, "orders", "set-status", "2000000001", "1000")
+    order = json.loads(result.stdout)
+    assert order["status"] == "1000"
+    assert [line["status"] for line in order["lineItems"]] == ["1000", "1000"]
+    subscriptions = [line["subscriptionId"] for line in order["lineItems"]]
+    assert all(subscriptions) and len(set(subscriptions)) == 2
+    again = json.loads(cli(db_url, "orders", "set-status", "2000000001", "1000").stdout)
+    assert [line["subscriptionId"] for line in again["lineItems"]] == subscriptions
+    assert cli(db_url, "orders", "set-status", "no-such-order", "1000", check=False).returncode != 0
+    assert cli(db_url, "orders", "set-status", "2000000001", "7777", check=False).returncode != 0
+
+
+def test_import_shows_a_progress_bar_on_a_terminal(db_url, tmp_path):
+    cli(db_url, "partners", "create", "--name", "N", "--partner-id", "P1")
+    path = write_jsonl(tmp_path / "data.jsonl", dataset())
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "run.py"), "--database", db_url, "import", path],
+            stdout=subprocess.PIPE, stderr=follower, timeout=120, cwd=ROOT,
+        )
+        os.close(follower)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(leader)
+    assert proc.returncode == 0
+    assert b"import" in shown and b"100%" in shown
+    # Without a terminal, stderr stays free of the bar.
+    assert "100%" not in cli(db_url, "import", path).stderr

@@ -1,0 +1,72 @@
+"""SPEC 8: one JSON log line per request, with the named fields and no secrets, from a real server process."""
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import aiohttp
+from conftest import cli, customer_record, order_record, reseller_record, server_process
+
+FIELDS = {
+    "timestamp", "level", "event", "method", "path", "route", "status", "duration_ms", "request_id",
+    "correlation_id", "partner_id", "api_key_id", "customer_id", "error_code", "remote", "user_agent",
+}
+
+
+async def test_one_json_line_per_request_without_secrets(db_url, tmp_path, load):
+    partner = json.loads(cli(db_url, "partners", "create", "--name", "N", "--partner-id", "P1").stdout)
+    await load([reseller_record("R1", "P1"), customer_record("C1", "R1"),
+                order_record("1000000001", "C1", "2024-01-02T03:04:05Z")])
+    log_path = tmp_path / "server.log"
+    sent = []
+    with server_process(db_url, log_path=log_path) as base:
+        async with aiohttp.ClientSession(base) as http:
+            form = {"grant_type": "client_credentials", "client_id": partner["apiKey"],
+                    "client_secret": partner["clientSecret"]}
+            async with http.post("/ims/token/v3", data=form) as response:
+                token = (await response.json())["access_token"]
+            sent.append(("POST", "/ims/token/v3", 200))
+            good = {"X-Api-Key": partner["apiKey"], "Authorization": f"Bearer {token}",
+                    "X-Correlation-Id": "corr-1", "X-Request-Id": "req-1", "User-Agent": "log-test/1.0"}
+            for path, headers, status in [
+                ("/v3/customers/C1/orders", good, 200),
+                ("/v3/customers/C1/orders/1000000001", good, 200),
+                ("/v3/customers/C1/orders?limit=0", good, 400),
+                ("/v3/customers/C1/orders", {**good, "X-Api-Key": "wrong"}, 403),
+                ("/v3/customers/C1/orders", {k: v for k, v in good.items() if k != "Authorization"}, 401),
+                ("/v3/customers/NOPE/orders", good, 404),
+            ]:
+                async with http.get(path, headers=headers) as response:
+                    assert response.status == status
+                sent.append(("GET", path.split("?")[0], status))
+            with sqlite3.connect(db_url.removeprefix("sqlite:///")) as db:
+                db.execute("ALTER TABLE customers RENAME TO gone")
+            async with http.get("/v3/customers/C1/orders", headers=good) as response:
+                assert response.status == 500
+            sent.append(("GET", "/v3/customers/C1/orders", 500))
+
+    text = log_path.read_text()
+    for secret in (partner["apiKey"], partner["clientSecret"], token, token.split(".")[2]):
+        assert secret not in text
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    requests = [line for line in lines if line.get("event") == "request"]
+    assert [(r["method"], r["path"], r["status"]) for r in requests] == sent
+    for record in requests:
+        assert FIELDS <= set(record), FIELDS - set(record)
+        assert record["remote"] == "127.0.0.1"
+        assert isinstance(record["duration_ms"], (int, float)) and record["duration_ms"] >= 0
+    ok = requests[1]
+    assert ok["level"] == "info"
+    assert ok["route"] == "/v3/customers/{customerId}/orders"
+    assert ok["request_id"] == "req-1" and ok["correlation_id"] == "corr-1"
+    assert ok["partner_id"] == "P1" and ok["customer_id"] == "C1" and ok["user_agent"] == "log-test/1.0"
+    assert ok["api_key_id"] and ok["api_key_id"] not in partner["apiKey"]
+    assert ok["timestamp"].endswith("Z")
+    assert requests[3]["error_code"] == "1132"
+    assert requests[4]["error_code"] == "4115"
+    assert requests[5]["error_code"] == "4117"
+    assert requests[6]["error_code"] == "1116"
+    crash = requests[-1]
+    assert crash["level"] == "error" and crash["error_code"] == "1124"
+    frames = json.dumps(crash["exception"])
+    assert "OperationalError" in frames and '"locals"' not in frames
