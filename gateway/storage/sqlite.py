@@ -247,9 +247,14 @@ class SqliteStorage:
             out.update((order_id, bytes(body)) for order_id, body in await self._rows(sql, chunk))
         return out
 
+    # Both the customer (through its reseller) and the order (through the reseller it was placed through)
+    # must belong to the partner.
     ORDER_BODY = """
-        SELECT o.body FROM orders o JOIN resellers r ON r.reseller_id = o.reseller_id
-        WHERE o.order_id = ? AND o.customer_id = ? AND r.partner_id = ?
+        SELECT o.body FROM orders o
+        JOIN resellers r ON r.reseller_id = o.reseller_id
+        JOIN customers c ON c.customer_id = o.customer_id
+        JOIN resellers cr ON cr.reseller_id = c.reseller_id
+        WHERE o.order_id = ?1 AND o.customer_id = ?2 AND r.partner_id = ?3 AND cr.partner_id = ?3
     """
 
     async def order_body(self, customer_id: str, order_id: str, partner_id: str) -> bytes | None:
