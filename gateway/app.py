@@ -1,14 +1,18 @@
 """The application factory: wiring only. No I/O, no environment, no logging setup happen here."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import AsyncIterator
 
+import structlog
 from aiohttp import web
 from aiohttp_apispec import setup_aiohttp_apispec
 
 from gateway.auth import CredentialCache
 from gateway.history import HistoryService
-from gateway.keys import CREDENTIALS, HISTORY, SETTINGS, STORAGE, TOKENS
+from gateway.keys import CREDENTIALS, HISTORY, IN_FLIGHT, SETTINGS, STORAGE, TOKENS
 from gateway.settings import Settings
 from gateway.storage import Storage, open_storage
 from gateway.tokens import TokenService, new_signing_key
@@ -16,6 +20,7 @@ from handlers import health, orders, tokens
 from middleware.auth import auth_middleware
 from middleware.correlation import correlation_middleware
 from middleware.errors import error_middleware
+from middleware.idempotency import idempotency_middleware
 from middleware.request_log import request_log_middleware
 
 API_TITLE = "Partner Orders Gateway"
@@ -35,17 +40,43 @@ async def _storage_context(app: web.Application) -> AsyncIterator[None]:
         app[TOKENS] = await token_service(settings, storage)
         app[CREDENTIALS] = CredentialCache(storage, settings.credential_cache_seconds)
         app[HISTORY] = HistoryService(storage, settings.history_cache_orders)
-        yield
+        purger = asyncio.create_task(_purge_outcomes(storage, settings))
+        try:
+            yield
+        finally:
+            purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purger
+
+
+async def _purge_outcomes(storage: Storage, settings: Settings) -> None:
+    """Drops correlation-id outcomes past their retention, now and then, for the life of the app."""
+    log = structlog.get_logger("gateway.idempotency")
+    while True:
+        try:
+            purged = await storage.purge_outcomes(int(time.time()) - settings.idempotency_retention_seconds)
+            if purged:
+                log.info("idempotency_purged", count=purged)
+        except Exception:  # a failed purge is retried at the next interval; serving goes on
+            log.exception("idempotency_purge_failed")
+        await asyncio.sleep(settings.idempotency_purge_interval_seconds)
 
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         # First is outermost: the log sees every answer, the error layer shapes every failure, and the
-        # credential and correlation checks run before anything that reads the request.
-        middlewares=[request_log_middleware, error_middleware, auth_middleware, correlation_middleware],
+        # credential and correlation checks run before anything that reads the request; replay is innermost.
+        middlewares=[
+            request_log_middleware,
+            error_middleware,
+            auth_middleware,
+            correlation_middleware,
+            idempotency_middleware,
+        ],
     )
     app[SETTINGS] = settings
+    app[IN_FLIGHT] = set()
     app.cleanup_ctx.append(_storage_context)
     for module in (tokens, orders, health):
         app.add_routes(module.routes)

@@ -50,6 +50,7 @@ class ApiError(Exception):
         details: Sequence[str] = (),
         fields: Sequence[str] = (),
         headers: dict[str, str] | None = None,
+        replayable: bool = False,
     ) -> None:
         status, default_message = ERROR_CODES[code]
         self.code = code
@@ -58,6 +59,9 @@ class ApiError(Exception):
         self.details = list(details)
         self.fields = list(fields)
         self.headers = headers or {}
+        # True when the cause lies in the request alone: resending it can never succeed, so the
+        # idempotency layer stores this answer and replays it.
+        self.replayable = replayable
         super().__init__(f"{code}: {self.message}")
 
     def body(self) -> dict[str, object]:

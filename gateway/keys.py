@@ -1,13 +1,15 @@
 """Every typed key of the application and of requests, in one place."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 if TYPE_CHECKING:
     from gateway.auth import CredentialCache
     from gateway.history import HistoryService
+    from gateway.idempotency import IdempotencyKey
     from gateway.settings import Settings
     from gateway.storage import Storage
     from gateway.tokens import TokenService
@@ -26,3 +28,8 @@ ERROR_CODE: web.RequestKey[str] = web.RequestKey("error_code")
 ERROR: web.RequestKey[BaseException] = web.RequestKey("error")
 # How the idempotency layer answered: stored, replayed, conflict or mismatch.
 IDEMPOTENCY: web.RequestKey[str] = web.RequestKey("idempotency")
+# Set by the idempotency middleware for POST and PATCH: the parsed JSON body and the request's claim.
+JSON_BODY: web.RequestKey[Mapping[str, Any]] = web.RequestKey("json_body")
+CLAIM: web.RequestKey[IdempotencyKey] = web.RequestKey("claim")
+# Correlation ids of this process's requests still executing: a duplicate is answered 409 at once.
+IN_FLIGHT: web.AppKey[set[tuple[str, str]]] = web.AppKey("in_flight")

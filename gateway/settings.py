@@ -34,6 +34,10 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     # Orders kept in the in-process history index cache (across all cached customers).
     history_cache_orders: int = 200_000
+    # How long a correlation id's outcome is kept and replayed.
+    idempotency_retention_seconds: int = 10 * 86400
+    # How often expired outcomes are purged in the background.
+    idempotency_purge_interval_seconds: float = 3600.0
     # How long SIGTERM waits for in-flight requests.
     shutdown_timeout_seconds: float = 30.0
 
@@ -56,6 +60,18 @@ class Settings:
         _check(self.credential_cache_seconds >= 0, "credential_cache_seconds", self.credential_cache_seconds, "must be >= 0")
         _check(self.max_body_bytes >= 1024, "max_body_bytes", self.max_body_bytes, "must be at least 1024")
         _check(self.history_cache_orders >= 0, "history_cache_orders", self.history_cache_orders, "must be >= 0")
+        _check(
+            self.idempotency_retention_seconds >= 60,
+            "idempotency_retention_seconds",
+            self.idempotency_retention_seconds,
+            "must be at least 60",
+        )
+        _check(
+            self.idempotency_purge_interval_seconds > 0,
+            "idempotency_purge_interval_seconds",
+            self.idempotency_purge_interval_seconds,
+            "must be > 0",
+        )
         _check(self.shutdown_timeout_seconds >= 0, "shutdown_timeout_seconds", self.shutdown_timeout_seconds, "must be >= 0")
         _check(
             self.database_url.startswith(("sqlite://", "postgresql://", "postgres://")),

@@ -1,15 +1,26 @@
-"""Partner order endpoints: history and details."""
+"""Partner order endpoints: history, details, placing and updating orders."""
 from __future__ import annotations
 
 from aiohttp import web
-from aiohttp_apispec import docs, querystring_schema, response_schema
+from aiohttp_apispec import docs, json_schema, querystring_schema, response_schema
 
+from gateway import ordering
 from gateway.errors import ApiError
 from gateway.history import HistoryQuery
-from gateway.keys import HISTORY, PARTNER_ID, STORAGE
+from gateway.idempotency import respond
+from gateway.keys import CLAIM, HISTORY, JSON_BODY, PARTNER_ID, STORAGE
+from gateway.order_request import parse_order, parse_patch
 from schemas.common import ErrorSchema
 from schemas.headers import PARTNER_HEADERS
-from schemas.orders import HistoryQuerySchema, OrderPageSchema, OrderSchema
+from schemas.orders import (
+    CreatedOrderSchema,
+    CreateOrderRequestSchema,
+    HistoryQuerySchema,
+    OrderPageSchema,
+    OrderSchema,
+    UpdateOrderRequestSchema,
+    WriteQuerySchema,
+)
 
 routes = web.RouteTableDef()
 
@@ -63,3 +74,58 @@ async def order_details(request: web.Request) -> web.Response:
         visible = await storage.customer_scope(customer_id, partner_id)
         raise ApiError("2115" if visible else "1116")
     return _json(body)
+
+
+_WRITE_ERRORS = {
+    400: {"schema": ErrorSchema, "description": "Invalid request: 1117, 1121, 1122, 2119, 2120, 2121, 2123, 2126, "
+          "2130, 2131, 2133, 2134, 2141; 4119 bad X-Correlation-Id; 4120 X-Request-Id already used"},
+    401: _AUTH_ERRORS[401],
+    403: _AUTH_ERRORS[403],
+    404: {"schema": ErrorSchema, "description": "Customer (1116) or order (2115) not found"},
+    409: {"schema": ErrorSchema, "description": "The same X-Correlation-Id is still executing (4122); see Retry-After"},
+    413: {"schema": ErrorSchema, "description": "Body too large (413)"},
+    422: {"schema": ErrorSchema, "description": "X-Correlation-Id already used for another request (4123)"},
+    500: _AUTH_ERRORS[500],
+}
+
+
+@docs(
+    tags=["orders"],
+    summary="Place (NEW, RENEWAL, RETURN) or preview an order; safe to retry with the same X-Correlation-Id",
+    parameters=PARTNER_HEADERS,
+    responses={
+        **_WRITE_ERRORS,
+        201: {"schema": CreatedOrderSchema, "description": "Placed; Location names the order"},
+    },
+)
+@querystring_schema(WriteQuerySchema)
+@json_schema(CreateOrderRequestSchema)
+@response_schema(CreatedOrderSchema, 200, description="PREVIEW: the validated order, nothing stored")
+@routes.post("/v3/customers/{customerId}/orders")
+async def place_order(request: web.Request) -> web.Response:
+    customer_id, claim = request.match_info["customerId"], request[CLAIM]
+    order_request = parse_order(request[JSON_BODY], customer_id, request.query)
+    storage = request.app[STORAGE]
+    if order_request.order_type == "PREVIEW":
+        outcome = await ordering.remember(storage, claim, ordering.preview(customer_id, order_request, claim.now))
+    else:
+        outcome = await ordering.place(storage, claim, customer_id, order_request)
+    return respond(request, outcome.response, outcome.replayed)
+
+
+@docs(
+    tags=["orders"],
+    summary="Change an order's externalReferenceId; safe to retry with the same X-Correlation-Id",
+    parameters=PARTNER_HEADERS,
+    responses=_WRITE_ERRORS,
+)
+@querystring_schema(WriteQuerySchema)
+@json_schema(UpdateOrderRequestSchema)
+@response_schema(OrderSchema, 200, description="The updated order")
+@routes.patch("/v3/customers/{customerId}/orders/{orderId}")
+async def update_order(request: web.Request) -> web.Response:
+    reference = parse_patch(request[JSON_BODY], request.query)
+    outcome = await ordering.update_reference(
+        request.app[STORAGE], request[CLAIM], request.match_info["customerId"], request.match_info["orderId"], reference
+    )
+    return respond(request, outcome.response, outcome.replayed)

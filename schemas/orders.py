@@ -9,7 +9,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from schemas.common import LinkSchema, SelfLinksSchema
-from schemas.enums import STATUSES, STORED_ORDER_TYPES
+from schemas.enums import CREATE_ORDER_TYPES, STATUSES, STORED_ORDER_TYPES
 
 MAX_LIMIT = 100  # the partner API caps pages at 100 orders
 DEFAULT_LIMIT = 25
@@ -150,3 +150,42 @@ class HistoryQuerySchema(Schema):
         if start is not None and end is not None and start > end:
             why = ["start-date is after end-date."]
             raise ValidationError({"start-date": why, "end-date": why})
+
+
+class LineItemRequestSchema(Schema):
+    extLineItemNumber = fields.Integer(required=True, metadata={"description": "0..999999, unique in the order"})
+    offerId = fields.String(required=True)
+    quantity = fields.Integer(required=True, metadata={"description": "At least 1"})
+    subscriptionId = fields.String(metadata={"description": "Required on RENEWAL lines; ignored on others"})
+    currencyCode = fields.String(metadata={"description": "ISO 4217; the order's when absent"})
+    deploymentId = fields.String()
+
+
+class CreateOrderRequestSchema(Schema):
+    """What a client sends; fields of the order resource it read back are accepted and ignored."""
+
+    orderType = fields.String(required=True, validate=validate.OneOf(CREATE_ORDER_TYPES))
+    externalReferenceId = fields.String(metadata={"description": 'At most 35 characters, none of <>"[]'})
+    referenceOrderId = fields.String(metadata={"description": "Required on RETURN; empty otherwise"})
+    currencyCode = fields.String(metadata={"description": "ISO 4217; here or on every line"})
+    customerId = fields.String(metadata={"description": "Accepted when equal to the path's"})
+    lineItems = fields.List(fields.Nested(LineItemRequestSchema), required=True,
+                            metadata={"description": "1 to 499 lines"})
+
+
+class CreatedOrderSchema(OrderSchema):
+    """An order as placed (status 1002) or previewed (orderId and status empty)."""
+
+    orderId = fields.String(required=True, metadata={"description": "Empty on a PREVIEW"})
+    orderType = fields.String(required=True, validate=validate.OneOf(CREATE_ORDER_TYPES))
+    status = fields.String(required=True, metadata={"description": "1002, or empty on a PREVIEW"})
+
+
+class UpdateOrderRequestSchema(Schema):
+    externalReferenceId = fields.String(required=True, metadata={"description": 'At most 35 characters, none of <>"[]'})
+
+
+class WriteQuerySchema(Schema):
+    fetch_price = fields.Boolean(
+        truthy={"true"}, falsy={"false"}, data_key="fetch-price", metadata={"description": "Accepted; no prices"}
+    )

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
+from gateway.idempotency import IdempotencyRecord, StoredResponse
 from gateway.orders import Order
 
 
@@ -69,8 +70,47 @@ class ImportCounts:
     unchanged: int = 0
 
 
+@dataclasses.dataclass(frozen=True)
+class StoredOutcome:
+    """What a correlation id already stands for: its request's fingerprint and the answer given."""
+
+    fingerprint: str
+    response: StoredResponse
+
+
+class Transaction(Protocol):
+    """One write transaction: everything done through it commits together, or nothing does."""
+
+    async def stored_outcome(self, partner_id: str, key: str, not_before: int) -> StoredOutcome | None:
+        """The live outcome stored under the key (one older than `not_before` is dropped)."""
+
+    async def store_outcome(self, record: IdempotencyRecord, created: int) -> None: ...
+
+    async def customer_reseller(self, customer_id: str, partner_id: str) -> str | None:
+        """The reseller of a customer the partner can see."""
+
+    async def visible_order(self, customer_id: str, order_id: str, partner_id: str) -> Order | None: ...
+
+    async def returned_quantities(self, original_id: str) -> dict[int, int]:
+        """Quantities per line number of the RETURNs of an order that are neither failed nor cancelled."""
+
+    async def insert_order(self, order: Order) -> bool:
+        """False when the order id is taken."""
+
+    async def update_order(self, order: Order) -> None: ...
+
+
 class Storage(Protocol):
     async def ping(self) -> None: ...
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
+
+    async def stored_outcome(self, partner_id: str, key: str, not_before: int) -> StoredOutcome | None: ...
+
+    async def request_id_used(self, partner_id: str, request_id: str, not_before: int) -> bool: ...
+
+    async def purge_outcomes(self, before: int) -> int:
+        """Drops outcomes stored before `before`; how many."""
 
     async def signing_key(self, candidate: str) -> str:
         """The stored signing key; `candidate` is stored first when there is none yet."""

@@ -10,14 +10,16 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 import orjson
 
+from gateway.idempotency import IdempotencyRecord, StoredResponse
 from gateway.orders import (
+    INACTIVE_STATUSES,
     STATUS_CANCELLED,
     STATUS_COMPLETE,
     LineItem,
@@ -34,6 +36,7 @@ from gateway.storage import (
     IndexRow,
     Reseller,
     StorageError,
+    StoredOutcome,
 )
 
 BUSY_TIMEOUT_MS = 10_000
@@ -101,6 +104,22 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (order_id, ext_line_item_number)
     ) WITHOUT ROWID;
     """,
+    """
+    CREATE TABLE idempotency (
+        partner_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        body BLOB NOT NULL,
+        content_type TEXT NOT NULL,
+        location TEXT,
+        created INTEGER NOT NULL,
+        PRIMARY KEY (partner_id, key)
+    );
+    CREATE INDEX idempotency_request ON idempotency(partner_id, request_id);
+    CREATE INDEX idempotency_created ON idempotency(created);
+    """,
 )
 
 
@@ -143,6 +162,25 @@ class SqliteStorage:
 
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return list(await self._reader.execute_fetchall(sql, params))
+
+    def transaction(self) -> AbstractAsyncContextManager[SqliteTransaction]:
+        return _wrap(self._transaction())
+
+    async def stored_outcome(self, partner_id: str, key: str, not_before: int) -> StoredOutcome | None:
+        rows = await self._rows(GET_OUTCOME, (partner_id, key))
+        return _outcome(rows[0]) if rows and rows[0][-1] >= not_before else None
+
+    REQUEST_ID_USED = "SELECT 1 FROM idempotency WHERE partner_id = ? AND request_id = ? AND created >= ? LIMIT 1"
+
+    async def request_id_used(self, partner_id: str, request_id: str, not_before: int) -> bool:
+        return bool(await self._rows(self.REQUEST_ID_USED, (partner_id, request_id, not_before)))
+
+    PURGE_OUTCOMES = "DELETE FROM idempotency WHERE created < ?"
+
+    async def purge_outcomes(self, before: int) -> int:
+        async with self._transaction() as db:
+            cursor = await db.execute(self.PURGE_OUTCOMES, (before,))
+            return cursor.rowcount
 
     # -- health and keys ---------------------------------------------------------------------------
 
@@ -549,3 +587,96 @@ async def _upsert_orders(db: aiosqlite.Connection, batch: list[tuple[int, Order]
         await db.execute(BUMP_CUSTOMERS.format(marks=_marks(len(chunk))), chunk)
 
 
+
+
+GET_OUTCOME = """
+    SELECT fingerprint, status, body, content_type, location, created FROM idempotency
+    WHERE partner_id = ? AND key = ?
+"""
+DROP_OUTCOME = "DELETE FROM idempotency WHERE partner_id = ? AND key = ?"
+INSERT_OUTCOME = """
+    INSERT INTO idempotency (partner_id, key, fingerprint, request_id, status, body, content_type, location, created)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+
+def _outcome(row: Any) -> StoredOutcome:
+    fingerprint, status, body, content_type, location, _ = row
+    return StoredOutcome(fingerprint, StoredResponse(status, bytes(body), content_type, location))
+
+
+@asynccontextmanager
+async def _wrap(transaction: AbstractAsyncContextManager[aiosqlite.Connection]) -> AsyncIterator[SqliteTransaction]:
+    async with transaction as db:
+        yield SqliteTransaction(db)
+
+
+class SqliteTransaction:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return list(await self._db.execute_fetchall(sql, params))
+
+    async def stored_outcome(self, partner_id: str, key: str, not_before: int) -> StoredOutcome | None:
+        rows = await self._rows(GET_OUTCOME, (partner_id, key))
+        if not rows:
+            return None
+        if rows[0][-1] >= not_before:
+            return _outcome(rows[0])
+        await self._db.execute(DROP_OUTCOME, (partner_id, key))  # expired: the key is free again
+        return None
+
+    async def store_outcome(self, record: IdempotencyRecord, created: int) -> None:
+        claim, response = record.claim, record.response
+        await self._db.execute(
+            INSERT_OUTCOME,
+            (claim.partner_id, claim.key, claim.fingerprint, claim.request_id, response.status, response.body,
+             response.content_type, response.location, created),
+        )
+
+    CUSTOMER_RESELLER = """
+        SELECT c.reseller_id FROM customers c JOIN resellers r ON r.reseller_id = c.reseller_id
+        WHERE c.customer_id = ? AND r.partner_id = ?
+    """
+
+    async def customer_reseller(self, customer_id: str, partner_id: str) -> str | None:
+        rows = await self._rows(self.CUSTOMER_RESELLER, (customer_id, partner_id))
+        return str(rows[0][0]) if rows else None
+
+    async def visible_order(self, customer_id: str, order_id: str, partner_id: str) -> Order | None:
+        if not await self._rows(SqliteStorage.ORDER_BODY, (order_id, customer_id, partner_id)):
+            return None
+        return await _load_order(self._db, order_id)
+
+    RETURNED = """
+        SELECT l.ext_line_item_number, SUM(l.quantity) FROM orders o JOIN line_items l ON l.order_id = o.order_id
+        WHERE o.reference_order_id = ? AND o.order_type = 'RETURN' AND o.status NOT IN ({inactive})
+        GROUP BY l.ext_line_item_number
+    """.format(inactive=",".join(f"'{status}'" for status in sorted(INACTIVE_STATUSES)))
+
+    async def returned_quantities(self, original_id: str) -> dict[int, int]:
+        return {number: quantity for number, quantity in await self._rows(self.RETURNED, (original_id,))}
+
+    async def insert_order(self, order: Order) -> bool:
+        if await self._rows("SELECT 1 FROM orders WHERE order_id = ?", (order.order_id,)):
+            return False
+        await self._db.execute(INSERT_ORDER, order_row(order))
+        await self._db.executemany(INSERT_LINE, line_rows(order))
+        await self._db.execute(BUMP_CUSTOMERS.format(marks="?"), (order.customer_id,))
+        return True
+
+    UPDATE_ORDER = "UPDATE orders SET external_reference_id = ?, status = ?, body = ? WHERE order_id = ?"
+
+    async def update_order(self, order: Order) -> None:
+        await self._db.execute(
+            self.UPDATE_ORDER, (order.external_reference_id, order.status, order.render(), order.order_id)
+        )
+        await self._db.executemany(
+            SqliteStorage.UPDATE_LINE,
+            [(line.status, line.subscription_id, order.order_id, line.ext_line_item_number) for line in order.line_items],
+        )
+        await self._db.execute(BUMP_CUSTOMERS.format(marks="?"), (order.customer_id,))
+
+
+INSERT_ORDER = UPSERT_ORDER.split("ON CONFLICT")[0]

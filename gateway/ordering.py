@@ -1,0 +1,154 @@
+"""Placing and updating orders: each write commits together with the outcome stored under its
+correlation id, or not at all; a duplicate that raced ahead is found inside the same transaction."""
+from __future__ import annotations
+
+import dataclasses
+
+import orjson
+
+from gateway.errors import ApiError
+from gateway.idempotency import IdempotencyKey, StoredResponse
+from gateway.order_request import LineRequest, OrderRequest, Problems
+from gateway.orders import STATUS_PENDING, LineItem, Order, link, new_order_id, order_uri, orders_uri
+from gateway.storage import Storage, StoredOutcome, Transaction
+
+JSON = "application/json"
+RETURN_WINDOW_SECONDS = 14 * 86400
+RETURNABLE_TYPES = frozenset({"NEW", "RENEWAL"})
+ORDER_ID_ATTEMPTS = 5  # 10-digit random ids: a second collision in a row is already vanishingly rare
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    response: StoredResponse
+    replayed: bool
+
+
+def earlier_outcome(stored: StoredOutcome, claim: IdempotencyKey) -> Outcome:
+    """The stored answer for a repeated key: replayed for the same request, 4123 for another one."""
+    if stored.fingerprint != claim.fingerprint:
+        raise ApiError("4123", fields=["X-Correlation-Id"])
+    return Outcome(stored.response, replayed=True)
+
+
+async def remember(storage: Storage, claim: IdempotencyKey, response: StoredResponse) -> Outcome:
+    """Stores an answer that wrote nothing (a preview, a refusal caused by the request alone)."""
+    async with storage.transaction() as tx:
+        stored = await tx.stored_outcome(claim.partner_id, claim.key, claim.not_before)
+        if stored is not None:
+            return earlier_outcome(stored, claim)
+        await tx.store_outcome(claim.record(response), claim.now)
+    return Outcome(response, replayed=False)
+
+
+def preview(customer_id: str, request: OrderRequest, now: int) -> StoredResponse:
+    order = _order("", customer_id, "", request, _lines(request.lines, status=""), now, status="")
+    resource = order.resource()
+    resource["links"] = {"self": link(orders_uri(customer_id))}  # nothing stored: no resource of its own
+    return StoredResponse(200, orjson.dumps(resource), JSON)
+
+
+async def place(storage: Storage, claim: IdempotencyKey, customer_id: str, request: OrderRequest) -> Outcome:
+    partner_id, now, not_before = claim.partner_id, claim.now, claim.not_before
+    for _ in range(ORDER_ID_ATTEMPTS):
+        async with storage.transaction() as tx:
+            stored = await tx.stored_outcome(partner_id, claim.key, not_before)
+            if stored is not None:
+                return earlier_outcome(stored, claim)
+            reseller_id = await tx.customer_reseller(customer_id, partner_id)
+            if reseller_id is None:
+                raise ApiError("1116")
+            if request.order_type == "RETURN":
+                lines = await _return_lines(tx, partner_id, customer_id, request, now)
+            else:
+                lines = _lines(request.lines, status=STATUS_PENDING)
+            order = _order(new_order_id(), customer_id, reseller_id, request, lines, now, status=STATUS_PENDING)
+            if not await tx.insert_order(order):
+                continue
+            response = StoredResponse(201, order.render(), JSON, order_uri(customer_id, order.order_id))
+            await tx.store_outcome(claim.record(response), now)
+            return Outcome(response, replayed=False)
+    raise RuntimeError("no free order id after several attempts")
+
+
+async def update_reference(storage: Storage, claim: IdempotencyKey, customer_id: str, order_id: str,
+                           value: str) -> Outcome:
+    partner_id, now, not_before = claim.partner_id, claim.now, claim.not_before
+    async with storage.transaction() as tx:
+        stored = await tx.stored_outcome(partner_id, claim.key, not_before)
+        if stored is not None:
+            return earlier_outcome(stored, claim)
+        order = await tx.visible_order(customer_id, order_id, partner_id)
+        if order is None:
+            raise ApiError("2115" if await tx.customer_reseller(customer_id, partner_id) else "1116")
+        order = dataclasses.replace(order, external_reference_id=value)
+        await tx.update_order(order)
+        response = StoredResponse(200, order.render(), JSON)
+        await tx.store_outcome(claim.record(response), now)
+    return Outcome(response, replayed=False)
+
+
+def _lines(requested: tuple[LineRequest, ...], status: str) -> tuple[LineItem, ...]:
+    return tuple(
+        LineItem(
+            ext_line_item_number=line.number,
+            offer_id=line.offer_id,
+            quantity=line.quantity,
+            subscription_id=line.subscription_id,
+            status=status,
+            currency_code=line.currency_code,
+            deployment_id=line.deployment_id,
+        )
+        for line in requested
+    )
+
+
+def _order(order_id: str, customer_id: str, reseller_id: str, request: OrderRequest, lines: tuple[LineItem, ...],
+           now: int, status: str) -> Order:
+    return Order(
+        order_id=order_id,
+        customer_id=customer_id,
+        reseller_id=reseller_id,
+        order_type=request.order_type,
+        status=status,
+        created=now,
+        line_items=lines,
+        external_reference_id=request.external_reference_id,
+        reference_order_id=request.reference_order_id,
+        currency_code=request.currency_code,
+    )
+
+
+async def _return_lines(tx: Transaction, partner_id: str, customer_id: str, request: OrderRequest,
+                        now: int) -> tuple[LineItem, ...]:
+    """The lines of a RETURN, checked against what remains of the original (state-dependent: never stored)."""
+    original = await tx.visible_order(customer_id, request.reference_order_id, partner_id)
+    if original is None or original.order_type not in RETURNABLE_TYPES:
+        raise ApiError("2115", "The referenced order is not a NEW or RENEWAL order of this customer",
+                       fields=["referenceOrderId"])
+    if original.created < now - RETURN_WINDOW_SECONDS:
+        raise ApiError("2134", "The referenced order is older than 14 days", fields=["referenceOrderId"])
+    returned = await tx.returned_quantities(original.order_id)
+    by_number = {line.ext_line_item_number: line for line in original.line_items}
+    remaining = {number: line.quantity - returned.get(number, 0) for number, line in by_number.items()}
+    if all(left <= 0 for left in remaining.values()):
+        raise ApiError("2133", "Everything of the referenced order has been returned", fields=["referenceOrderId"])
+    problems = Problems(replayable=False)
+    lines = []
+    for line in request.lines:
+        source = by_number.get(line.number)
+        if source is None:
+            problems.add("2131", "extLineItemNumber", "no such line in the referenced order", line=line.number)
+        elif source.offer_id != line.offer_id:
+            problems.add("2130", "offerId", "offerId differs from the referenced line", line=line.number)
+        elif line.quantity > remaining[line.number]:
+            problems.add("2120", "quantity", f"at most {max(remaining[line.number], 0)} left to return",
+                         line=line.number)
+        else:
+            lines.append(LineItem(
+                ext_line_item_number=line.number, offer_id=line.offer_id, quantity=line.quantity,
+                subscription_id=source.subscription_id, status=STATUS_PENDING, currency_code=line.currency_code,
+                deployment_id=line.deployment_id,
+            ))
+    problems.raise_any()
+    return tuple(lines)
