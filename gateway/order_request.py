@@ -124,9 +124,10 @@ def parse_order(body: Mapping[str, Any], customer_id: str, query: Mapping[str, s
         problems.add("1117", "orderType", f"orderType {order_type} is not supported by this gateway")
     elif order_type not in CREATE_ORDER_TYPES:
         problems.add("1117", "orderType", f"orderType must be one of {', '.join(CREATE_ORDER_TYPES)}")
-    # The remaining rules depend on the order type: without a valid one there is nothing more to say.
-    problems.raise_any()
-    assert isinstance(order_type, str)
+    if not isinstance(order_type, str) or order_type not in CREATE_ORDER_TYPES:
+        # The remaining rules depend on the order type: without a valid one there is nothing more to say.
+        problems.raise_any()
+        raise AssertionError("unreachable: an invalid orderType is always a problem")
 
     for name in body:
         if name not in _ORDER_FIELDS:

@@ -173,12 +173,17 @@ class CreateOrderRequestSchema(Schema):
                             metadata={"description": "1 to 499 lines"})
 
 
+class CreatedLineItemSchema(LineItemSchema):
+    status = fields.String(required=True, metadata={"description": "1002, or empty on a PREVIEW"})
+
+
 class CreatedOrderSchema(OrderSchema):
     """An order as placed (status 1002) or previewed (orderId and status empty)."""
 
     orderId = fields.String(required=True, metadata={"description": "Empty on a PREVIEW"})
     orderType = fields.String(required=True, validate=validate.OneOf(CREATE_ORDER_TYPES))
     status = fields.String(required=True, metadata={"description": "1002, or empty on a PREVIEW"})
+    lineItems = fields.List(fields.Nested(CreatedLineItemSchema), required=True)
 
 
 class UpdateOrderRequestSchema(Schema):

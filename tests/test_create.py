@@ -1,0 +1,313 @@
+"""SPEC 6: placing, previewing and updating orders, with the partner API's coded validation."""
+from __future__ import annotations
+
+import itertools
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from conftest import customer_record, order_record, partner_headers, reseller_record
+
+from schemas.common import ErrorSchema
+from schemas.orders import CreatedOrderSchema, OrderSchema
+
+ORDERS = "/v3/customers/C1/orders"
+_keys = itertools.count(1)
+
+
+def zulu(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+NOW = datetime.now(timezone.utc)
+
+
+@pytest.fixture
+async def partner(make_partner, load):
+    credential = await make_partner("P1")
+    await make_partner("P2")
+    await load([
+        reseller_record("R1", "P1"), reseller_record("R2", "P2"),
+        customer_record("C1", "R1"), customer_record("C2", "R2"),
+        order_record("5000000001", "C1", zulu(NOW - timedelta(days=2)), offers=["OFFER-A", "OFFER-B"],
+                     subscriptions=["SUB-1", "SUB-2"]),
+        order_record("5000000002", "C1", zulu(NOW - timedelta(days=20)), offers=["OFFER-A"]),
+        order_record("5000000003", "C1", zulu(NOW - timedelta(days=1)), order_type="TRANSFER"),
+    ])
+    return credential
+
+
+async def send(client, partner, body, *, path=ORDERS, method="POST", key=None, params=None):
+    headers = await partner_headers(client, partner)
+    headers["X-Correlation-Id"] = key or f"key-{next(_keys)}"
+    response = await client.request(method, path, json=body, headers=headers, params=params)
+    return response, await response.json()
+
+
+def new_order(**overrides):
+    body = {
+        "orderType": "NEW",
+        "externalReferenceId": "PO-1",
+        "currencyCode": "USD",
+        "lineItems": [{"extLineItemNumber": 1, "offerId": "OFFER-A", "quantity": 2}],
+    }
+    body.update(overrides)
+    return body
+
+
+def assert_error(response, body, status, code, fields=None):
+    assert response.status == status, body
+    assert body["code"] == code, body
+    assert ErrorSchema().validate(body) == {}
+    if fields is not None:
+        assert sorted(body["invalidFields"]) == sorted(fields), body
+
+
+async def history_ids(client, partner):
+    response = await client.get(ORDERS, headers=await partner_headers(client, partner))
+    return [item["orderId"] for item in (await response.json())["items"]]
+
+
+# -- success -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("order_type", ["NEW", "RENEWAL"])
+async def test_new_and_renewal_are_placed_with_location(client, partner, order_type):
+    body = new_order(orderType=order_type)
+    if order_type == "RENEWAL":
+        body["lineItems"][0]["subscriptionId"] = "SUB-9"
+    response, order = await send(client, partner, body)
+    assert response.status == 201, order
+    assert CreatedOrderSchema().validate(order) == {}
+    assert order["status"] == "1002" and order["source"] == "API" and order["orderType"] == order_type
+    assert len(order["orderId"]) == 10 and order["orderId"].isdigit()
+    assert order["customerId"] == "C1" and order["currencyCode"] == "USD"
+    created = datetime.strptime(order["creationDate"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    assert abs(created.timestamp() - time.time()) < 10
+    assert response.headers["Location"] == f"/v3/customers/C1/orders/{order['orderId']}"
+    assert order["links"]["self"]["uri"] == response.headers["Location"]
+    details = await client.get(response.headers["Location"], headers=await partner_headers(client, partner))
+    assert await details.json() == order
+    assert order["orderId"] in await history_ids(client, partner)
+
+
+async def test_preview_answers_200_and_stores_nothing(client, partner):
+    before = await history_ids(client, partner)
+    response, order = await send(client, partner, new_order(orderType="PREVIEW"))
+    assert response.status == 200, order
+    assert order["orderId"] == "" and order["status"] == ""
+    assert order["lineItems"][0]["offerId"] == "OFFER-A"
+    assert CreatedOrderSchema().validate(order) == {}
+    assert await history_ids(client, partner) == before
+
+
+async def test_preview_for_an_unknown_or_foreign_customer_is_answered_the_same(client, partner):
+    for customer in ("1234567890", "C2"):
+        response, order = await send(client, partner, new_order(orderType="PREVIEW"),
+                                     path=f"/v3/customers/{customer}/orders")
+        assert response.status == 200, order
+        assert order["customerId"] == customer
+
+
+async def test_fields_clients_send_back_are_accepted(client, partner):
+    body = new_order(
+        customerId="C1", orderId="123", creationDate="2020-01-01T00:00:00Z", status="1000", source="API",
+        links={"self": {"uri": "/x", "method": "GET", "headers": []}}, cancellingItems=[], flexDiscountCodes=[],
+        discountCode="", pricingSummary=[{"totalLineItemPrice": 1}], flexDiscounts=[], pricing={},
+        proratedDays=3, remainingQuantity=1,
+    )
+    body["lineItems"][0].update(status="1000", subscriptionId="SUB-IGNORED", promotions=[], flexDiscountCodes=None,
+                                pricing={"partnerPrice": 1}, links={}, remainingQuantity=2, proratedDays=1,
+                                discountCode="")
+    response, order = await send(client, partner, body, params={"fetch-price": "true"})
+    assert response.status == 201, order
+    assert order["lineItems"][0]["subscriptionId"] == ""
+
+
+async def test_patch_changes_the_external_reference_only(client, partner):
+    response, order = await send(client, partner, {"externalReferenceId": "NEW-REF"}, method="PATCH",
+                                 path=f"{ORDERS}/5000000001")
+    assert response.status == 200, order
+    assert OrderSchema().validate(order) == {}
+    assert order["externalReferenceId"] == "NEW-REF"
+    assert [line["offerId"] for line in order["lineItems"]] == ["OFFER-A", "OFFER-B"]
+    details = await client.get(f"{ORDERS}/5000000001", headers=await partner_headers(client, partner))
+    assert (await details.json())["externalReferenceId"] == "NEW-REF"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "code"),
+    [
+        (f"{ORDERS}/nope", {"externalReferenceId": "X"}, 404, "2115"),
+        ("/v3/customers/C2/orders/5000000001", {"externalReferenceId": "X"}, 404, "1116"),
+        (f"{ORDERS}/5000000001", {"externalReferenceId": "X" * 36}, 400, "2126"),
+        (f"{ORDERS}/5000000001", {"externalReferenceId": "X", "status": "1000"}, 400, "1121"),
+        (f"{ORDERS}/5000000001", {}, 400, "1122"),
+    ],
+)
+async def test_patch_errors(client, partner, path, body, status, code):
+    response, answer = await send(client, partner, body, method="PATCH", path=path)
+    assert_error(response, answer, status, code)
+
+
+# -- validation codes ----------------------------------------------------------------------------------
+
+
+def lines(*specs):
+    return [dict({"extLineItemNumber": n, "offerId": "OFFER-A", "quantity": 1}, **extra) for n, extra in specs]
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "fields"),
+    [
+        ({"lineItems": lines((1, {}))}, "1122", ["orderType"]),
+        ({"orderType": "NEW", "currencyCode": "USD"}, "1122", ["lineItems"]),
+        (new_order(orderType="BOGUS"), "1117", ["orderType"]),
+        (new_order(lineItems=[]), "1117", ["lineItems"]),
+        (new_order(lineItems=lines(*((n, {}) for n in range(1, 501)))), "2119", ["lineItems"]),
+        (new_order(lineItems=lines((1, {}), (1, {}))), "2121", ["extLineItemNumber"]),
+        (new_order(lineItems=lines((1000000, {}))), "2123", ["extLineItemNumber"]),
+        (new_order(lineItems=lines((-1, {}))), "2123", ["extLineItemNumber"]),
+        (new_order(externalReferenceId="X" * 36), "2126", ["externalReferenceId"]),
+        (new_order(externalReferenceId="a<b"), "1117", ["externalReferenceId"]),
+        (new_order(lineItems=lines((1, {"quantity": 0}))), "2120", ["quantity"]),
+        (new_order(lineItems=lines((1, {"offerId": ""}))), "1117", ["offerId"]),
+        (new_order(lineItems=[{"extLineItemNumber": 1, "quantity": 1}]), "1122", ["offerId"]),
+        (new_order(referenceOrderId="5000000001"), "1117", ["referenceOrderId"]),
+        (new_order(customerId="C2"), "1117", ["customerId"]),
+        (new_order(cancellingItems=[{"extLineItemNumber": 1}]), "1117", ["cancellingItems"]),
+        (new_order(currencyCode="usd"), "1117", ["currencyCode"]),
+        (new_order(currencyCode=None), "1122", ["currencyCode"]),
+        (new_order(lineItems=lines((1, {"currencyCode": "EUR"}))), "1117", ["currencyCode"]),
+        (new_order(orderType="RENEWAL"), "1122", ["subscriptionId"]),
+        (new_order(orderType="RETURN"), "1122", ["referenceOrderId"]),
+        (new_order(orderType="RETURN", referenceOrderId=""), "1122", ["referenceOrderId"]),
+        (new_order(colour="red"), "1121", ["colour"]),
+        (new_order(lineItems=lines((1, {"colour": "red"}))), "1121", ["colour"]),
+        (new_order(flexDiscountCodes=["SAVE10"]), "2141", ["flexDiscountCodes"]),
+    ],
+)
+async def test_validation_codes_name_the_fields(client, partner, body, code, fields):
+    body = {k: v for k, v in body.items() if v is not None}
+    response, answer = await send(client, partner, body)
+    assert_error(response, answer, 400, code, fields)
+
+
+@pytest.mark.parametrize("order_type", ["PREVIEW_RENEWAL", "SWITCH", "PREVIEW_SWITCH", "REVERT_SWITCH",
+                                        "PREVIEW_REVERT_SWITCH"])
+async def test_unsupported_partner_api_types_are_1117_even_without_lines(client, partner, order_type):
+    response, answer = await send(client, partner, {"orderType": order_type})
+    assert_error(response, answer, 400, "1117", ["orderType"])
+    assert "not supported" in answer["message"]
+
+
+async def test_three_bad_lines_are_reported_together(client, partner):
+    body = new_order(lineItems=lines((1, {"quantity": 0}), (2, {}), (3, {"quantity": -4}), (4, {"quantity": "x"})))
+    response, answer = await send(client, partner, body)
+    assert_error(response, answer, 400, "2120", ["quantity"])
+    assert answer["additionalDetails"] == [
+        "Line Item: 1, Reason: quantity must be an integer of at least 1",
+        "Line Item: 3, Reason: quantity must be an integer of at least 1",
+        "Line Item: 4, Reason: quantity must be an integer of at least 1",
+    ]
+
+
+async def test_every_problem_of_a_request_is_named_at_once(client, partner):
+    body = new_order(externalReferenceId="X" * 40, colour="red",
+                     lineItems=lines((1, {"quantity": 0}), (1, {}), (2000000, {})))
+    response, answer = await send(client, partner, body, params={"foo": "1"})
+    assert response.status == 400
+    assert set(answer["invalidFields"]) == {
+        "foo", "colour", "externalReferenceId", "quantity", "extLineItemNumber"}
+    assert len(answer["additionalDetails"]) == 6
+
+
+async def test_discount_codes_on_a_line_are_2141_with_its_line_detail(client, partner):
+    body = new_order(lineItems=lines((1, {}), (7, {"flexDiscountCodes": ["SUMMER"]}), (9, {"discountCode": "X"})))
+    response, answer = await send(client, partner, body)
+    assert_error(response, answer, 400, "2141", ["flexDiscountCodes", "discountCode"])
+    assert [d.split(",")[0] for d in answer["additionalDetails"]] == ["Line Item: 7", "Line Item: 9"]
+
+
+@pytest.mark.parametrize(("params", "ok"), [({"fetch-price": "true"}, True), ({"fetch-price": "false"}, True),
+                                            ({"fetch-price": "yes"}, False), ({"limit": "5"}, False)])
+async def test_post_takes_only_fetch_price(client, partner, params, ok):
+    response, answer = await send(client, partner, new_order(), params=params)
+    if ok:
+        assert response.status == 201, answer
+    else:
+        assert_error(response, answer, 400, "1117", list(params))
+
+
+@pytest.mark.parametrize("raw", [b"not json", b"[1,2]", b'"text"', b""])
+async def test_body_that_is_not_a_json_object_is_1117(client, partner, raw):
+    headers = await partner_headers(client, partner)
+    response = await client.post(ORDERS, data=raw, headers={**headers, "Content-Type": "application/json"})
+    assert_error(response, await response.json(), 400, "1117")
+
+
+async def test_unknown_customer_is_1116(client, partner):
+    response, answer = await send(client, partner, new_order(), path="/v3/customers/C2/orders")
+    assert_error(response, answer, 404, "1116")
+
+
+# -- RETURN ----------------------------------------------------------------------------------------------
+
+
+def return_of(reference, *specs):
+    return {"orderType": "RETURN", "referenceOrderId": reference, "currencyCode": "USD",
+            "lineItems": [{"extLineItemNumber": n, "offerId": offer, "quantity": q} for n, offer, q in specs]}
+
+
+async def test_return_built_from_the_order_as_read_is_accepted(client, partner, db_url):
+    original = await (await client.get(f"{ORDERS}/5000000001", headers=await partner_headers(client, partner))).json()
+    body = {"orderType": "RETURN", "referenceOrderId": original["orderId"], "currencyCode": "USD",
+            "externalReferenceId": "RET-1", "lineItems": original["lineItems"]}
+    response, order = await send(client, partner, body)
+    assert response.status == 201, order
+    assert order["orderType"] == "RETURN" and order["referenceOrderId"] == "5000000001"
+    assert [line["subscriptionId"] for line in order["lineItems"]] == ["SUB-1", "SUB-2"]
+    # Everything is now pending return: nothing is left.
+    response, answer = await send(client, partner, return_of("5000000001", (1, "OFFER-A", 1)))
+    assert_error(response, answer, 400, "2133")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (return_of("nope", (1, "OFFER-A", 1)), 404, "2115"),
+        (return_of("5000000003", (1, "OFFER-A", 1)), 404, "2115"),  # a TRANSFER cannot be returned
+        (return_of("5000000002", (1, "OFFER-A", 1)), 400, "2134"),  # 20 days old
+        (return_of("5000000001", (5, "OFFER-A", 1)), 400, "2131"),
+        (return_of("5000000001", (1, "OFFER-B", 1)), 400, "2130"),
+        (return_of("5000000001", (1, "OFFER-A", 2)), 400, "2120"),  # line 1 has quantity 1
+    ],
+)
+async def test_return_rules(client, partner, body, status, code):
+    response, answer = await send(client, partner, body)
+    assert_error(response, answer, status, code)
+
+
+async def test_partial_returns_add_up_and_failed_ones_give_back(client, partner, db_url):
+    from conftest import cli
+
+    # Line 2 of 5000000001 has quantity 2.
+    response, first = await send(client, partner, return_of("5000000001", (2, "OFFER-B", 1)))
+    assert response.status == 201
+    response, second = await send(client, partner, return_of("5000000001", (2, "OFFER-B", 1)))
+    assert response.status == 201
+    response, answer = await send(client, partner, return_of("5000000001", (2, "OFFER-B", 1)))
+    assert_error(response, answer, 400, "2120")
+    cli(db_url, "orders", "set-status", second["orderId"], "1004")
+    response, answer = await send(client, partner, return_of("5000000001", (2, "OFFER-B", 1)))
+    assert response.status == 201, answer
+
+
+async def test_completing_returns_cancels_fully_returned_lines(client, partner, db_url):
+    from conftest import cli
+
+    response, ret = await send(client, partner, return_of("5000000001", (1, "OFFER-A", 1), (2, "OFFER-B", 1)))
+    assert response.status == 201
+    cli(db_url, "orders", "set-status", ret["orderId"], "1000")
+    original = await (await client.get(f"{ORDERS}/5000000001", headers=await partner_headers(client, partner))).json()
+    assert [line["status"] for line in original["lineItems"]] == ["1008", "1000"]  # line 2 only partly returned
