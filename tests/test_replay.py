@@ -1,0 +1,223 @@
+"""SPEC 7: X-Correlation-Id replay, in process and across real sockets and restarts."""
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+
+import aiohttp
+import pytest
+from conftest import cli, customer_record, partner_headers, reseller_record, server_process
+
+ORDERS = "/v3/customers/C1/orders"
+BODY = {"orderType": "NEW", "currencyCode": "USD", "externalReferenceId": "PO-9",
+        "lineItems": [{"extLineItemNumber": 1, "offerId": "OFFER-A", "quantity": 3}]}
+
+
+@pytest.fixture
+async def partner(make_partner, load):
+    credential = await make_partner("P1")
+    await load([reseller_record("R1", "P1"), customer_record("C1", "R1")])
+    return credential
+
+
+async def post(client, headers, body=BODY, path=ORDERS, method="POST", **kwargs):
+    response = await client.request(method, path, json=body, headers=headers, **kwargs)
+    return response, await response.read()
+
+
+async def count_orders(client, partner) -> int:
+    response = await client.get(ORDERS, headers=await partner_headers(client, partner))
+    return int((await response.json())["totalCount"])
+
+
+async def test_identical_retry_replays_byte_for_byte(client, partner):
+    headers = await partner_headers(client, partner)
+    first, first_body = await post(client, headers)
+    assert first.status == 201
+    assert "Idempotent-Replayed" not in first.headers
+    second, second_body = await post(client, headers)
+    assert second.status == 201
+    assert second_body == first_body
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert second.headers["Location"] == first.headers["Location"]
+    assert second.headers["Content-Type"] == first.headers["Content-Type"]
+    assert await count_orders(client, partner) == 1
+
+
+async def test_reordered_keys_and_whitespace_still_replay(client, partner):
+    headers = await partner_headers(client, partner)
+    first, first_body = await post(client, headers, params={"fetch-price": "true"})
+    reordered = json.dumps(dict(reversed(list(BODY.items()))), indent=4)
+    response = await client.post(ORDERS, data=reordered, params={"fetch-price": "true"},
+                                 headers={**headers, "Content-Type": "application/json"})
+    assert response.status == 201
+    assert await response.read() == first_body
+    assert response.headers["Idempotent-Replayed"] == "true"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"body": {**BODY, "externalReferenceId": "PO-10"}},
+        {"path": "/v3/customers/C2/orders"},
+        {"params": {"fetch-price": "false"}},
+        {"method": "PATCH", "path": f"{ORDERS}/1234567890", "body": {"externalReferenceId": "x"}},
+    ],
+)
+async def test_same_key_for_another_request_is_4123_and_executes_nothing(client, partner, change):
+    headers = await partner_headers(client, partner)
+    first, _ = await post(client, headers)
+    assert first.status == 201
+    response, raw = await post(client, headers, **change)
+    assert response.status == 422
+    assert json.loads(raw)["code"] == "4123"
+    assert await count_orders(client, partner) == 1
+
+
+async def test_stored_validation_error_is_replayed(client, partner):
+    headers = await partner_headers(client, partner)
+    bad = {**BODY, "lineItems": [{"extLineItemNumber": 1, "offerId": "OFFER-A", "quantity": 0}]}
+    first, first_body = await post(client, headers, body=bad)
+    assert first.status == 400 and json.loads(first_body)["code"] == "2120"
+    second, second_body = await post(client, headers, body=bad)
+    assert (second.status, second_body) == (400, first_body)
+    assert second.headers["Idempotent-Replayed"] == "true"
+
+
+async def test_refusals_before_the_handler_are_not_stored(client, partner):
+    headers = await partner_headers(client, partner)
+    response, _ = await post(client, {**headers, "Authorization": "Bearer nope"})
+    assert response.status == 401
+    response, _ = await client.post(ORDERS, data=b"not json", headers=headers), None
+    assert response.status == 400
+    response, _ = await post(client, headers)
+    assert response.status == 201
+    assert "Idempotent-Replayed" not in response.headers
+
+
+async def test_state_dependent_answer_is_not_stored(client, partner, load):
+    """A client deriving its key from the body gets its order once the customer exists."""
+    headers = await partner_headers(client, partner)
+    path = "/v3/customers/C9/orders"
+    response, raw = await post(client, headers, path=path)
+    assert response.status == 404 and json.loads(raw)["code"] == "1116"
+    await load([customer_record("C9", "R1")])
+    response, _ = await post(client, headers, path=path)
+    assert response.status == 201
+    assert "Idempotent-Replayed" not in response.headers
+
+
+async def test_crash_releases_the_key(client, partner, db_url):
+    headers = await partner_headers(client, partner)
+    with sqlite3.connect(db_url.removeprefix("sqlite:///")) as db:
+        db.execute("ALTER TABLE line_items RENAME TO broken")
+    response, raw = await post(client, headers)
+    assert response.status == 500 and json.loads(raw)["code"] == "1124"
+    with sqlite3.connect(db_url.removeprefix("sqlite:///")) as db:
+        db.execute("ALTER TABLE broken RENAME TO line_items")
+    response, _ = await post(client, headers)
+    assert response.status == 201
+    assert "Idempotent-Replayed" not in response.headers
+    assert await count_orders(client, partner) == 1
+
+
+async def test_new_key_with_a_used_request_id_is_4120(client, partner):
+    headers = {**await partner_headers(client, partner), "X-Request-Id": "rid-42"}
+    response, _ = await post(client, headers)
+    assert response.status == 201
+    response, raw = await post(client, {**headers, "X-Correlation-Id": "another-key"})
+    assert response.status == 400 and json.loads(raw)["code"] == "4120"
+    assert await count_orders(client, partner) == 1
+
+
+async def test_gets_are_never_stored(client, partner):
+    headers = await partner_headers(client, partner)
+    for _ in range(2):
+        response = await client.get(ORDERS, headers=headers)
+        assert response.status == 200
+        assert "Idempotent-Replayed" not in response.headers
+    response, _ = await post(client, headers)
+    assert response.status == 201  # the key a GET used is still free
+
+
+async def test_two_partners_with_the_same_key_are_independent(client, partner, make_partner, load):
+    other = await make_partner("P2")
+    await load([reseller_record("R2", "P2"), customer_record("C2", "R2")])
+    mine = {**await partner_headers(client, partner), "X-Correlation-Id": "shared"}
+    theirs = {**await partner_headers(client, other), "X-Correlation-Id": "shared"}
+    first, _ = await post(client, mine)
+    second, _ = await post(client, theirs, path="/v3/customers/C2/orders")
+    assert first.status == second.status == 201
+    assert "Idempotent-Replayed" not in second.headers
+
+
+async def test_patch_replays(client, partner):
+    headers = await partner_headers(client, partner)
+    created, raw = await post(client, headers)
+    order_id = json.loads(raw)["orderId"]
+    headers = await partner_headers(client, partner)
+    first, first_body = await post(client, headers, method="PATCH", path=f"{ORDERS}/{order_id}",
+                                   body={"externalReferenceId": "R-1"})
+    second, second_body = await post(client, headers, method="PATCH", path=f"{ORDERS}/{order_id}",
+                                     body={"externalReferenceId": "R-1"})
+    assert first.status == second.status == 200 and first_body == second_body
+    assert second.headers["Idempotent-Replayed"] == "true"
+
+
+# -- real processes ----------------------------------------------------------------------------------------
+
+
+def _partner_and_data(db_url, tmp_path):
+    partner = json.loads(cli(db_url, "partners", "create", "--name", "N", "--partner-id", "P1").stdout)
+    data = tmp_path / "data.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in [reseller_record("R1", "P1"), customer_record("C1", "R1")]))
+    cli(db_url, "import", str(data))
+    return partner
+
+
+async def _headers(http, partner, key):
+    form = {"grant_type": "client_credentials", "client_id": partner["apiKey"], "client_secret": partner["clientSecret"]}
+    async with http.post("/ims/token/v3", data=form) as response:
+        token = (await response.json())["access_token"]
+    return {"X-Api-Key": partner["apiKey"], "Authorization": f"Bearer {token}", "X-Correlation-Id": key}
+
+
+async def test_replay_survives_a_restart(db_url, tmp_path):
+    partner = _partner_and_data(db_url, tmp_path)
+    with server_process(db_url) as base:
+        async with aiohttp.ClientSession(base) as http:
+            headers = await _headers(http, partner, "restart-key")
+            async with http.post(ORDERS, json=BODY, headers=headers) as response:
+                assert response.status == 201
+                first = await response.read()
+    with server_process(db_url) as base:
+        async with aiohttp.ClientSession(base) as http:
+            async with http.post(ORDERS, json=BODY, headers=headers) as response:
+                assert response.status == 201
+                assert response.headers["Idempotent-Replayed"] == "true"
+                assert await response.read() == first
+
+
+async def test_fifty_simultaneous_duplicates_make_one_order(db_url, tmp_path):
+    partner = _partner_and_data(db_url, tmp_path)
+    with server_process(db_url) as base:
+        connector = aiohttp.TCPConnector(limit=0, force_close=True)
+        async with aiohttp.ClientSession(base, connector=connector) as http:
+            headers = await _headers(http, partner, "storm-key")
+
+            async def one() -> tuple[int, bytes, dict[str, str]]:
+                async with http.post(ORDERS, json=BODY, headers=headers) as response:
+                    return response.status, await response.read(), dict(response.headers)
+
+            answers = await asyncio.wait_for(asyncio.gather(*(one() for _ in range(50))), timeout=60)
+            async with http.get(ORDERS, headers=headers) as response:
+                history = await response.json()
+    created = [a for a in answers if a[0] == 201 and "Idempotent-Replayed" not in a[2]]
+    assert len(created) == 1
+    for status, body, headers_ in answers:
+        if status == 201:
+            assert body == created[0][1]
+        else:
+            assert status == 409 and json.loads(body)["code"] == "4122" and headers_["Retry-After"]
+    assert history["totalCount"] == 1
