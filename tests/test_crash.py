@@ -1,0 +1,129 @@
+"""Crash safety: the server is SIGKILLed again and again while a client places orders with retries.
+
+Every 201 the client saw has its order, no order exists twice, and every key ends with exactly one order.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import aiohttp
+from conftest import ROOT, cli, customer_record, free_port, reseller_record
+
+KEYS = 60
+KILLS = 5
+CONCURRENCY = 6
+DEADLINE_SECONDS = 120
+
+
+def start(db_url: str, port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), "--database", db_url, "serve", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("server did not start")
+
+
+def body_for(key: str) -> dict:
+    return {"orderType": "NEW", "currencyCode": "USD", "externalReferenceId": key,
+            "lineItems": [{"extLineItemNumber": 1, "offerId": "OFFER-A", "quantity": 1}]}
+
+
+async def test_sigkill_loses_no_acknowledged_order_and_duplicates_none(db_url, tmp_path):
+    partner = json.loads(cli(db_url, "partners", "create", "--name", "N", "--partner-id", "P1").stdout)
+    data = tmp_path / "data.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in [reseller_record("R1", "P1"), customer_record("C1", "R1")]))
+    cli(db_url, "import", str(data))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    pending = [f"crash-{n}" for n in range(KEYS)]
+    acknowledged: dict[str, str] = {}  # key -> orderId of every 201 seen
+    attempts: dict[str, int] = {}
+    rng = random.Random(7)
+    started = time.monotonic()
+
+    async def token(http: aiohttp.ClientSession) -> str:
+        form = {"grant_type": "client_credentials", "client_id": partner["apiKey"],
+                "client_secret": partner["clientSecret"]}
+        async with http.post("/ims/token/v3", data=form) as response:
+            return str((await response.json())["access_token"])
+
+    async def worker(http: aiohttp.ClientSession, headers: dict[str, str], queue: list[str]) -> None:
+        while queue:
+            key = queue.pop()
+            attempts[key] = attempts.get(key, 0) + 1
+            try:
+                async with http.post("/v3/customers/C1/orders", json=body_for(key),
+                                     headers={**headers, "X-Correlation-Id": key}) as response:
+                    if response.status == 201:
+                        order_id = (await response.json())["orderId"]
+                        assert acknowledged.setdefault(key, order_id) == order_id
+                        continue
+                    assert response.status == 409, await response.text()
+            except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError):
+                pass
+            pending.append(key)  # no answer, or "still executing": retry after the restart
+            return
+
+    for round_no in range(KILLS + 1):
+        assert time.monotonic() - started < DEADLINE_SECONDS
+        proc = start(db_url, port)
+        try:
+            async with aiohttp.ClientSession(base, timeout=aiohttp.ClientTimeout(total=10)) as http:
+                headers = {"X-Api-Key": partner["apiKey"], "Authorization": f"Bearer {await token(http)}"}
+                queue, pending[:] = list(pending), []
+                rng.shuffle(queue)
+                work = asyncio.gather(*(worker(http, headers, queue) for _ in range(CONCURRENCY)))
+                if round_no < KILLS:
+                    await asyncio.sleep(rng.uniform(0.05, 0.3))
+                    proc.send_signal(signal.SIGKILL)
+                await asyncio.wait_for(work, timeout=60)
+                pending.extend(queue)
+        finally:
+            proc.kill()
+            proc.wait(timeout=30)
+        if not pending and round_no >= KILLS:
+            break
+
+    # Whatever is still pending is retried against a healthy server until answered.
+    proc = start(db_url, port)
+    try:
+        async with aiohttp.ClientSession(base) as http:
+            headers = {"X-Api-Key": partner["apiKey"], "Authorization": f"Bearer {await token(http)}"}
+            while pending:
+                assert time.monotonic() - started < DEADLINE_SECONDS
+                queue, pending[:] = list(pending), []
+                await asyncio.gather(*(worker(http, headers, queue) for _ in range(CONCURRENCY)))
+            orders = []
+            for offset in range(0, KEYS + 100, 100):
+                async with http.get("/v3/customers/C1/orders", params={"limit": "100", "offset": str(offset)},
+                                    headers={**headers, "X-Correlation-Id": "read"}) as response:
+                    page = await response.json()
+                orders += page["items"]
+                if offset + 100 >= page["totalCount"]:
+                    break
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+    assert set(acknowledged) == {f"crash-{n}" for n in range(KEYS)}
+    by_key: dict[str, list[str]] = {}
+    for order in orders:
+        by_key.setdefault(order["externalReferenceId"], []).append(order["orderId"])
+    assert all(len(ids) == 1 for ids in by_key.values()), "an order exists twice"
+    assert {key: ids[0] for key, ids in by_key.items()} == acknowledged
+    assert any(count > 1 for count in attempts.values()), "no request was ever cut off: the test proved nothing"
