@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DB ?= var/gateway.db
 
-.PHONY: run test typecheck bench-history bench clean
+.PHONY: run test bench-history bench-create clean
 
 $(STAMP): setup.cfg
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ test: $(STAMP)
 
 bench-history: $(STAMP)
 	$(BIN)/python bench/history.py
+
+bench-create: $(STAMP)
+	$(BIN)/python bench/create.py
 
 clean:
 	rm -rf $(VENV) var *.egg-info
