@@ -12,7 +12,8 @@ from aiohttp_apispec import setup_aiohttp_apispec
 
 from gateway.auth import CredentialCache
 from gateway.history import HistoryService
-from gateway.keys import CREDENTIALS, HISTORY, IN_FLIGHT, SETTINGS, STORAGE, TOKENS
+from gateway.keys import CREDENTIALS, HISTORY, IN_FLIGHT, METRICS, SETTINGS, STORAGE, TOKENS
+from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.storage import Storage, open_storage
 from gateway.tokens import TokenService, new_signing_key
@@ -77,6 +78,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[IN_FLIGHT] = set()
+    app[METRICS] = Metrics()
     app.cleanup_ctx.append(_storage_context)
     for module in (tokens, orders, health):
         app.add_routes(module.routes)

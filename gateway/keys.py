@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from gateway.auth import CredentialCache
     from gateway.history import HistoryService
     from gateway.idempotency import IdempotencyKey
+    from gateway.metrics import Metrics
     from gateway.settings import Settings
     from gateway.storage import Storage
     from gateway.tokens import TokenService
@@ -19,6 +20,7 @@ STORAGE: web.AppKey[Storage] = web.AppKey("storage")
 TOKENS: web.AppKey[TokenService] = web.AppKey("tokens")
 CREDENTIALS: web.AppKey[CredentialCache] = web.AppKey("credentials")
 HISTORY: web.AppKey[HistoryService] = web.AppKey("history")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 
 # Handed from middleware to handlers and to the request log.
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")

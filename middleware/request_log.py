@@ -8,7 +8,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.keys import API_KEY_ID, ERROR, ERROR_CODE, IDEMPOTENCY, PARTNER_ID, REQUEST_ID
+from gateway.keys import API_KEY_ID, ERROR, ERROR_CODE, IDEMPOTENCY, METRICS, PARTNER_ID, REQUEST_ID
 
 log = structlog.get_logger("gateway.request")
 
@@ -34,22 +34,28 @@ async def request_log_middleware(request: web.Request, handler: Handler) -> web.
         if correlation_id is not None and header_safe(correlation_id):
             response.headers["X-Correlation-Id"] = correlation_id
     error = request.get(ERROR)
-    route = request.match_info.route.resource
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else None
+    elapsed = time.perf_counter() - started
+    idempotency = request.get(IDEMPOTENCY)
+    error_code = request.get(ERROR_CODE)
+    # Unmatched paths share one label, so probing for routes cannot grow the metric without bound.
+    request.app[METRICS].observe(route or "unmatched", request.method, response.status, elapsed, error_code,
+                                 idempotency)
     fields = {
         "method": request.method,
         "path": request.path,
-        "route": route.canonical if route is not None else None,
+        "route": route,
         "status": response.status,
-        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+        "duration_ms": round(elapsed * 1000, 3),
         "correlation_id": correlation_id,
         "partner_id": request.get(PARTNER_ID),
         "api_key_id": request.get(API_KEY_ID),
         "customer_id": request.match_info.get("customerId"),
-        "error_code": request.get(ERROR_CODE),
+        "error_code": error_code,
         "remote": request.remote,
         "user_agent": request.headers.get("User-Agent"),
     }
-    idempotency = request.get(IDEMPOTENCY)
     if idempotency is not None:
         fields["idempotency"] = idempotency
     if error is not None:

@@ -184,7 +184,8 @@ class SqliteStorage:
 
     # -- health and keys ---------------------------------------------------------------------------
 
-    PING = "SELECT 1"
+    # Reads a real table: a database that lost its schema is not ready either.
+    PING = "SELECT count(*) FROM meta"
 
     async def ping(self) -> None:
         await self._rows(self.PING)

@@ -1,0 +1,37 @@
+"""Prometheus metrics, one registry per application (so tests and several apps never share counters)."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+AUTH_CODES = frozenset({"4115", "4116", "4117"})
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "gateway_requests", "Requests answered, by route template, method and status",
+            ["route", "method", "status"], registry=self.registry,
+        )
+        self.latency = Histogram(
+            "gateway_request_duration_seconds", "Time to answer a request, by route template",
+            ["route"], registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )
+        self.replays = Counter(
+            "gateway_idempotent_replays", "Stored answers replayed for a repeated X-Correlation-Id",
+            registry=self.registry,
+        )
+        self.auth_rejections = Counter(
+            "gateway_auth_rejections", "Requests refused by authentication, by error code",
+            ["code"], registry=self.registry,
+        )
+
+    def observe(self, route: str, method: str, status: int, seconds: float, error_code: str | None,
+                idempotency: str | None) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+        if idempotency == "replayed":
+            self.replays.inc()
+        if error_code in AUTH_CODES:
+            self.auth_rejections.labels(error_code).inc()

@@ -1,0 +1,60 @@
+"""SPEC 8 beyond the log line: metrics, health, readiness."""
+from __future__ import annotations
+
+import sqlite3
+
+from conftest import customer_record, partner_headers, reseller_record
+from prometheus_client.parser import text_string_to_metric_families
+
+
+async def scrape(client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = await client.get("/metrics")
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(await response.text())
+        for sample in family.samples
+    }
+
+
+async def test_metrics_move_with_requests(client, make_partner, load):
+    partner = await make_partner("P1")
+    await load([reseller_record("R1", "P1"), customer_record("C1", "R1")])
+    route = "/v3/customers/{customerId}/orders"
+    ok = ("gateway_requests_total", (("method", "GET"), ("route", route), ("status", "200")))
+    rejected = ("gateway_auth_rejections_total", (("code", "4115"),))
+    latency = ("gateway_request_duration_seconds_count", (("route", route),))
+    replays = ("gateway_idempotent_replays_total", ())
+    before = await scrape(client)
+    headers = await partner_headers(client, partner)
+    for _ in range(3):
+        assert (await client.get("/v3/customers/C1/orders", headers=headers)).status == 200
+    assert (await client.get("/v3/customers/C1/orders", headers={"X-Api-Key": "bad"})).status == 403
+    body = {"orderType": "NEW", "currencyCode": "USD",
+            "lineItems": [{"extLineItemNumber": 1, "offerId": "O", "quantity": 1}]}
+    for _ in range(2):
+        await client.post("/v3/customers/C1/orders", json=body, headers=headers)
+    after = await scrape(client)
+    assert after[ok] - before.get(ok, 0) == 3
+    assert after[latency] - before.get(latency, 0) == 6  # 3 GET, 1 refused, 2 POST
+    assert after[rejected] - before.get(rejected, 0) == 1
+    assert after[replays] - before.get(replays, 0) == 1
+
+
+async def test_health_needs_no_credentials(client):
+    assert (await client.get("/healthz")).status == 200
+    assert (await (await client.get("/readyz")).json()) == {"status": "ok"}
+
+
+async def test_readyz_follows_the_database(client, db_url):
+    path = db_url.removeprefix("sqlite:///")
+    assert (await client.get("/readyz")).status == 200
+    with sqlite3.connect(path) as db:
+        db.execute("ALTER TABLE meta RENAME TO meta_away")
+    response = await client.get("/readyz")
+    assert response.status == 503
+    assert (await response.json()) == {"status": "unavailable"}
+    with sqlite3.connect(path) as db:
+        db.execute("ALTER TABLE meta_away RENAME TO meta")
+    assert (await client.get("/readyz")).status == 200
