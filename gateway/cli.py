@@ -6,9 +6,10 @@ import asyncio
 import os
 import shlex
 import shutil
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 from aiohttp import web
@@ -28,15 +29,21 @@ EXIT_USAGE = 2
 EXIT_FAILED = 1
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One clear line, not the usage block: operators read these in service logs."""
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="order-gateway", description="Partner Orders Gateway")
+    parser = _Parser(prog="order-gateway", description="Partner Orders Gateway")
     parser.add_argument("--database", metavar="URL", help="database URL (env GATEWAY_DATABASE_URL)")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     serve = commands.add_parser("serve", help="run the API")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
-    serve.add_argument("--log-format", choices=LOG_FORMATS, help="json (default) or console")
+    serve.add_argument("--log-format", help=f"{' or '.join(LOG_FORMATS)} (default json)")
     serve.add_argument("--demo", action="store_true", help="load demo data and print a working curl")
 
     partners = commands.add_parser("partners", help="manage partners").add_subparsers(dest="action", required=True)
@@ -74,13 +81,17 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(f"order-gateway: {exc}", file=sys.stderr)
         return EXIT_USAGE
     configure_logging(settings.log_format)
-    if args.command == "serve":
-        return serve(settings, demo=args.demo)
-    command: Callable[[Storage, argparse.Namespace], Awaitable[int]] = _COMMANDS[(args.command, getattr(args, "action", None))]
     try:
+        if args.command == "serve":
+            return serve(settings, demo=args.demo)
+        command = _COMMANDS[(args.command, getattr(args, "action", None))]
         return asyncio.run(_with_storage(settings, command, args))
     except (StorageError, ImportLineError) as exc:
         print(f"order-gateway: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except (OSError, sqlite3.Error, ValueError) as exc:
+        # The database (or the address) cannot be used: say which, in one line.
+        print(f"order-gateway: cannot start with {settings.database_url}: {exc}", file=sys.stderr)
         return EXIT_FAILED
 
 

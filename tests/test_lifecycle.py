@@ -1,0 +1,98 @@
+"""Process lifecycle: clear refusals of bad settings, graceful shutdown on SIGTERM."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+
+import aiohttp
+import pytest
+from conftest import ROOT, cli, customer_record, free_port, reseller_record
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT, env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        (["serve", "--port", "-5"], {}, "port"),
+        (["serve", "--port", "abc"], {}, "--port"),
+        (["serve", "--log-format", "xml"], {}, "log_format"),
+        (["serve"], {"GATEWAY_LOG_FORMAT": "xml"}, "log_format"),
+        (["serve"], {"GATEWAY_PORT": "eighty"}, "GATEWAY_PORT"),
+        (["serve"], {"GATEWAY_TOKEN_TTL_SECONDS": "60"}, "token_ttl_seconds"),
+        (["--database", "sqlite:////proc/no-such-dir/gateway.db", "serve"], {}, "/proc/no-such-dir"),
+        (["--database", "mysql://localhost/x", "serve"], {}, "database_url"),
+    ],
+)
+def test_bad_settings_exit_non_zero_with_one_clear_line(args, env, says):
+    result = run(*args, env=env)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert says in lines[0]
+
+
+def test_unreadable_database_file(tmp_path):
+    path = tmp_path / "gateway.db"
+    path.mkdir()  # a directory where the database file should be
+    result = run("--database", f"sqlite:///{path}", "partners", "create", "--name", "N")
+    assert result.returncode != 0
+    assert len(result.stderr.strip().splitlines()) == 1 and str(path) in result.stderr
+
+
+async def test_sigterm_lets_the_in_flight_request_finish(db_url, tmp_path):
+    partner = json.loads(cli(db_url, "partners", "create", "--name", "N", "--partner-id", "P1").stdout)
+    data = tmp_path / "data.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in [reseller_record("R1", "P1"), customer_record("C1", "R1")]))
+    cli(db_url, "import", str(data))
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--database", db_url, "serve", "--port",
+                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession(base) as http:
+            for _ in range(300):
+                try:
+                    async with http.get("/healthz"):
+                        break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.05)
+            form = {"grant_type": "client_credentials", "client_id": partner["apiKey"],
+                    "client_secret": partner["clientSecret"]}
+            async with http.post("/ims/token/v3", data=form) as response:
+                token = (await response.json())["access_token"]
+            headers = {"X-Api-Key": partner["apiKey"], "Authorization": f"Bearer {token}",
+                       "X-Correlation-Id": "slow-one"}
+            body = {"orderType": "NEW", "currencyCode": "USD",
+                    "lineItems": [{"extLineItemNumber": 1, "offerId": "O", "quantity": 1}]}
+            # Another process holds the write lock: the order's transaction waits for it, so the request is
+            # received in full and still executing when SIGTERM arrives.
+            blocker = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
+            blocker.execute("BEGIN IMMEDIATE")
+            request = asyncio.create_task(http.post("/v3/customers/C1/orders", json=body, headers=headers))
+            await asyncio.sleep(0.5)
+            assert not request.done()
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.5)
+            blocker.execute("ROLLBACK")
+            blocker.close()
+            response = await asyncio.wait_for(request, timeout=30)
+            assert response.status == 201
+            await response.read()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stderr is not None
+        stderr = proc.stderr.read().decode()
+        proc.stderr.close()
+    assert "Traceback" not in stderr
