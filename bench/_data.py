@@ -7,9 +7,10 @@ order_row/line_rows from a gateway.orders.Order, so every stored body is exactly
 
 Everything is generated from fixed seeds. The hot customer's 10,000 orders are the same in every database
 (same ids, same bodies) given the same anchor time, which the second database built takes from the first
-one's metadata. A finished database is cached as bench/data/history-<orders>-g<GENERATOR>.db beside a
-.json of its metadata (including the partner's API key and client secret); a build goes to a temporary
-name first, so an interrupted build is never mistaken for a finished one.
+one's metadata. A finished database is cached as bench/data/history-<orders>-g<GENERATOR>-s<schema>.db
+(schema: the gateway's migration count) beside a .json of its metadata, including the partner's API key and
+client secret. A build goes to a temporary name first, so an interrupted build is never mistaken for a
+finished one, and replaces the caches of the same size made by another generator or schema.
 """
 from __future__ import annotations
 
@@ -26,9 +27,10 @@ from typing import Any
 from gateway.orders import LineItem, Order, Promotion
 from gateway.partners import create_partner
 from gateway.storage import open_storage
-from gateway.storage.sqlite import INSERT_LINE, order_row, line_rows
+from gateway.storage.sqlite import INSERT_LINE, MIGRATIONS, line_rows, order_row
 
 GENERATOR = 1  # bump when the generated data changes: old caches are then ignored
+SCHEMA = len(MIGRATIONS)  # a new migration means a rebuild, so the data is always laid out as a fresh install
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
 PARTNER_ID = "PBENCH0001"
@@ -54,7 +56,7 @@ INSERT_ORDER = """
 
 
 def paths(orders: int) -> tuple[Path, Path]:
-    stem = f"history-{orders}-g{GENERATOR}"
+    stem = f"history-{orders}-g{GENERATOR}-s{SCHEMA}"
     return DATA_DIR / f"{stem}.db", DATA_DIR / f"{stem}.json"
 
 
@@ -63,11 +65,12 @@ def cached(orders: int) -> dict[str, Any] | None:
     if not (db.exists() and meta.exists()):
         return None
     info = json.loads(meta.read_text())
-    return info if info.get("generator") == GENERATOR and info.get("orders") == orders else None
+    wanted = {"generator": GENERATOR, "schema": SCHEMA, "orders": orders}
+    return info if all(info.get(k) == v for k, v in wanted.items()) else None
 
 
 def _anchor_from_siblings() -> int | None:
-    for meta in sorted(DATA_DIR.glob(f"history-*-g{GENERATOR}.json")):
+    for meta in sorted(DATA_DIR.glob(f"history-*-g{GENERATOR}-s{SCHEMA}.json")):
         try:
             return int(json.loads(meta.read_text())["anchor"])
         except (ValueError, KeyError, OSError):
@@ -81,6 +84,8 @@ def ensure(orders: int, log: Any = print) -> dict[str, Any]:
     if info is not None:
         log(f"database: {paths(orders)[0]} (cached; built in {info['buildSeconds']:.0f} s)")
         return info
+    for stale in DATA_DIR.glob(f"history-{orders}-g*"):
+        stale.unlink()
     anchor = _anchor_from_siblings() or (int(time.time()) // 86400) * 86400
     log(f"database: building {orders:,} orders into {paths(orders)[0]} ...")
     started = time.perf_counter()
@@ -117,7 +122,7 @@ def build(orders: int, anchor: int) -> dict[str, Any]:
             + [(_reseller_id(n), PARTNER_ID, f"Reseller {n}") for n in range(RESELLERS)],
         )
         rng = random.Random(2)
-        customers = [(HOT_CUSTOMER, HOT_RESELLER, "Hot Customer Inc.", None)]
+        customers: list[tuple[str, str, str, str | None]] = [(HOT_CUSTOMER, HOT_RESELLER, "Hot Customer Inc.", None)]
         customers += [
             (_customer_id(n), _reseller_id(rng.randrange(RESELLERS)), f"Customer {n}",
              _coterm(rng, anchor) if rng.random() < 0.5 else None)
@@ -148,6 +153,7 @@ def build(orders: int, anchor: int) -> dict[str, Any]:
     os.replace(tmp, final)
     return {
         "generator": GENERATOR,
+        "schema": SCHEMA,
         "orders": orders,
         "customers": len(customers),
         "anchor": anchor,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -63,7 +64,7 @@ def run_aiohttp(path: str, port: int) -> None:
 
     db_key: web.AppKey[aiosqlite.Connection] = web.AppKey("db")
 
-    async def database(app: web.Application):  # type: ignore[no-untyped-def]
+    async def database(app: web.Application) -> AsyncIterator[None]:
         async with aiosqlite.connect(path) as db:
             app[db_key] = db
             yield
@@ -93,7 +94,7 @@ def run_fastapi(path: str, port: int) -> None:
     state: dict[str, aiosqlite.Connection] = {}
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with aiosqlite.connect(path) as db:
             state["db"] = db
             yield

@@ -180,11 +180,20 @@ class Round:
     seconds: float
     latencies: list[float]
     server_cpu: float
-    client_cpu: float
+    client_cpu: float  # share of one core used by this (load client) process
+    others: float  # cores used by every other process meanwhile: noise from outside the benchmark
 
     @property
     def rate(self) -> float:
         return self.requests / self.seconds
+
+
+def _system_busy() -> float:
+    """CPU seconds spent by everything on the machine (all CPUs), from /proc/stat."""
+    with open("/proc/stat") as stat:
+        ticks = [int(x) for x in stat.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = ticks
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
 def _client_cpu() -> float:
@@ -199,7 +208,7 @@ async def run_round(
     latencies: list[float] = []
     failures: list[str] = []
     issued = 0
-    cpu0, client0 = server.cpu_seconds(), _client_cpu()
+    cpu0, client0, busy0 = server.cpu_seconds(), _client_cpu(), _system_busy()
     started = time.perf_counter()
     deadline = started + seconds
 
@@ -216,9 +225,11 @@ async def run_round(
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
+    server_cpu, client_cpu, busy = server.cpu_seconds() - cpu0, _client_cpu() - client0, _system_busy() - busy0
     if failures:
         raise RuntimeError(f"{server.name}: {len(failures)} non-200 answer(s), first: {failures[0]}")
-    return Round(len(latencies), elapsed, latencies, server.cpu_seconds() - cpu0, (_client_cpu() - client0) / elapsed)
+    others = max(0.0, busy - server_cpu - client_cpu) / elapsed
+    return Round(len(latencies), elapsed, latencies, server_cpu, client_cpu / elapsed, others)
 
 
 # -- checks ------------------------------------------------------------------------------------------------
@@ -257,6 +268,7 @@ class Stats:
     cpu_ms: float
     requests: int
     client_cpu: float
+    others: float
 
 
 def summarize(rounds: list[Round]) -> Stats:
@@ -269,7 +281,12 @@ def summarize(rounds: list[Round]) -> Stats:
         cpu_ms=sum(r.server_cpu for r in rounds) / total * 1000,
         requests=total,
         client_cpu=max(r.client_cpu for r in rounds),
+        others=statistics.mean(r.others for r in rounds),
     )
+
+
+def _size(orders: int) -> str:
+    return f"{orders // 1_000_000}M" if orders % 1_000_000 == 0 else f"{orders // 1000}k"
 
 
 def verdict(value: float, target: float, at_least: bool) -> str:
@@ -303,7 +320,7 @@ async def bench(profile: Profile, big: dict[str, Any], small: dict[str, Any], se
         argv = [sys.executable, str(BENCH / "_refs.py"), kind, str(big_db), str(port)]
         return servers.start(f"ref-{kind}", label, argv, gateway=False, port=port)
 
-    big_label, small_label = f"{big['orders'] // 1000}k", f"{small['orders'] // 1000}k"
+    big_label, small_label = _size(big["orders"]), _size(small["orders"])
     gw = gateway("gateway-big", f"gateway ({big_label} DB)", big_db)
     aio = ref("aiohttp", f"aiohttp ref ({big_label} DB)")
     fast = ref("fastapi", f"FastAPI ref ({big_label} DB)")
@@ -314,7 +331,6 @@ async def bench(profile: Profile, big: dict[str, Any], small: dict[str, Any], se
 
     plan = {"page 1": [gw, aio, fast, gw_small], "deep page": [gw, aio, fast]}
     results: dict[tuple[str, str], list[Round]] = {}
-    connector_args = {"limit": profile.concurrency, "keepalive_timeout": 120}
     sessions: dict[str, aiohttp.ClientSession] = {}
     try:
         async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT) as control:
@@ -324,7 +340,7 @@ async def bench(profile: Profile, big: dict[str, Any], small: dict[str, Any], se
             await gateway_headers(control, gw_small, small)
         for server in (gw, aio, fast, gw_small):
             sessions[server.name] = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(**connector_args), timeout=REQUEST_TIMEOUT
+                connector=aiohttp.TCPConnector(limit=profile.concurrency, keepalive_timeout=120), timeout=REQUEST_TIMEOUT
             )
         for scenario, path in SCENARIOS.items():
             await check_same_page(sessions[gw.name], plan[scenario], path, _data.HOT_ORDERS)
@@ -352,15 +368,17 @@ async def bench(profile: Profile, big: dict[str, Any], small: dict[str, Any], se
 
     stats = {key: summarize(rounds) for key, rounds in results.items()}
     print()
-    print(f"{'scenario':<10} {'server':<24} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>11} {'requests':>9}")
+    print(f"{'scenario':<10} {'server':<24} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>11} "
+          f"{'requests':>9} {'others':>7}")
     for scenario in SCENARIOS:
         for server in plan[scenario]:
             s = stats[(scenario, server.name)]
             print(f"{scenario:<10} {server.label:<24} {s.rate:>8.0f} {s.p50_ms:>8.2f} {s.p99_ms:>8.2f} "
-                  f"{s.cpu_ms:>11.3f} {s.requests:>9}")
+                  f"{s.cpu_ms:>11.3f} {s.requests:>9} {s.others:>7.2f}")
     busiest = max(s.client_cpu for s in stats.values())
-    print(f"(req/s: median over {profile.reps} rounds; p50/p99: over all their requests; CPU ms/req: the server "
-          f"process, all threads; load client peak CPU {busiest:.0%} of one core)")
+    print(f"req/s: median over {profile.reps} rounds; p50/p99: over all their requests; CPU ms/req: the server "
+          f"process, all threads;\nothers: cores used meanwhile by processes outside the benchmark (noise), mean "
+          f"over rounds; load client peak CPU {busiest:.0%} of one core")
 
     def st(scenario: str, server: Server) -> Stats:
         return stats[(scenario, server.name)]
@@ -380,17 +398,26 @@ async def bench(profile: Profile, big: dict[str, Any], small: dict[str, Any], se
                    deep <= TARGET_DEEP_VS_PAGE1))
     checks.append(("gateway deep / page 1 p50 latency", st("deep page", gw).p50_ms / st("page 1", gw).p50_ms,
                    "(info)", True))
+    checks.append(("gateway deep / page 1 server CPU per request", st("deep page", gw).cpu_ms / st("page 1", gw).cpu_ms,
+                   "(info)", True))
     size = st("page 1", gw_small).rate / st("page 1", gw).rate
     checks.append((f"gateway page 1 {big_label} / {small_label} DB service time (1/req/s)", size,
                    f"<= {TARGET_BIG_VS_SMALL}x", size <= TARGET_BIG_VS_SMALL))
     checks.append((f"gateway page 1 {big_label} / {small_label} DB p50 latency",
                    st("page 1", gw).p50_ms / st("page 1", gw_small).p50_ms, "(info)", True))
+    checks.append((f"gateway page 1 {big_label} / {small_label} DB server CPU per request",
+                   st("page 1", gw).cpu_ms / st("page 1", gw_small).cpu_ms, "(info)", True))
     print()
-    for label, value, target, ok in checks:
-        mark = "" if target == "(info)" else ("PASS" if ok else "FAIL")
-        print(f"{label:<58} {value:>6.2f}x  {target:<9} {mark}")
+    for label, value, wanted, ok in checks:
+        mark = "" if wanted == "(info)" else ("PASS" if ok else "FAIL")
+        print(f"{label:<58} {value:>6.2f}x  {wanted:<9} {mark}")
     if busiest > 0.9:
         print("warning: the load client used over 90% of a core: rates may be client-bound")
+    if max(s.others for s in stats.values()) > 0.25:
+        print("warning: other processes used the CPUs during the rounds: expect noise (see 'others')")
+    with open(gw.log, "rb") as log:
+        logged = sum(1 for line in log if b'"event":"request"' in line)
+    print(f"gateway request log: {logged:,} lines in {gw.log}")
     return all(ok for _, _, _, ok in checks)
 
 
