@@ -27,7 +27,8 @@ from typing import Any
 from gateway.orders import LineItem, Order, Promotion
 from gateway.partners import create_partner
 from gateway.storage import open_storage
-from gateway.storage.sqlite import INSERT_LINE, MIGRATIONS, line_rows, order_row
+from gateway.storage.sql import INSERT_LINE, line_rows, order_row
+from gateway.storage.sqlite import MIGRATIONS
 
 GENERATOR = 1  # bump when the generated data changes: old caches are then ignored
 SCHEMA = len(MIGRATIONS)  # a new migration means a rebuild, so the data is always laid out as a fresh install
