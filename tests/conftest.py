@@ -2,12 +2,17 @@
 importer, and an HTTP client on the real application (every middleware on)."""
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import itertools
+import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from io import BytesIO
 from pathlib import Path
@@ -28,9 +33,59 @@ TEST_SIGNING_KEY = "test-signing-key-" + "0123456789abcdef" * 4
 _correlation = itertools.count(1)
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/gateway.db"
+# The PostgreSQL runs of every test need a server: .ci/run points this at the machine's own.
+POSTGRES_URL = os.environ.get("GATEWAY_TEST_POSTGRES_URL", "")
+SKIP_POSTGRES = (
+    "PostgreSQL backend not tested: set GATEWAY_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/test "
+    "(as .ci/run does) to run every storage test against PostgreSQL too"
+)
+
+
+def _in_thread(coroutine: Any) -> Any:
+    """Runs set-up SQL on a private loop, leaving the test's own event loop alone."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+async def _pg(url: str, *statements: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(url)
+    try:
+        for statement in statements:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+def raw_sql(db_url: str, *statements: str) -> None:
+    """Runs statements on the test's database behind the gateway's back (to break it, say)."""
+    if db_url.startswith("sqlite://"):
+        with sqlite3.connect(db_url.removeprefix("sqlite:///")) as db:
+            for statement in statements:
+                db.execute(statement)
+    else:
+        _in_thread(_pg(db_url, *statements))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database per test: a SQLite file, or a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/gateway.db"
+        return
+    if not POSTGRES_URL:
+        pytest.skip(SKIP_POSTGRES)
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    _in_thread(_pg(POSTGRES_URL, f'CREATE SCHEMA "{schema}"'))
+    # asyncpg passes unknown URL parameters on as server settings.
+    yield f"{POSTGRES_URL}{'&' if '?' in POSTGRES_URL else '?'}search_path={schema}"
+    _in_thread(_pg(POSTGRES_URL, f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+def sqlite_only(db_url: str, why: str) -> None:
+    if not db_url.startswith("sqlite://"):
+        pytest.skip(why)
 
 
 @pytest.fixture

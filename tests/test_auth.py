@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import base64
 import io
-import sqlite3
 import time
 import uuid
 
 import jwt
 import pytest
-from conftest import TEST_SIGNING_KEY, bearer, customer_record, order_record, partner_headers, reseller_record
+from conftest import TEST_SIGNING_KEY, bearer, customer_record, order_record, partner_headers, raw_sql, reseller_record
 
 from gateway.partners import create_credential, revoke_credential
 from gateway.storage import open_storage
@@ -200,8 +199,7 @@ async def test_body_over_the_limit_is_413(client):
 
 async def test_unexpected_failure_is_1124_without_internals(client, partner, db_url):
     headers = await partner_headers(client, partner)
-    with sqlite3.connect(db_url.removeprefix("sqlite:///")) as db:
-        db.execute("ALTER TABLE customers RENAME TO gone")
+    raw_sql(db_url, "ALTER TABLE customers RENAME TO gone")
     response = await client.get(HISTORY, headers=headers)
     text = await response.text()
     assert_error(response, await response.json(), 500, "1124")

@@ -9,7 +9,7 @@ import sys
 
 import orjson
 import pytest
-from conftest import ROOT, cli, customer_record, order_record, partner_headers, reseller_record
+from conftest import ROOT, cli, customer_record, order_record, partner_headers, reseller_record, sqlite_only
 
 from gateway.settings import Settings
 
@@ -51,6 +51,7 @@ def test_credentials_create_and_revoke(db_url):
 
 
 def test_secrets_are_stored_only_as_hashes(db_url, tmp_path):
+    sqlite_only(db_url, "reads the database's bytes from its file")
     created = json.loads(cli(db_url, "partners", "create", "--name", "N", "--partner-id", "P1").stdout)
     for name in os.listdir(tmp_path):
         data = (tmp_path / name).read_bytes()

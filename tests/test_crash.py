@@ -16,7 +16,7 @@ import time
 import aiohttp
 from conftest import ROOT, cli, customer_record, free_port, reseller_record
 
-KEYS = 60
+KEYS = 120
 KILLS = 5
 CONCURRENCY = 6
 DEADLINE_SECONDS = 120
@@ -62,7 +62,12 @@ async def test_sigkill_loses_no_acknowledged_order_and_duplicates_none(db_url, t
         async with http.post("/ims/token/v3", data=form) as response:
             return str((await response.json())["access_token"])
 
+    round_acks = 0
+    kill_now = asyncio.Event()
+    kill_after = 0
+
     async def worker(http: aiohttp.ClientSession, headers: dict[str, str], queue: list[str]) -> None:
+        nonlocal round_acks
         while queue:
             key = queue.pop()
             attempts[key] = attempts.get(key, 0) + 1
@@ -72,6 +77,9 @@ async def test_sigkill_loses_no_acknowledged_order_and_duplicates_none(db_url, t
                     if response.status == 201:
                         order_id = (await response.json())["orderId"]
                         assert acknowledged.setdefault(key, order_id) == order_id
+                        round_acks += 1
+                        if round_acks >= kill_after:
+                            kill_now.set()
                         continue
                     assert response.status == 409, await response.text()
             except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError):
@@ -87,9 +95,12 @@ async def test_sigkill_loses_no_acknowledged_order_and_duplicates_none(db_url, t
                 headers = {"X-Api-Key": partner["apiKey"], "Authorization": f"Bearer {await token(http)}"}
                 queue, pending[:] = list(pending), []
                 rng.shuffle(queue)
+                round_acks, kill_after = 0, rng.randint(3, 12)
+                kill_now.clear()
                 work = asyncio.gather(*(worker(http, headers, queue) for _ in range(CONCURRENCY)))
                 if round_no < KILLS:
-                    await asyncio.sleep(rng.uniform(0.05, 0.3))
+                    # Killed mid-stream: a few orders in, with others in flight.
+                    await asyncio.wait_for(kill_now.wait(), timeout=30)
                     proc.send_signal(signal.SIGKILL)
                 await asyncio.wait_for(work, timeout=60)
                 pending.extend(queue)

@@ -1,9 +1,8 @@
 """SPEC 8 beyond the log line: metrics, health, readiness."""
 from __future__ import annotations
 
-import sqlite3
 
-from conftest import customer_record, partner_headers, reseller_record
+from conftest import customer_record, partner_headers, raw_sql, reseller_record
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -48,13 +47,10 @@ async def test_health_needs_no_credentials(client):
 
 
 async def test_readyz_follows_the_database(client, db_url):
-    path = db_url.removeprefix("sqlite:///")
     assert (await client.get("/readyz")).status == 200
-    with sqlite3.connect(path) as db:
-        db.execute("ALTER TABLE meta RENAME TO meta_away")
+    raw_sql(db_url, "ALTER TABLE meta RENAME TO meta_away")
     response = await client.get("/readyz")
     assert response.status == 503
     assert (await response.json()) == {"status": "unavailable"}
-    with sqlite3.connect(path) as db:
-        db.execute("ALTER TABLE meta_away RENAME TO meta")
+    raw_sql(db_url, "ALTER TABLE meta_away RENAME TO meta")
     assert (await client.get("/readyz")).status == 200

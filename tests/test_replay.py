@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 
 import aiohttp
 import pytest
-from conftest import cli, customer_record, partner_headers, reseller_record, server_process
+from conftest import cli, customer_record, partner_headers, raw_sql, reseller_record, server_process
 
 ORDERS = "/v3/customers/C1/orders"
 BODY = {"orderType": "NEW", "currencyCode": "USD", "externalReferenceId": "PO-9",
@@ -110,12 +109,10 @@ async def test_state_dependent_answer_is_not_stored(client, partner, load):
 
 async def test_crash_releases_the_key(client, partner, db_url):
     headers = await partner_headers(client, partner)
-    with sqlite3.connect(db_url.removeprefix("sqlite:///")) as db:
-        db.execute("ALTER TABLE line_items RENAME TO broken")
+    raw_sql(db_url, "ALTER TABLE line_items RENAME TO broken")
     response, raw = await post(client, headers)
     assert response.status == 500 and json.loads(raw)["code"] == "1124"
-    with sqlite3.connect(db_url.removeprefix("sqlite:///")) as db:
-        db.execute("ALTER TABLE broken RENAME TO line_items")
+    raw_sql(db_url, "ALTER TABLE broken RENAME TO line_items")
     response, _ = await post(client, headers)
     assert response.status == 201
     assert "Idempotent-Replayed" not in response.headers

@@ -143,11 +143,17 @@ class Storage(Protocol):
 
 
 @asynccontextmanager
-async def open_storage(url: str) -> AsyncIterator[Storage]:
+async def open_storage(url: str, pool_min_size: int = 1, pool_max_size: int = 10) -> AsyncIterator[Storage]:
+    """The backend named by the URL's scheme; each driver is imported only when used."""
     if url.startswith("sqlite://"):
         from gateway.storage.sqlite import SqliteStorage
 
         async with SqliteStorage.open(url) as storage:
             yield storage
+    elif url.startswith(("postgresql://", "postgres://")):
+        from gateway.storage.postgres import PostgresStorage
+
+        async with PostgresStorage.open(url, pool_min_size, pool_max_size) as pg_storage:
+            yield pg_storage
     else:
         raise ValueError(f"unsupported database URL scheme: {url.split(':', 1)[0]}")

@@ -370,7 +370,7 @@ GET_CUSTOMER = "SELECT reseller_id, company_name, coterm_date FROM customers WHE
 UPSERT_CUSTOMER = """
     INSERT INTO customers (customer_id, reseller_id, company_name, coterm_date) VALUES (?, ?, ?, ?)
     ON CONFLICT (customer_id) DO UPDATE SET reseller_id = excluded.reseller_id,
-        company_name = excluded.company_name, coterm_date = excluded.coterm_date, version = version + 1
+        company_name = excluded.company_name, coterm_date = excluded.coterm_date, version = customers.version + 1
 """
 RESELLER_EXISTS = "SELECT 1 FROM resellers WHERE reseller_id = ?"
 

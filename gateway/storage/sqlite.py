@@ -8,6 +8,7 @@ SQLite database has one writer at a time, so named locks have nothing left to do
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -136,6 +137,9 @@ class SqliteStorage(SqlStorage):
     async def open(cls, url: str) -> AsyncIterator[SqliteStorage]:
         path = database_path(url)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Fail here, in the caller's thread, when the file cannot be opened: aiosqlite's worker thread
+        # would report the failure to an event loop that may be closing.
+        sqlite3.connect(path).close()
         async with aiosqlite.connect(path, isolation_level=None) as writer:
             await _configure(writer)
             await _migrate(writer)

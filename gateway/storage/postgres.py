@@ -1,0 +1,173 @@
+"""PostgreSQL backend (asyncpg) for any number of gateway processes on any number of hosts.
+
+Reads go straight to the pool; each write transaction runs on one pooled connection. What must hold
+across processes (one order per correlation id, returns never exceeding what remains) takes a
+transaction-scoped advisory lock named after the key or the original order: the database, not any one
+process, decides who goes first. Migrations run under a session advisory lock, so processes starting
+together migrate once.
+"""
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from gateway.storage.sql import Db, SqlStorage
+
+MIGRATION_LOCK = 0x6F72646572  # any constant shared by every gateway process ("order")
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE partners (
+        partner_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        created BIGINT NOT NULL
+    );
+    CREATE TABLE credentials (
+        key_hash TEXT PRIMARY KEY,
+        partner_id TEXT NOT NULL REFERENCES partners(partner_id),
+        fingerprint TEXT NOT NULL,
+        secret_hash TEXT NOT NULL,
+        created BIGINT NOT NULL,
+        revoked BIGINT
+    );
+    CREATE INDEX credentials_partner ON credentials(partner_id);
+    CREATE TABLE resellers (
+        reseller_id TEXT PRIMARY KEY,
+        partner_id TEXT NOT NULL REFERENCES partners(partner_id),
+        name TEXT NOT NULL
+    );
+    CREATE INDEX resellers_partner ON resellers(partner_id);
+    CREATE TABLE customers (
+        customer_id TEXT PRIMARY KEY,
+        reseller_id TEXT NOT NULL REFERENCES resellers(reseller_id),
+        company_name TEXT NOT NULL,
+        coterm_date TEXT,
+        version BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE INDEX customers_reseller ON customers(reseller_id);
+    CREATE TABLE orders (
+        order_id TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL REFERENCES customers(customer_id),
+        reseller_id TEXT NOT NULL REFERENCES resellers(reseller_id),
+        order_type TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created BIGINT NOT NULL,
+        external_reference_id TEXT NOT NULL,
+        reference_order_id TEXT NOT NULL,
+        currency_code TEXT NOT NULL,
+        source TEXT NOT NULL,
+        body BYTEA NOT NULL
+    );
+    CREATE INDEX orders_customer_created ON orders(customer_id, created DESC, order_id DESC);
+    CREATE INDEX orders_reseller ON orders(reseller_id);
+    CREATE INDEX orders_reference ON orders(reference_order_id) WHERE reference_order_id != '';
+    CREATE TABLE line_items (
+        order_id TEXT NOT NULL REFERENCES orders(order_id) ON DELETE CASCADE,
+        ext_line_item_number INTEGER NOT NULL,
+        offer_id TEXT NOT NULL,
+        quantity INTEGER NOT NULL,
+        subscription_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        currency_code TEXT NOT NULL,
+        deployment_id TEXT,
+        promotions TEXT,
+        PRIMARY KEY (order_id, ext_line_item_number)
+    );
+    """,
+    """
+    CREATE TABLE idempotency (
+        partner_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        body BYTEA NOT NULL,
+        content_type TEXT NOT NULL,
+        location TEXT,
+        created BIGINT NOT NULL,
+        PRIMARY KEY (partner_id, key)
+    );
+    CREATE INDEX idempotency_request ON idempotency(partner_id, request_id);
+    CREATE INDEX idempotency_created ON idempotency(created);
+    """,
+)
+
+_NUMBERED = re.compile(r"\?(\d+)")
+
+
+@functools.lru_cache(maxsize=512)
+def to_postgres(sql: str) -> str:
+    """`?1` becomes `$1`; bare `?` are numbered in order."""
+    if _NUMBERED.search(sql):
+        return _NUMBERED.sub(r"$\1", sql)
+    parts = sql.split("?")
+    return "".join(f"{part}${n}" for n, part in enumerate(parts[:-1], start=1)) + parts[-1]
+
+
+def _affected(status: str) -> int:
+    """asyncpg answers "UPDATE 3", "DELETE 0", "INSERT 0 1": the last word counts the rows."""
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0
+
+
+class PostgresDb:
+    def __init__(self, connection: asyncpg.Connection | asyncpg.Pool) -> None:
+        self._connection = connection
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return [tuple(row) for row in await self._connection.fetch(to_postgres(sql), *params)]
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return _affected(await self._connection.execute(to_postgres(sql), *params))
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        rows = list(rows)
+        if rows:
+            await self._connection.executemany(to_postgres(sql), rows)
+
+    LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+
+    async def lock(self, name: str) -> None:
+        await self._connection.execute(self.LOCK, name)
+
+
+class PostgresStorage(SqlStorage):
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._pool_db = PostgresDb(pool)
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, url: str, min_size: int = 1, max_size: int = 10) -> AsyncIterator[PostgresStorage]:
+        async with asyncpg.create_pool(url, min_size=min_size, max_size=max_size) as pool:
+            async with pool.acquire() as connection:
+                await _migrate(connection)
+            yield cls(pool)
+
+    @property
+    def _reader(self) -> Db:
+        return self._pool_db
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Db]:
+        async with self._pool.acquire() as connection, connection.transaction():
+            yield PostgresDb(connection)
+
+
+async def _migrate(connection: asyncpg.Connection) -> None:
+    await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+    try:
+        async with connection.transaction():
+            await connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            version = await connection.fetchval("SELECT max(version) FROM schema_version") or 0
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                await connection.execute(script)
+                await connection.execute("INSERT INTO schema_version (version) VALUES ($1)", number)
+    finally:
+        await connection.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
