@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 async def _with_storage(
     settings: Settings, command: Callable[[Storage, argparse.Namespace], Awaitable[int]], args: argparse.Namespace
 ) -> int:
-    async with open_storage(settings.database_url) as storage:
+    async with open_storage(settings.database_url, settings.db_pool_min_size, settings.db_pool_max_size) as storage:
         return await command(storage, args)
 
 

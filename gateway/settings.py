@@ -31,6 +31,9 @@ class Settings:
     # How long a looked-up credential is trusted before the database is asked again: a revocation
     # reaches every running server within this many seconds.
     credential_cache_seconds: float = 2.0
+    # PostgreSQL connections each process keeps (ignored on SQLite).
+    db_pool_min_size: int = 1
+    db_pool_max_size: int = 10
     max_body_bytes: int = 1024 * 1024
     # Orders kept in the in-process history index cache (across all cached customers).
     history_cache_orders: int = 200_000
@@ -58,6 +61,13 @@ class Settings:
         )
         _check(0 <= self.token_leeway_seconds <= 60, "token_leeway_seconds", self.token_leeway_seconds, "must be 0..60")
         _check(self.credential_cache_seconds >= 0, "credential_cache_seconds", self.credential_cache_seconds, "must be >= 0")
+        _check(self.db_pool_min_size >= 0, "db_pool_min_size", self.db_pool_min_size, "must be >= 0")
+        _check(
+            self.db_pool_max_size >= max(1, self.db_pool_min_size),
+            "db_pool_max_size",
+            self.db_pool_max_size,
+            "must be at least 1 and at least db_pool_min_size",
+        )
         _check(self.max_body_bytes >= 1024, "max_body_bytes", self.max_body_bytes, "must be at least 1024")
         _check(self.history_cache_orders >= 0, "history_cache_orders", self.history_cache_orders, "must be >= 0")
         _check(
