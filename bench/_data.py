@@ -11,6 +11,15 @@ one's metadata. A finished database is cached as bench/data/history-<orders>-g<G
 (schema: the gateway's migration count) beside a .json of its metadata, including the partner's API key and
 client secret. A build goes to a temporary name first, so an interrupted build is never mistaken for a
 finished one, and replaces the caches of the same size made by another generator or schema.
+
+ensure_postgres builds the same data (same generator, seeds and anchor: byte-identical bodies) in a PostgreSQL
+schema of its own, `<base>_<orders>` (base: the URL's search_path, default bench_history). The schema is
+dropped and created, migrated and given its partner by gateway.storage.open_storage, then filled with asyncpg
+COPY (copy_records_to_table) of the same order_row/line_rows rows, with the migration's secondary indexes
+and foreign keys of orders and line_items dropped for the load and re-created from their own definitions
+afterwards (as pg_restore does), then VACUUM ANALYZE. The metadata (the .json's content) becomes the schema's
+comment, written last: a schema whose comment matches and whose orders table holds the expected count is
+reused as is.
 """
 from __future__ import annotations
 
@@ -18,20 +27,26 @@ import asyncio
 import json
 import os
 import random
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from gateway.orders import LineItem, Order, Promotion
 from gateway.partners import create_partner
 from gateway.storage import open_storage
 from gateway.storage.sql import INSERT_LINE, line_rows, order_row
+from gateway.storage.postgres import MIGRATIONS as PG_MIGRATIONS
 from gateway.storage.sqlite import MIGRATIONS
 
 GENERATOR = 1  # bump when the generated data changes: old caches are then ignored
 SCHEMA = len(MIGRATIONS)  # a new migration means a rebuild, so the data is always laid out as a fresh install
+PG_SCHEMA = len(PG_MIGRATIONS)
+PG_BASE_SCHEMA = "bench_history"
+PG_BATCH = 50_000
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
 PARTNER_ID = "PBENCH0001"
@@ -233,3 +248,161 @@ def _order(rng: random.Random, order_id: str, customer_id: str, reseller_id: str
         status=status, created=created, line_items=lines, external_reference_id=f"ext-{order_id}",
         reference_order_id=reference, currency_code="USD", source="API",
     )
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------------------
+
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def pg_url(url: str, schema: str | None = None, application_name: str | None = None) -> str:
+    """`url` with its search_path (and application_name) set; asyncpg passes both on as server settings."""
+    parts = urlsplit(url)
+    replaced = {name for name, value in (("search_path", schema), ("application_name", application_name)) if value}
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in replaced]
+    query += [(k, v) for k, v in (("search_path", schema), ("application_name", application_name)) if v]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def pg_schema(url: str, default: str) -> str:
+    """The first schema of the URL's search_path, else `default`; a plain lower-case identifier."""
+    for key, value in parse_qsl(urlsplit(url).query):
+        if key == "search_path" and value.strip():
+            default = value.split(",")[0].strip().strip('"')
+    if not _IDENTIFIER.fullmatch(default):
+        raise ValueError(f"schema name {default!r}: use lower-case letters, digits and _ (at most 63)")
+    return default
+
+
+def _columns(insert_sql: str) -> list[str]:
+    """The column list of an INSERT statement: the COPY columns, in the order of the row tuples."""
+    match = re.search(r"\(([^)]*)\)", insert_sql)
+    assert match is not None, insert_sql
+    return [column.strip() for column in match.group(1).split(",")]
+
+
+def ensure_postgres(url: str, orders: int, anchor: int, log: Any = print) -> dict[str, Any]:
+    """Metadata (with "url": the schema's URL) of the PostgreSQL copy of the `orders`-order database."""
+    import asyncio
+
+    return asyncio.run(_ensure_postgres(url, orders, anchor, log))
+
+
+async def _ensure_postgres(url: str, orders: int, anchor: int, log: Any) -> dict[str, Any]:
+    import asyncpg
+
+    schema = f"{pg_schema(url, PG_BASE_SCHEMA)}_{orders}"
+    if not _IDENTIFIER.fullmatch(schema):
+        raise ValueError(f"schema name {schema!r} too long: use a shorter search_path")
+    schema_url = pg_url(url, schema)
+    wanted = {"generator": GENERATOR, "pgSchema": PG_SCHEMA, "orders": orders, "anchor": anchor}
+    conn = await asyncpg.connect(pg_url(url, schema, "bench-build"))
+    try:
+        comment = await conn.fetchval(
+            "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = $1", schema
+        )
+        info: dict[str, Any] | None = None
+        if comment:
+            try:
+                info = json.loads(comment)
+            except ValueError:
+                info = None
+        if info is not None and all(info.get(k) == v for k, v in wanted.items()):
+            stored = await conn.fetchval(f'SELECT count(*) FROM "{schema}".orders')
+            if stored == orders:
+                log(f"database: PostgreSQL schema {schema} (cached; {stored:,} orders; built in "
+                    f"{info['buildSeconds']:.0f} s)")
+                return {**info, "url": schema_url, "schema": schema}
+            log(f"database: PostgreSQL schema {schema} holds {stored:,} orders, expected {orders:,}: rebuilding")
+        log(f"database: building {orders:,} orders into PostgreSQL schema {schema} ...")
+        started = time.perf_counter()
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        credential = await _create_schema_and_partner(schema_url)
+        customers = await _pg_load(conn, schema, orders, anchor)
+        for table in ("resellers", "customers", "orders", "line_items"):
+            await conn.execute(f'VACUUM (ANALYZE) "{schema}".{table}')
+        info = {**wanted, "customers": customers, "hotCustomer": HOT_CUSTOMER, "hotOrders": HOT_ORDERS,
+                **credential, "buildSeconds": round(time.perf_counter() - started, 1)}
+        # Last: the comment is what marks the schema finished.
+        await conn.execute(f'COMMENT ON SCHEMA "{schema}" IS {_literal(json.dumps(info))}')
+        log(f"database: built {orders:,} orders ({customers:,} customers) into {schema} in "
+            f"{info['buildSeconds']:.1f} s")
+        return {**info, "url": schema_url, "schema": schema}
+    finally:
+        await conn.close()
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+async def _pg_load(conn: Any, schema: str, orders: int, anchor: int) -> int:
+    """Fills the migrated schema in one transaction; the customer count."""
+    others = orders - HOT_ORDERS
+    customer_count = others // ORDERS_PER_CUSTOMER if others else 0
+    counts = _split(others, customer_count, random.Random(1))
+    order_columns, line_columns = _columns(INSERT_ORDER), _columns(INSERT_LINE)
+    bulk_tables = ["orders", "line_items"]
+    async with conn.transaction():
+        await conn.execute("SET LOCAL synchronous_commit = off")
+        await conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
+        # The migration's foreign keys and secondary indexes of the two big tables, to re-create after the load.
+        foreign_keys = await conn.fetch(
+            """SELECT c.conrelid::regclass::text AS tbl, c.conname, pg_get_constraintdef(c.oid) AS def
+               FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+               WHERE n.nspname = $1 AND t.relname = ANY($2::text[]) AND c.contype = 'f' ORDER BY c.conname""",
+            schema, bulk_tables,
+        )
+        indexes = await conn.fetch(
+            """SELECT i.indexname, i.indexdef FROM pg_indexes i
+               WHERE i.schemaname = $1 AND i.tablename = ANY($2::text[])
+                 AND NOT EXISTS (SELECT 1 FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
+                                 WHERE n.nspname = i.schemaname AND c.conname = i.indexname)
+               ORDER BY i.indexname""",
+            schema, bulk_tables,
+        )
+        for fk in foreign_keys:
+            await conn.execute(f'ALTER TABLE {fk["tbl"]} DROP CONSTRAINT "{fk["conname"]}"')
+        for index in indexes:
+            await conn.execute(f'DROP INDEX "{schema}"."{index["indexname"]}"')
+
+        await conn.copy_records_to_table(
+            "resellers", schema_name=schema, columns=["reseller_id", "partner_id", "name"],
+            records=[(HOT_RESELLER, PARTNER_ID, "Hot Reseller")]
+            + [(_reseller_id(n), PARTNER_ID, f"Reseller {n}") for n in range(RESELLERS)],
+        )
+        rng = random.Random(2)  # the same draws, in the same order, as build()
+        customers: list[tuple[str, str, str, str | None]] = [(HOT_CUSTOMER, HOT_RESELLER, "Hot Customer Inc.", None)]
+        customers += [
+            (_customer_id(n), _reseller_id(rng.randrange(RESELLERS)), f"Customer {n}",
+             _coterm(rng, anchor) if rng.random() < 0.5 else None)
+            for n in range(customer_count)
+        ]
+        await conn.copy_records_to_table(
+            "customers", schema_name=schema, columns=["customer_id", "reseller_id", "company_name", "coterm_date"],
+            records=customers,
+        )
+        order_batch: list[tuple[Any, ...]] = []
+        line_batch: list[tuple[Any, ...]] = []
+        for order in _all_orders(anchor, customers[1:], counts):
+            order_batch.append(order_row(order))
+            line_batch.extend(line_rows(order))
+            if len(order_batch) >= PG_BATCH:
+                await conn.copy_records_to_table("orders", schema_name=schema, columns=order_columns,
+                                                 records=order_batch)
+                await conn.copy_records_to_table("line_items", schema_name=schema, columns=line_columns,
+                                                 records=line_batch)
+                order_batch, line_batch = [], []
+        if order_batch:
+            await conn.copy_records_to_table("orders", schema_name=schema, columns=order_columns, records=order_batch)
+            await conn.copy_records_to_table("line_items", schema_name=schema, columns=line_columns,
+                                             records=line_batch)
+        for index in indexes:
+            await conn.execute(index["indexdef"])
+        for fk in foreign_keys:
+            await conn.execute(f'ALTER TABLE {fk["tbl"]} ADD CONSTRAINT "{fk["conname"]}" {fk["def"]}')
+        stored = await conn.fetchval(f'SELECT count(*) FROM "{schema}".orders')
+        if stored != orders:
+            raise RuntimeError(f"built {stored} orders in {schema}, expected {orders}")
+    return len(customers)
