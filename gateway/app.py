@@ -14,18 +14,17 @@ from gateway.auth import CredentialCache
 from gateway.history import HistoryService
 from gateway.keys import CREDENTIALS, HISTORY, IN_FLIGHT, METRICS, SETTINGS, STORAGE, TOKENS
 from gateway.metrics import Metrics
+from gateway.openapi import API_TITLE, API_VERSION, publish
 from gateway.settings import Settings
 from gateway.storage import Storage, open_storage
 from gateway.tokens import TokenService, new_signing_key
-from handlers import health, orders, tokens
+from handlers import docs, health, orders, tokens
 from middleware.auth import auth_middleware
 from middleware.correlation import correlation_middleware
 from middleware.errors import error_middleware
 from middleware.idempotency import idempotency_middleware
 from middleware.request_log import request_log_middleware
-
-API_TITLE = "Partner Orders Gateway"
-API_VERSION = "v3"
+from schemas.headers import SECURITY_DEFINITIONS
 
 
 async def token_service(settings: Settings, storage: Storage) -> TokenService:
@@ -80,13 +79,16 @@ def create_app(settings: Settings) -> web.Application:
     app[IN_FLIGHT] = set()
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_storage_context)
-    for module in (tokens, orders, health):
+    for module in (tokens, orders, health, docs):
         app.add_routes(module.routes)
+    # The Swagger 2.0 document stays where it was; the UI at /api/docs (handlers.docs) renders OpenAPI 3.
     setup_aiohttp_apispec(
         app,
         title=API_TITLE,
         version=API_VERSION,
         url="/api/docs/swagger.json",
-        swagger_path="/api/docs",
+        swagger_path=None,
+        securityDefinitions=SECURITY_DEFINITIONS,
     )
+    app.on_startup.append(publish)
     return app

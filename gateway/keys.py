@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from gateway.history import HistoryService
     from gateway.idempotency import IdempotencyKey
     from gateway.metrics import Metrics
+    from gateway.openapi import ApiDocs
     from gateway.settings import Settings
     from gateway.storage import Storage
     from gateway.tokens import TokenService
@@ -21,6 +22,8 @@ TOKENS: web.AppKey[TokenService] = web.AppKey("tokens")
 CREDENTIALS: web.AppKey[CredentialCache] = web.AppKey("credentials")
 HISTORY: web.AppKey[HistoryService] = web.AppKey("history")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+# The OpenAPI 3 document and the Swagger UI page, built once at startup.
+API_DOCS: web.AppKey[ApiDocs] = web.AppKey("api_docs")
 
 # Handed from middleware to handlers and to the request log.
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")

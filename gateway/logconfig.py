@@ -5,6 +5,7 @@ database drivers) are rendered by the same processors, so the stream has one for
 """
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from typing import Any, TextIO
@@ -15,7 +16,12 @@ from structlog.tracebacks import ExceptionDictTransformer
 
 
 def _orjson_dumps(value: Any, **kwargs: Any) -> str:
-    return orjson.dumps(value, default=str).decode()
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except TypeError:
+        # orjson refuses lone surrogates, which is how aiohttp hands over header bytes that are not UTF-8
+        # (a client's User-Agent, say); the standard library writes them escaped, and the line is not lost.
+        return json.dumps(value, default=str)
 
 
 def configure_logging(log_format: str = "json", stream: TextIO | None = None, level: int = logging.INFO) -> None:

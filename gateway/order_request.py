@@ -14,6 +14,7 @@ from typing import Any
 
 from gateway.errors import ApiError
 from schemas.enums import CREATE_ORDER_TYPES, UNSUPPORTED_ORDER_TYPES
+from schemas.orders import MAX_QUANTITY
 
 MAX_LINES = 499
 MAX_LINE_NUMBER = 999_999
@@ -219,6 +220,8 @@ def _parse_lines(
             bad("1122", "quantity", "quantity is required")
         elif not _is_int(quantity) or quantity < 1:
             bad("2120", "quantity", "quantity must be an integer of at least 1")
+        elif quantity > MAX_QUANTITY:
+            bad("2120", "quantity", f"quantity must be at most {MAX_QUANTITY}")
         subscription = item.get("subscriptionId", "")
         if order_type == "RENEWAL":
             if subscription in ("", None):

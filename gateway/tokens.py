@@ -57,6 +57,9 @@ class TokenService:
         return partner_id
 
     def _decode(self, token: str) -> tuple[str, str, int]:
+        # A JWT is ASCII; header bytes that are not UTF-8 arrive as surrogates, which PyJWT cannot encode.
+        if not token.isascii():
+            raise TokenError("token is not ASCII")
         try:
             claims = jwt.decode(
                 token,

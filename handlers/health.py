@@ -4,24 +4,34 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
-from aiohttp_apispec import docs
+from aiohttp_apispec import docs, response_schema
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.keys import METRICS, STORAGE
+from schemas.common import ErrorSchema
+from schemas.health import ProbeSchema
 
 routes = web.RouteTableDef()
 
 READY_TIMEOUT_SECONDS = 2.0  # a database slower than this to answer a ping is not ready
 
+_CRASH = {500: {"schema": ErrorSchema, "description": "Unexpected error (1124)"}}
 
-@docs(tags=["operations"], summary="The process is up")
+
+@docs(tags=["operations"], summary="The process is up", responses=_CRASH)
+@response_schema(ProbeSchema, 200, description="Up")
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-@docs(tags=["operations"], summary="The database answers", responses={503: {"description": "Database unavailable"}})
+@docs(
+    tags=["operations"],
+    summary="The database answers",
+    responses={**_CRASH, 503: {"schema": ProbeSchema, "description": "Database unavailable"}},
+)
+@response_schema(ProbeSchema, 200, description="Ready")
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     try:
@@ -32,7 +42,12 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 
-@docs(tags=["operations"], summary="Prometheus metrics (text exposition format)")
+@docs(
+    tags=["operations"],
+    summary="Prometheus metrics (text exposition format)",
+    produces=["text/plain"],
+    responses={**_CRASH, 200: {"description": "The metrics"}},
+)
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     response = web.Response(body=generate_latest(request.app[METRICS].registry))

@@ -11,7 +11,13 @@ from gateway.idempotency import respond
 from gateway.keys import CLAIM, HISTORY, JSON_BODY, PARTNER_ID, STORAGE
 from gateway.order_request import parse_order, parse_patch
 from schemas.common import ErrorSchema
-from schemas.headers import PARTNER_HEADERS
+from schemas.headers import (
+    CHALLENGE_HEADER,
+    LOCATION_HEADER,
+    PARTNER_HEADERS,
+    PARTNER_SECURITY,
+    RETRY_AFTER_HEADER,
+)
 from schemas.orders import (
     CreatedOrderSchema,
     CreateOrderRequestSchema,
@@ -26,7 +32,8 @@ routes = web.RouteTableDef()
 
 _AUTH_ERRORS = {
     400: {"schema": ErrorSchema, "description": "Invalid X-Correlation-Id (4119) or query (1132, 1133)"},
-    401: {"schema": ErrorSchema, "description": "Missing (4117) or invalid (4116) bearer token"},
+    401: {"schema": ErrorSchema, "description": "Missing (4117) or invalid (4116) bearer token",
+          "headers": {"WWW-Authenticate": CHALLENGE_HEADER}},
     403: {"schema": ErrorSchema, "description": "Missing, unknown or revoked API key (4115)"},
     500: {"schema": ErrorSchema, "description": "Unexpected error (1124)"},
 }
@@ -40,6 +47,7 @@ def _json(body: bytes) -> web.Response:
     tags=["orders"],
     summary="A customer's order history, newest first",
     parameters=PARTNER_HEADERS,
+    security=PARTNER_SECURITY,
     responses={
         **_AUTH_ERRORS,
         404: {"schema": ErrorSchema, "description": "Customer not found (1116)"},
@@ -58,6 +66,7 @@ async def order_history(request: web.Request) -> web.Response:
     tags=["orders"],
     summary="One order of a customer",
     parameters=PARTNER_HEADERS,
+    security=PARTNER_SECURITY,
     responses={
         **_AUTH_ERRORS,
         404: {"schema": ErrorSchema, "description": "Customer (1116) or order (2115) not found"},
@@ -82,7 +91,8 @@ _WRITE_ERRORS = {
     401: _AUTH_ERRORS[401],
     403: _AUTH_ERRORS[403],
     404: {"schema": ErrorSchema, "description": "Customer (1116) or order (2115) not found"},
-    409: {"schema": ErrorSchema, "description": "The same X-Correlation-Id is still executing (4122); see Retry-After"},
+    409: {"schema": ErrorSchema, "description": "The same X-Correlation-Id is still executing (4122)",
+          "headers": {"Retry-After": RETRY_AFTER_HEADER}},
     413: {"schema": ErrorSchema, "description": "Body too large (413)"},
     422: {"schema": ErrorSchema, "description": "X-Correlation-Id already used for another request (4123)"},
     500: _AUTH_ERRORS[500],
@@ -93,9 +103,10 @@ _WRITE_ERRORS = {
     tags=["orders"],
     summary="Place (NEW, RENEWAL, RETURN) or preview an order; safe to retry with the same X-Correlation-Id",
     parameters=PARTNER_HEADERS,
+    security=PARTNER_SECURITY,
     responses={
         **_WRITE_ERRORS,
-        201: {"schema": CreatedOrderSchema, "description": "Placed; Location names the order"},
+        201: {"schema": CreatedOrderSchema, "description": "Placed", "headers": {"Location": LOCATION_HEADER}},
     },
 )
 @querystring_schema(WriteQuerySchema)
@@ -117,6 +128,7 @@ async def place_order(request: web.Request) -> web.Response:
     tags=["orders"],
     summary="Change an order's externalReferenceId; safe to retry with the same X-Correlation-Id",
     parameters=PARTNER_HEADERS,
+    security=PARTNER_SECURITY,
     responses=_WRITE_ERRORS,
 )
 @querystring_schema(WriteQuerySchema)

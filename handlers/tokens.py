@@ -7,12 +7,13 @@ from collections.abc import Mapping
 from urllib.parse import unquote_plus
 
 from aiohttp import web
-from aiohttp_apispec import docs, form_schema, response_schema
+from aiohttp_apispec import docs, form_schema, querystring_schema, response_schema
 
 from gateway.credentials import secret_matches
 from gateway.keys import CREDENTIALS, SETTINGS, TOKENS
-from schemas.common import OAuthErrorSchema
-from schemas.tokens import TokenRequestSchema, TokenSchema
+from schemas.common import ErrorSchema, OAuthErrorSchema
+from schemas.headers import CHALLENGE_HEADER, TOKEN_SECURITY
+from schemas.tokens import TokenQuerySchema, TokenRequestSchema, TokenSchema
 
 routes = web.RouteTableDef()
 
@@ -52,11 +53,21 @@ def _basic_credentials(request: web.Request) -> tuple[str, str] | None:
     return unquote_plus(client_id), unquote_plus(secret)
 
 
-async def _issue(request: web.Request, expires_scale: int) -> web.Response:
+async def _parameters(request: web.Request) -> dict[str, str]:
+    """Each parameter may come in the query string or the form body; the body wins."""
     try:
         form = await request.post()
-        # Each parameter may come in the query string or the form body; the body wins.
-        params = {**request.query, **{k: v for k, v in form.items() if isinstance(v, str)}}
+    # What aiohttp raises for a body it cannot read as a form: malformed multipart or bytes that are not in
+    # the charset (ValueError), an unknown charset (LookupError) or transfer encoding (RuntimeError), an
+    # undecodable Content-Encoding (RequestPayloadError).
+    except (ValueError, LookupError, RuntimeError, web.RequestPayloadError):
+        raise OAuthError(400, "invalid_request", "the body is not a readable form") from None
+    return {**request.query, **{k: v for k, v in form.items() if isinstance(v, str)}}
+
+
+async def _issue(request: web.Request, expires_scale: int) -> web.Response:
+    try:
+        params = await _parameters(request)
         grant_type = params.get("grant_type")
         if not grant_type:
             raise OAuthError(400, "invalid_request", "grant_type is required")
@@ -85,14 +96,20 @@ async def _issue(request: web.Request, expires_scale: int) -> web.Response:
 _TOKEN_DOCS = {
     "tags": ["tokens"],
     "consumes": ["application/x-www-form-urlencoded"],
+    "security": TOKEN_SECURITY,
     "responses": {
         400: {"schema": OAuthErrorSchema, "description": "invalid_request or unsupported_grant_type"},
-        401: {"schema": OAuthErrorSchema, "description": "invalid_client"},
+        401: {"schema": OAuthErrorSchema, "description": "invalid_client",
+              "headers": {"WWW-Authenticate": CHALLENGE_HEADER}},
+        # Refused before the OAuth handling: the API's own error shape.
+        413: {"schema": ErrorSchema, "description": "Body too large (413)"},
+        500: {"schema": ErrorSchema, "description": "Unexpected error (1124)"},
     },
 }
 
 
 @docs(summary="Issue an access token; expires_in in seconds", **_TOKEN_DOCS)
+@querystring_schema(TokenQuerySchema)
 @form_schema(TokenRequestSchema)
 @response_schema(TokenSchema, 200, description="An access token")
 @routes.post("/ims/token/v3")
@@ -101,6 +118,7 @@ async def token_v3(request: web.Request) -> web.Response:
 
 
 @docs(summary="Issue an access token; expires_in in milliseconds (the older protocol)", **_TOKEN_DOCS)
+@querystring_schema(TokenQuerySchema)
 @form_schema(TokenRequestSchema)
 @response_schema(TokenSchema, 200, description="An access token")
 @routes.post("/ims/token/v2")

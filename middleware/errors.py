@@ -39,6 +39,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ApiError as error:
         request[ERROR_CODE] = error.code
         return error_response(error)
+    except web.RequestPayloadError:
+        # A body that cannot be read as sent: an unknown Content-Encoding, broken compression or chunking.
+        unreadable = ApiError("1117", "The request body could not be read")
+        request[ERROR_CODE] = unreadable.code
+        return error_response(unreadable)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

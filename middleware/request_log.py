@@ -1,6 +1,7 @@
 """Outermost middleware: request id, correlation echo, and the one `request` log line per request."""
 from __future__ import annotations
 
+import re
 import time
 import uuid
 
@@ -16,14 +17,21 @@ log = structlog.get_logger("gateway.request")
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
+# Control characters, and the surrogates aiohttp decodes bytes that are not UTF-8 to: such a value can be
+# neither sent back in a header nor stored.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+
+
 def header_safe(value: str) -> bool:
-    return not any(ord(char) < 32 or ord(char) == 127 for char in value)
+    return _UNSAFE.search(value) is None
 
 
 @web.middleware
 async def request_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
-    request_id = request.headers.get("X-Request-Id") or str(uuid.uuid4())
+    sent = request.headers.get("X-Request-Id")
+    # One that could not be echoed is treated as absent.
+    request_id = sent if sent and header_safe(sent) else str(uuid.uuid4())
     request[REQUEST_ID] = request_id
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)

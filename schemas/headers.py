@@ -1,12 +1,45 @@
-"""Headers of the partner API, for the OpenAPI document."""
+"""Headers and credentials of the partner API, for the API documents.
+
+Parameters are written in Swagger 2.0 form, aiohttp-apispec's dialect; gateway.openapi translates them for
+the OpenAPI 3 document. The credentials (X-Api-Key, and Authorization with a bearer token or, on the token
+endpoints, Basic client credentials) are security schemes rather than header parameters: OpenAPI 3 ignores a
+header parameter named Authorization, and Swagger UI asks for security schemes once, under "Authorize".
+"""
+
+_MAX_CORRELATION_ID = 255  # the bound middleware.correlation enforces
 
 PARTNER_HEADERS = [
-    {"in": "header", "name": "X-Api-Key", "required": True, "type": "string",
-     "description": "The API key of the integration (the OAuth client id)"},
-    {"in": "header", "name": "Authorization", "required": True, "type": "string",
-     "description": "Bearer <access token from /ims/token/v3>"},
     {"in": "header", "name": "X-Correlation-Id", "required": True, "type": "string",
-     "description": "1 to 255 characters; the idempotency key of POST and PATCH"},
+     "minLength": 1, "maxLength": _MAX_CORRELATION_ID, "pattern": r"^[^\x00-\x1f\x7f]+$",
+     "description": "1 to 255 characters, no control characters; the idempotency key of POST and PATCH"},
     {"in": "header", "name": "X-Request-Id", "required": False, "type": "string",
-     "description": "Echoed on the response; generated when absent"},
+     "description": "Echoed on the response; one is generated when absent or unusable (control characters, "
+                    "bytes that are not UTF-8)"},
 ]
+
+# Every /v3 operation needs both the API key and a bearer token issued to that key.
+PARTNER_SECURITY: list[dict[str, list[str]]] = [{"apiKey": [], "bearer": []}]
+# The client id and secret come in the form or the query, or else as HTTP Basic credentials (RFC 6749 2.3.1).
+TOKEN_SECURITY: list[dict[str, list[str]]] = [{}, {"clientBasic": []}]
+
+_API_KEY = "The API key of the integration (the OAuth client id)"
+_BEARER = "An access token from POST /ims/token/v3, as `Authorization: Bearer <token>`"
+_BASIC = "The API key and client secret as HTTP Basic credentials, each form-urlencoded first"
+
+SECURITY_SCHEMES = {
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key", "description": _API_KEY},
+    "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": _BEARER},
+    "clientBasic": {"type": "http", "scheme": "basic", "description": _BASIC},
+}
+# Swagger 2.0 has no bearer scheme: the token is an API key carried in the Authorization header.
+SECURITY_DEFINITIONS = {
+    "apiKey": SECURITY_SCHEMES["apiKey"],
+    "bearer": {"type": "apiKey", "in": "header", "name": "Authorization", "description": _BEARER},
+    "clientBasic": {"type": "basic", "description": _BASIC},
+}
+
+# Response headers, Swagger 2.0 header objects.
+REQUEST_ID_HEADER = {"type": "string", "description": "The request's X-Request-Id, or a generated UUID"}
+LOCATION_HEADER = {"type": "string", "description": "Root-relative URI of the order"}
+RETRY_AFTER_HEADER = {"type": "integer", "description": "Seconds to wait before sending the request again"}
+CHALLENGE_HEADER = {"type": "string", "description": "The authentication scheme expected"}

@@ -8,6 +8,7 @@ from typing import Any
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from schemas.enums import STATUSES, STORED_ORDER_TYPES
+from schemas.orders import MAX_QUANTITY
 
 MAX_CUSTOMER_ID = 40
 _CREATION = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z")
@@ -58,7 +59,7 @@ class PromotionRecordSchema(_Strict):
 class LineItemRecordSchema(_Strict):
     extLineItemNumber = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=999999))
     offerId = fields.String(required=True, validate=validate.Length(min=1))
-    quantity = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
+    quantity = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=MAX_QUANTITY))
     subscriptionId = fields.String(load_default="")
     status = fields.String(load_default=None, validate=validate.OneOf(STATUSES))
     currencyCode = fields.String(load_default=None)

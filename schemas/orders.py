@@ -12,12 +12,14 @@ from schemas.common import LinkSchema, SelfLinksSchema
 from schemas.enums import CREATE_ORDER_TYPES, STATUSES, STORED_ORDER_TYPES
 
 MAX_LIMIT = 100  # the partner API caps pages at 100 orders
+MAX_QUANTITY = 2**31 - 1  # a 32-bit integer, as the document says and both storage backends keep
 DEFAULT_LIMIT = 25
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 # Zulu only: "+00:00", other offsets and zone-less timestamps are refused, as the partner API does.
 _ZULU = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?Z")
 _DIGITS = re.compile(r"\d+")
+_DOCUMENTED_INSTANT = r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d+)?Z)?$"  # _DATE or _ZULU, for the documents
 
 
 class PromotionSchema(Schema):
@@ -70,6 +72,11 @@ class Instant(fields.Field):
 
     default_error_messages = {"invalid": "Use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC, Zulu)."}
 
+    def __init__(self, **kwargs: Any) -> None:
+        # A plain Field has no type of its own in the API documents: say what the query string carries.
+        documented = {"type": "string", "pattern": _DOCUMENTED_INSTANT}
+        super().__init__(**{**kwargs, "metadata": {**documented, **kwargs.get("metadata", {})}})
+
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Decimal:
         if not isinstance(value, str):
             raise self.make_error("invalid")
@@ -94,7 +101,8 @@ class Count(fields.Field):
     default_error_messages = {"invalid": "Must be an integer of at least {minimum}."}
 
     def __init__(self, minimum: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        documented = {"type": "integer", "minimum": minimum}  # as Instant: a plain Field has no type
+        super().__init__(**{**kwargs, "metadata": {**documented, **kwargs.get("metadata", {})}})
         self.minimum = minimum
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
@@ -152,12 +160,19 @@ class HistoryQuerySchema(Schema):
             raise ValidationError({"start-date": why, "end-date": why})
 
 
+# The request schemas document what gateway.order_request checks (it reports every problem at once, with the
+# API's own codes); their validators are there for the documents, which show them as constraints.
+_CURRENCY_CODE = validate.Regexp(r"^[A-Z]{3}$")
+_EXTERNAL_REFERENCE = [validate.Length(max=35), validate.Regexp(r'^[^<>"\[\]]*$')]
+
+
 class LineItemRequestSchema(Schema):
-    extLineItemNumber = fields.Integer(required=True, metadata={"description": "0..999999, unique in the order"})
-    offerId = fields.String(required=True)
-    quantity = fields.Integer(required=True, metadata={"description": "At least 1"})
+    extLineItemNumber = fields.Integer(required=True, validate=validate.Range(min=0, max=999999),
+                                       metadata={"description": "Unique in the order"})
+    offerId = fields.String(required=True, validate=validate.Length(min=1))
+    quantity = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_QUANTITY))
     subscriptionId = fields.String(metadata={"description": "Required on RENEWAL lines; ignored on others"})
-    currencyCode = fields.String(metadata={"description": "ISO 4217; the order's when absent"})
+    currencyCode = fields.String(validate=_CURRENCY_CODE, metadata={"description": "ISO 4217; the order's when absent"})
     deploymentId = fields.String()
 
 
@@ -165,12 +180,14 @@ class CreateOrderRequestSchema(Schema):
     """What a client sends; fields of the order resource it read back are accepted and ignored."""
 
     orderType = fields.String(required=True, validate=validate.OneOf(CREATE_ORDER_TYPES))
-    externalReferenceId = fields.String(metadata={"description": 'At most 35 characters, none of <>"[]'})
+    externalReferenceId = fields.String(validate=_EXTERNAL_REFERENCE,
+                                        metadata={"description": 'At most 35 characters, none of <>"[]'})
     referenceOrderId = fields.String(metadata={"description": "Required on RETURN; empty otherwise"})
-    currencyCode = fields.String(metadata={"description": "ISO 4217; here or on every line"})
+    currencyCode = fields.String(validate=_CURRENCY_CODE,
+                                 metadata={"description": "ISO 4217; here or on every line, the same everywhere"})
     customerId = fields.String(metadata={"description": "Accepted when equal to the path's"})
     lineItems = fields.List(fields.Nested(LineItemRequestSchema), required=True,
-                            metadata={"description": "1 to 499 lines"})
+                            validate=validate.Length(min=1, max=499), metadata={"description": "1 to 499 lines"})
 
 
 class CreatedLineItemSchema(LineItemSchema):
@@ -187,7 +204,8 @@ class CreatedOrderSchema(OrderSchema):
 
 
 class UpdateOrderRequestSchema(Schema):
-    externalReferenceId = fields.String(required=True, metadata={"description": 'At most 35 characters, none of <>"[]'})
+    externalReferenceId = fields.String(required=True, validate=_EXTERNAL_REFERENCE,
+                                        metadata={"description": 'At most 35 characters, none of <>"[]'})
 
 
 class WriteQuerySchema(Schema):

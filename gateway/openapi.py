@@ -1,0 +1,170 @@
+"""The OpenAPI 3.0 document, built with apispec from what the aiohttp-apispec decorators leave on handlers.
+
+aiohttp-apispec 2.2.3 emits Swagger 2.0 only. Its decorators attach `__apispec__` (the `docs` keywords:
+summary, tags, parameters, responses, produces, consumes, security) and `__schemas__` (each request schema
+with the place it is read from) to the handler; this module translates both into OpenAPI 3.0, once, when
+the application starts. Request schemas are read from `__schemas__`: aiohttp-apispec pops
+`__apispec__["schemas"]` and appends its Swagger 2.0 parameters in their place the first time any
+application of the process starts, so only `__schemas__` says the same thing to every application.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from string import Formatter
+from typing import Any
+
+import aiohttp_apispec
+import orjson
+from aiohttp import hdrs, web
+from aiohttp_apispec.aiohttp_apispec import NAME_SWAGGER_SPEC, resolver
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from jinja2 import Template
+
+from gateway.keys import API_DOCS
+from schemas.headers import REQUEST_ID_HEADER, SECURITY_SCHEMES
+
+API_TITLE = "Partner Orders Gateway"
+API_VERSION = "v3"
+OPENAPI_VERSION = "3.0.3"  # apispec 3.x writes OpenAPI 3.0; Swagger UI 3.x renders up to 3.0
+
+# The documentation's own routes: served beside the API, not part of what they document.
+OPENAPI_ROUTE = "openapi.document"
+DOCS_ROUTE = "openapi.docs"
+STATIC_ROUTE = "openapi.static"
+DOC_ROUTES = frozenset({NAME_SWAGGER_SPEC, OPENAPI_ROUTE, DOCS_ROUTE, STATIC_ROUTE})
+# Swagger UI as aiohttp-apispec ships it: a 3.x bundle, which renders OpenAPI 3.0 as well as Swagger 2.0.
+SWAGGER_UI_FILES = Path(aiohttp_apispec.__file__).parent / "static"
+
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+# aiohttp-apispec's request locations that OpenAPI 3 describes as a request body rather than parameters.
+_BODY_LOCATIONS = frozenset({"json", "form"})
+# Swagger 2.0 puts a parameter's or header's type inline; OpenAPI 3 moves these keys into its `schema`.
+_SCHEMA_KEYS = frozenset({
+    "type", "format", "items", "enum", "default", "pattern",
+    "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems",
+})
+# Operation fields of `docs(...)` that mean the same in both versions.
+_OPERATION_KEYS = ("tags", "summary", "description", "deprecated", "security")
+_REQUEST_ID_REF = {"$ref": "#/components/headers/X-Request-Id"}
+
+Handler = Callable[..., Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class ApiDocs:
+    openapi: bytes  # the OpenAPI 3 document, serialized once
+    page: str  # the Swagger UI page that renders it
+
+
+async def publish(app: web.Application) -> None:
+    """on_startup: every route is added by now, and the documents cannot change while the app runs."""
+    app[API_DOCS] = ApiDocs(orjson.dumps(build_document(app)), _swagger_page(app))
+
+
+def api_operations(app: web.Application) -> Iterator[tuple[str, str, Handler]]:
+    """(path, method, handler) of every route of the API: HEAD (aiohttp's twin of each GET) and the
+    documentation's own routes left out."""
+    for route in app.router.routes():
+        if route.method == hdrs.METH_HEAD or route.name in DOC_ROUTES or route.resource is None:
+            continue
+        yield route.resource.canonical, route.method.lower(), route.handler
+
+
+def build_document(app: web.Application) -> dict[str, Any]:
+    plugin = MarshmallowPlugin(schema_name_resolver=resolver)  # the component names of the 2.0 document
+    spec = APISpec(
+        API_TITLE, API_VERSION, OPENAPI_VERSION, plugins=[plugin],
+        # apispec 3 has no helper for header components: merged into the document as they are.
+        components={"headers": {"X-Request-Id": {**_header(REQUEST_ID_HEADER), "required": True}}},
+    )
+    for name, scheme in SECURITY_SCHEMES.items():
+        spec.components.security_scheme(name, scheme)
+    for path, method, handler in api_operations(app):
+        if hasattr(handler, "__apispec__"):
+            spec.path(path=path, operations={method: _operation(plugin, path, handler)})
+    return spec.to_dict()
+
+
+def _operation(plugin: MarshmallowPlugin, path: str, handler: Handler) -> dict[str, Any]:
+    meta: Mapping[str, Any] = getattr(handler, "__apispec__")
+    requests: list[Mapping[str, Any]] = getattr(handler, "__schemas__", [])
+    operation = {key: meta[key] for key in _OPERATION_KEYS if key in meta}
+    operation["operationId"] = handler.__name__  # one function per route (STYLE 5): unique
+    parameters = _parameters(plugin, path, meta.get("parameters", []), requests)
+    if parameters:
+        operation["parameters"] = parameters
+    body = _request_body(requests, meta.get("consumes", [FORM]))
+    if body is not None:
+        operation["requestBody"] = body
+    produces = meta.get("produces", [JSON])
+    responses = {str(code): response for code, response in meta.get("responses", {}).items()}
+    operation["responses"] = {code: _response(responses[code], produces) for code in sorted(responses)}
+    return operation
+
+
+def _parameters(
+    plugin: MarshmallowPlugin, path: str, declared: list[Mapping[str, Any]], requests: list[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Path parameters from the route, then the declared ones, then those of the request schemas; a later
+    one of the same name and place replaces an earlier (aiohttp-apispec may have declared it in 2.0 form)."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for name in (field for _, field, _, _ in Formatter().parse(path) if field):
+        found["path", name] = {"in": "path", "name": name, "required": True, "schema": {"type": "string"}}
+    for parameter in declared:
+        if parameter["in"] not in ("body", "formData"):  # a request body in OpenAPI 3
+            found[parameter["in"], parameter["name"]] = _parameter(parameter)
+    for request in requests:
+        location = (request["locations"] or ["json"])[0]
+        if location not in _BODY_LOCATIONS:
+            for parameter in plugin.converter.schema2parameters(request["schema"], default_in=location):
+                found[parameter["in"], parameter["name"]] = parameter
+    return list(found.values())
+
+
+def _request_body(requests: list[Mapping[str, Any]], consumes: list[str]) -> dict[str, Any] | None:
+    for request in requests:
+        location = (request["locations"] or ["json"])[0]
+        if location in _BODY_LOCATIONS:
+            media_type = JSON if location == "json" else consumes[0]
+            # A JSON object is required where one is read; form parameters may come in the query instead.
+            return {"required": location == "json", "content": {media_type: {"schema": request["schema"]}}}
+    return None
+
+
+def _response(response: Mapping[str, Any], produces: list[str]) -> dict[str, Any]:
+    """A response with a schema is a JSON body (every resource and error of the API); one without a schema
+    carries the operation's media type when that is not JSON (the metrics text), else nothing."""
+    converted: dict[str, Any] = {"description": response.get("description", "")}
+    if response.get("schema") is not None:
+        converted["content"] = {JSON: {"schema": response["schema"]}}
+    elif produces != [JSON]:
+        converted["content"] = {media_type: {"schema": {"type": "string"}} for media_type in produces}
+    headers = {name: _header(header) for name, header in response.get("headers", {}).items()}
+    converted["headers"] = {"X-Request-Id": _REQUEST_ID_REF, **headers}  # set on every response
+    return converted
+
+
+def _parameter(parameter: Mapping[str, Any]) -> dict[str, Any]:
+    """A Swagger 2.0 parameter in OpenAPI 3 form."""
+    converted = {k: v for k, v in parameter.items() if k not in _SCHEMA_KEYS and k != "collectionFormat"}
+    converted.setdefault("schema", {k: v for k, v in parameter.items() if k in _SCHEMA_KEYS})
+    if parameter.get("collectionFormat") == "multi":  # a repeated parameter: ?status=1000&status=1002
+        converted.update(style="form", explode=True)
+    return converted
+
+
+def _header(header: Mapping[str, Any]) -> dict[str, Any]:
+    """A Swagger 2.0 response header in OpenAPI 3 form."""
+    converted = {k: v for k, v in header.items() if k not in _SCHEMA_KEYS}
+    converted["schema"] = {k: v for k, v in header.items() if k in _SCHEMA_KEYS}
+    return converted
+
+
+def _swagger_page(app: web.Application) -> str:
+    template = (SWAGGER_UI_FILES / "index.html").read_text(encoding="utf-8")
+    static = app.router[STATIC_ROUTE].url_for(filename="index.html").parent
+    return Template(template).render(path=str(app.router[OPENAPI_ROUTE].url_for()), static=str(static))
