@@ -42,6 +42,8 @@ def parse_record(line_no: int, raw: bytes) -> ImportRecord:
         raise ImportLineError(line_no, f"not JSON ({exc})") from None
     if not isinstance(data, dict):
         raise ImportLineError(line_no, "not a JSON object")
+    if b"\\u0000" in raw:  # JSON's only spelling of NUL; no stored text may hold one
+        raise ImportLineError(line_no, "NUL characters are not allowed")
     kind = data.get("type")
     schema = _SCHEMAS.get(kind) if isinstance(kind, str) else None
     if schema is None or not isinstance(kind, str):

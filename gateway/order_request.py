@@ -115,8 +115,22 @@ def _check_reference(problems: Problems, value: Any) -> str:
     return value
 
 
+def _check_nul(problems: Problems, value: Any, field: str = "") -> None:
+    """No identifier or reference holds a NUL character (PostgreSQL text cannot store one)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            problems.add("1117", field, f"{field} must not contain NUL characters")
+    elif isinstance(value, Mapping):
+        for name, item in value.items():
+            _check_nul(problems, item, str(name))
+    elif isinstance(value, list):
+        for item in value:
+            _check_nul(problems, item, field)
+
+
 def parse_order(body: Mapping[str, Any], customer_id: str, query: Mapping[str, str]) -> OrderRequest:
     problems = Problems()
+    _check_nul(problems, body)
     _check_query(problems, query)
     order_type = body.get("orderType")
     if "orderType" not in body:
@@ -263,6 +277,7 @@ def parse_patch(body: Mapping[str, Any], query: Mapping[str, str]) -> str:
     """The new externalReferenceId: the only field an update may change."""
     problems = Problems()
     _check_query(problems, query)
+    _check_nul(problems, body)
     for name in body:
         if name != "externalReferenceId":
             problems.add("1121", name, f"unknown field {name}: only externalReferenceId can be changed")

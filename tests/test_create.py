@@ -311,3 +311,18 @@ async def test_completing_returns_cancels_fully_returned_lines(client, partner, 
     cli(db_url, "orders", "set-status", ret["orderId"], "1000")
     original = await (await client.get(f"{ORDERS}/5000000001", headers=await partner_headers(client, partner))).json()
     assert [line["status"] for line in original["lineItems"]] == ["1008", "1000"]  # line 2 only partly returned
+
+
+async def test_nul_characters_are_refused_and_match_nothing(client, partner):
+    body = new_order(lineItems=lines((1, {"offerId": "OFFER\x00A"})))
+    response, answer = await send(client, partner, body)
+    assert_error(response, answer, 400, "1117", ["offerId"])
+    response, answer = await send(client, partner, {"externalReferenceId": "a\x00b"}, method="PATCH",
+                                  path=f"{ORDERS}/5000000001")
+    assert_error(response, answer, 400, "1117", ["externalReferenceId"])
+    response, answer = await send(client, partner, new_order(), path="/v3/customers/C%001/orders")
+    assert_error(response, answer, 404, "1116")
+    history = await client.get("/v3/customers/C%001/orders", headers=await partner_headers(client, partner))
+    assert history.status == 404
+    filtered = await client.get(f"{ORDERS}?offer-id=OFFER%00A", headers=await partner_headers(client, partner))
+    assert (await filtered.json())["totalCount"] == 0

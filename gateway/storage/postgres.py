@@ -45,6 +45,8 @@ class PostgresDb:
         self._connection = connection
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        if any(isinstance(param, str) and "\x00" in param for param in params):
+            return []  # PostgreSQL text cannot hold NUL, so nothing stored matches (and the driver would refuse)
         return [tuple(row) for row in await self._connection.fetch(to_postgres(sql), *params)]
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
