@@ -22,7 +22,7 @@ from gateway.keys import SETTINGS, STORAGE
 from gateway.logconfig import configure_logging
 from gateway.orders import STATUSES
 from gateway.partners import create_credential, create_partner, revoke_credential
-from gateway.settings import LOG_FORMATS, Settings, SettingsError
+from gateway.settings import ENV_PREFIX, Settings, SettingsError
 from gateway.storage import Storage, StorageError, open_storage
 
 EXIT_USAGE = 2
@@ -41,10 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     serve = commands.add_parser("serve", help="run the API")
-    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
-    serve.add_argument("--log-format", help=f"{' or '.join(LOG_FORMATS)} (default json)")
     serve.add_argument("--demo", action="store_true", help="load demo data and print a working curl")
+    # Every setting but the database (a global option) has a flag; Settings checks the values.
+    for field in Settings.fields():
+        if field.name != "database_url":
+            flag = "--" + field.name.replace("_", "-")
+            serve.add_argument(flag, dest=field.name, metavar="VALUE",
+                               help=f"default {field.default} (env {ENV_PREFIX}{field.name.upper()})")
 
     partners = commands.add_parser("partners", help="manage partners").add_subparsers(dest="action", required=True)
     create = partners.add_parser("create", help="create a partner and its first credential")
@@ -70,13 +73,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     args = build_parser().parse_args(argv)
     env = os.environ if environ is None else environ
     try:
-        settings = Settings.from_env(
-            env,
-            database_url=args.database,
-            host=getattr(args, "host", None),
-            port=getattr(args, "port", None),
-            log_format=getattr(args, "log_format", None),
-        )
+        flags = {field.name: getattr(args, field.name, None) for field in Settings.fields()}
+        settings = Settings.from_env(env, **{**flags, "database_url": args.database})
     except SettingsError as exc:
         print(f"order-gateway: {exc}", file=sys.stderr)
         return EXIT_USAGE

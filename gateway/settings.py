@@ -98,8 +98,14 @@ class Settings:
             raw = environ.get(ENV_PREFIX + field.name.upper())
             if raw is not None and raw != "":
                 values[field.name] = _convert(field, raw)
-        values.update({k: v for k, v in overrides.items() if v is not None})
+            override = overrides.get(field.name)
+            if override is not None:
+                values[field.name] = _convert(field, override) if isinstance(override, str) else override
         return cls(**values)
+
+    @classmethod
+    def fields(cls) -> list[dataclasses.Field[Any]]:
+        return list(dataclasses.fields(cls))
 
     @classmethod
     def names(cls) -> list[str]:
@@ -114,7 +120,7 @@ def _convert(field: dataclasses.Field[Any], raw: str) -> Any:
         if kind == "float":
             return float(raw)
     except ValueError:
-        raise SettingsError(f"{ENV_PREFIX}{field.name.upper()}={raw!r}: not a number") from None
+        raise SettingsError(f"setting {field.name}={raw!r}: not a number ({ENV_PREFIX}{field.name.upper()})") from None
     return raw
 
 

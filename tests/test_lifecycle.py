@@ -23,7 +23,8 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     ("args", "env", "says"),
     [
         (["serve", "--port", "-5"], {}, "port"),
-        (["serve", "--port", "abc"], {}, "--port"),
+        (["serve", "--port", "abc"], {}, "port"),
+        (["serve", "--max-body-bytes", "10"], {}, "max_body_bytes"),
         (["serve", "--log-format", "xml"], {}, "log_format"),
         (["serve"], {"GATEWAY_LOG_FORMAT": "xml"}, "log_format"),
         (["serve"], {"GATEWAY_PORT": "eighty"}, "GATEWAY_PORT"),
