@@ -236,3 +236,20 @@ def server_process(db_url: str, *args: str, log_path: Path | None = None) -> Ite
         proc.wait(timeout=30)
         if log_path:
             log.close()  # type: ignore[union-attr]
+
+
+def seed_with_cli(db_url: str, tmp_path: Path) -> dict[str, str]:
+    """Partner P1 (created by the CLI, whose JSON is returned) with reseller R1 and customer C1."""
+    partner: dict[str, str] = orjson.loads(cli(db_url, "partners", "create", "--name", "N", "--partner-id", "P1").stdout)
+    data = tmp_path / "seed.jsonl"
+    data.write_bytes(b"\n".join(orjson.dumps(r) for r in [reseller_record("R1", "P1"), customer_record("C1", "R1")]))
+    cli(db_url, "import", str(data))
+    return partner
+
+
+async def process_headers(http: Any, partner: dict[str, str], key: str) -> dict[str, str]:
+    """Partner headers for a gateway process: a token fetched from it, and the given correlation id."""
+    form = {"grant_type": "client_credentials", "client_id": partner["apiKey"], "client_secret": partner["clientSecret"]}
+    async with http.post("/ims/token/v3", data=form) as response:
+        token = (await response.json())["access_token"]
+    return {"X-Api-Key": partner["apiKey"], "Authorization": f"Bearer {token}", "X-Correlation-Id": key}

@@ -6,7 +6,7 @@ import json
 
 import aiohttp
 import pytest
-from conftest import cli, customer_record, reseller_record, server_process
+from conftest import process_headers, seed_with_cli, server_process
 
 BODY = {"orderType": "NEW", "currencyCode": "USD",
         "lineItems": [{"extLineItemNumber": 1, "offerId": "OFFER-A", "quantity": 1}]}
@@ -20,21 +20,13 @@ def pg_url(db_url: str) -> str:
 
 
 async def test_two_processes_make_one_order_of_a_hundred_duplicates(pg_url, tmp_path):
-    partner = json.loads(cli(pg_url, "partners", "create", "--name", "N", "--partner-id", "P1").stdout)
-    data = tmp_path / "data.jsonl"
-    data.write_text("\n".join(json.dumps(r) for r in [reseller_record("R1", "P1"), customer_record("C1", "R1")]))
-    cli(pg_url, "import", str(data))
+    partner = seed_with_cli(pg_url, tmp_path)
     with server_process(pg_url) as first, server_process(pg_url) as second:
         connector_a = aiohttp.TCPConnector(limit=0, force_close=True)
         connector_b = aiohttp.TCPConnector(limit=0, force_close=True)
         async with aiohttp.ClientSession(first, connector=connector_a) as a, \
                 aiohttp.ClientSession(second, connector=connector_b) as b:
-            form = {"grant_type": "client_credentials", "client_id": partner["apiKey"],
-                    "client_secret": partner["clientSecret"]}
-            async with a.post("/ims/token/v3", data=form) as response:
-                token = (await response.json())["access_token"]
-            headers = {"X-Api-Key": partner["apiKey"], "Authorization": f"Bearer {token}",
-                       "X-Correlation-Id": "cluster-key"}
+            headers = await process_headers(a, partner, "cluster-key")
             # A token issued by one process is accepted by the other.
             async with b.get("/v3/customers/C1/orders", headers=headers) as response:
                 assert response.status == 200

@@ -5,7 +5,6 @@ Every 201 the client saw has its order, no order exists twice, and every key end
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import signal
 import socket
@@ -14,7 +13,7 @@ import sys
 import time
 
 import aiohttp
-from conftest import ROOT, cli, customer_record, free_port, reseller_record
+from conftest import ROOT, free_port, process_headers, seed_with_cli
 
 KEYS = 120
 KILLS = 5
@@ -44,10 +43,7 @@ def body_for(key: str) -> dict:
 
 
 async def test_sigkill_loses_no_acknowledged_order_and_duplicates_none(db_url, tmp_path):
-    partner = json.loads(cli(db_url, "partners", "create", "--name", "N", "--partner-id", "P1").stdout)
-    data = tmp_path / "data.jsonl"
-    data.write_text("\n".join(json.dumps(r) for r in [reseller_record("R1", "P1"), customer_record("C1", "R1")]))
-    cli(db_url, "import", str(data))
+    partner = seed_with_cli(db_url, tmp_path)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     pending = [f"crash-{n}" for n in range(KEYS)]
@@ -55,12 +51,6 @@ async def test_sigkill_loses_no_acknowledged_order_and_duplicates_none(db_url, t
     attempts: dict[str, int] = {}
     rng = random.Random(7)
     started = time.monotonic()
-
-    async def token(http: aiohttp.ClientSession) -> str:
-        form = {"grant_type": "client_credentials", "client_id": partner["apiKey"],
-                "client_secret": partner["clientSecret"]}
-        async with http.post("/ims/token/v3", data=form) as response:
-            return str((await response.json())["access_token"])
 
     round_acks = 0
     kill_now = asyncio.Event()
@@ -92,7 +82,7 @@ async def test_sigkill_loses_no_acknowledged_order_and_duplicates_none(db_url, t
         proc = start(db_url, port)
         try:
             async with aiohttp.ClientSession(base, timeout=aiohttp.ClientTimeout(total=10)) as http:
-                headers = {"X-Api-Key": partner["apiKey"], "Authorization": f"Bearer {await token(http)}"}
+                headers = await process_headers(http, partner, "unused")
                 queue, pending[:] = list(pending), []
                 rng.shuffle(queue)
                 round_acks, kill_after = 0, rng.randint(3, 12)
@@ -114,7 +104,7 @@ async def test_sigkill_loses_no_acknowledged_order_and_duplicates_none(db_url, t
     proc = start(db_url, port)
     try:
         async with aiohttp.ClientSession(base) as http:
-            headers = {"X-Api-Key": partner["apiKey"], "Authorization": f"Bearer {await token(http)}"}
+            headers = await process_headers(http, partner, "unused")
             while pending:
                 assert time.monotonic() - started < DEADLINE_SECONDS
                 queue, pending[:] = list(pending), []

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sqlite3
@@ -11,7 +10,7 @@ import sys
 
 import aiohttp
 import pytest
-from conftest import ROOT, cli, customer_record, free_port, reseller_record, sqlite_only
+from conftest import ROOT, free_port, process_headers, seed_with_cli, sqlite_only
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -52,10 +51,7 @@ def test_unreadable_database_file(tmp_path):
 async def test_sigterm_lets_the_in_flight_request_finish(db_url, tmp_path):
     sqlite_only(db_url, "holds SQLite's write lock from outside to keep a request in flight; "
                         "shutdown itself does not depend on the backend")
-    partner = json.loads(cli(db_url, "partners", "create", "--name", "N", "--partner-id", "P1").stdout)
-    data = tmp_path / "data.jsonl"
-    data.write_text("\n".join(json.dumps(r) for r in [reseller_record("R1", "P1"), customer_record("C1", "R1")]))
-    cli(db_url, "import", str(data))
+    partner = seed_with_cli(db_url, tmp_path)
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--database", db_url, "serve", "--port",
                              str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
@@ -68,12 +64,7 @@ async def test_sigterm_lets_the_in_flight_request_finish(db_url, tmp_path):
                         break
                 except aiohttp.ClientError:
                     await asyncio.sleep(0.05)
-            form = {"grant_type": "client_credentials", "client_id": partner["apiKey"],
-                    "client_secret": partner["clientSecret"]}
-            async with http.post("/ims/token/v3", data=form) as response:
-                token = (await response.json())["access_token"]
-            headers = {"X-Api-Key": partner["apiKey"], "Authorization": f"Bearer {token}",
-                       "X-Correlation-Id": "slow-one"}
+            headers = await process_headers(http, partner, "slow-one")
             body = {"orderType": "NEW", "currencyCode": "USD",
                     "lineItems": [{"extLineItemNumber": 1, "offerId": "O", "quantity": 1}]}
             # Another process holds the write lock: the order's transaction waits for it, so the request is

@@ -6,7 +6,15 @@ import json
 
 import aiohttp
 import pytest
-from conftest import cli, customer_record, partner_headers, raw_sql, reseller_record, server_process
+from conftest import (
+    customer_record,
+    partner_headers,
+    process_headers,
+    raw_sql,
+    reseller_record,
+    seed_with_cli,
+    server_process,
+)
 
 ORDERS = "/v3/customers/C1/orders"
 BODY = {"orderType": "NEW", "currencyCode": "USD", "externalReferenceId": "PO-9",
@@ -165,26 +173,11 @@ async def test_patch_replays(client, partner):
 # -- real processes ----------------------------------------------------------------------------------------
 
 
-def _partner_and_data(db_url, tmp_path):
-    partner = json.loads(cli(db_url, "partners", "create", "--name", "N", "--partner-id", "P1").stdout)
-    data = tmp_path / "data.jsonl"
-    data.write_text("\n".join(json.dumps(r) for r in [reseller_record("R1", "P1"), customer_record("C1", "R1")]))
-    cli(db_url, "import", str(data))
-    return partner
-
-
-async def _headers(http, partner, key):
-    form = {"grant_type": "client_credentials", "client_id": partner["apiKey"], "client_secret": partner["clientSecret"]}
-    async with http.post("/ims/token/v3", data=form) as response:
-        token = (await response.json())["access_token"]
-    return {"X-Api-Key": partner["apiKey"], "Authorization": f"Bearer {token}", "X-Correlation-Id": key}
-
-
 async def test_replay_survives_a_restart(db_url, tmp_path):
-    partner = _partner_and_data(db_url, tmp_path)
+    partner = seed_with_cli(db_url, tmp_path)
     with server_process(db_url) as base:
         async with aiohttp.ClientSession(base) as http:
-            headers = await _headers(http, partner, "restart-key")
+            headers = await process_headers(http, partner, "restart-key")
             async with http.post(ORDERS, json=BODY, headers=headers) as response:
                 assert response.status == 201
                 first = await response.read()
@@ -197,11 +190,11 @@ async def test_replay_survives_a_restart(db_url, tmp_path):
 
 
 async def test_fifty_simultaneous_duplicates_make_one_order(db_url, tmp_path):
-    partner = _partner_and_data(db_url, tmp_path)
+    partner = seed_with_cli(db_url, tmp_path)
     with server_process(db_url) as base:
         connector = aiohttp.TCPConnector(limit=0, force_close=True)
         async with aiohttp.ClientSession(base, connector=connector) as http:
-            headers = await _headers(http, partner, "storm-key")
+            headers = await process_headers(http, partner, "storm-key")
 
             async def one() -> tuple[int, bytes, dict[str, str]]:
                 async with http.post(ORDERS, json=BODY, headers=headers) as response:
