@@ -134,8 +134,6 @@ class Storage(Protocol):
 
     async def order_body(self, customer_id: str, order_id: str, partner_id: str) -> bytes | None: ...
 
-    async def get_order(self, order_id: str) -> Order | None: ...
-
     async def import_records(self, records: Iterable[tuple[int, ImportRecord]]) -> ImportCounts:
         """Upsert all records in one transaction; StorageError names the line number of the first bad one."""
 

@@ -293,9 +293,6 @@ class SqlStorage:
         FROM line_items WHERE order_id = ? ORDER BY ext_line_item_number
     """
 
-    async def get_order(self, order_id: str) -> Order | None:
-        return await _load_order(self._reader, order_id)
-
     # -- writes --------------------------------------------------------------------------------------
 
     async def import_records(self, records: Iterable[tuple[int, ImportRecord]]) -> ImportCounts:
