@@ -318,7 +318,6 @@ class SqlStorage:
                 await _upsert_orders(db, batch, counts)
         return counts
 
-    UPDATE_ORDER_STATUS = "UPDATE orders SET status = ?, body = ? WHERE order_id = ?"
     UPDATE_LINE = "UPDATE line_items SET status = ?, subscription_id = ? WHERE order_id = ? AND ext_line_item_number = ?"
     RETURNED_QUANTITIES = """
         SELECT l.ext_line_item_number, SUM(l.quantity) FROM orders o JOIN line_items l ON l.order_id = o.order_id
@@ -333,7 +332,7 @@ class SqlStorage:
             if order is None:
                 return None
             order = _with_status(order, status)
-            await _store_lines_and_status(db, order)
+            await _store_changes(db, order)
             if order.order_type == "RETURN" and order.reference_order_id:
                 await self._mark_returned_lines(db, order.reference_order_id)
         return order
@@ -353,7 +352,7 @@ class SqlStorage:
             for line in original.line_items
         )
         if lines != original.line_items:
-            await _store_lines_and_status(db, _replace_order(original, line_items=lines))
+            await _store_changes(db, _replace_order(original, line_items=lines))
 
 
 # -- module-level helpers for the write paths ---------------------------------------------------------
@@ -387,8 +386,12 @@ def _with_status(order: Order, status: str) -> Order:
     return _replace_order(order, status=status, line_items=tuple(lines))
 
 
-async def _store_lines_and_status(db: Db, order: Order) -> None:
-    await db.execute(SqlStorage.UPDATE_ORDER_STATUS, (order.status, order.render(), order.order_id))
+UPDATE_ORDER = "UPDATE orders SET external_reference_id = ?, status = ?, body = ? WHERE order_id = ?"
+
+
+async def _store_changes(db: Db, order: Order) -> None:
+    """What an existing order can change (reference, statuses, subscriptions), with its body re-rendered."""
+    await db.execute(UPDATE_ORDER, (order.external_reference_id, order.status, order.render(), order.order_id))
     await db.executemany(
         SqlStorage.UPDATE_LINE,
         [(line.status, line.subscription_id, order.order_id, line.ext_line_item_number) for line in order.line_items],
@@ -628,17 +631,8 @@ class SqlTransaction:
         await self._db.execute(BUMP_CUSTOMERS.format(marks="?"), (order.customer_id,))
         return True
 
-    UPDATE_ORDER = "UPDATE orders SET external_reference_id = ?, status = ?, body = ? WHERE order_id = ?"
-
     async def update_order(self, order: Order) -> None:
-        await self._db.execute(
-            self.UPDATE_ORDER, (order.external_reference_id, order.status, order.render(), order.order_id)
-        )
-        await self._db.executemany(
-            SqlStorage.UPDATE_LINE,
-            [(line.status, line.subscription_id, order.order_id, line.ext_line_item_number) for line in order.line_items],
-        )
-        await self._db.execute(BUMP_CUSTOMERS.format(marks="?"), (order.customer_id,))
+        await _store_changes(self._db, order)
 
 
 INSERT_ORDER = UPSERT_ORDER.split("ON CONFLICT")[0]
