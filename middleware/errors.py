@@ -24,10 +24,9 @@ def error_response(error: ApiError) -> web.Response:
 
 def _from_http(exc: web.HTTPException) -> ApiError:
     code = _HTTP_CODES.get(exc.status)
-    if code is None:  # any other refusal by aiohttp itself: keep its status, say what it said
-        error = ApiError("1117", exc.reason)
-        error.code, error.status = str(exc.status), exc.status
-        return error
+    if code is None:
+        # Any other refusal by aiohttp itself is about the request as sent (or, 5xx, about us).
+        return ApiError("1117", exc.reason) if exc.status < 500 else ApiError(INTERNAL_ERROR)
     headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
     return ApiError(code, ERROR_CODES[code][1], headers=headers)
 
