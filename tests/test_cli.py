@@ -1,15 +1,29 @@
 """SPEC 10: the operator command line, run as a separate process."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pty
 import subprocess
 import sys
+import time
 
+import aiohttp
 import orjson
 import pytest
-from conftest import ROOT, cli, customer_record, order_record, partner_headers, reseller_record, sqlite_only
+from conftest import (
+    ROOT,
+    cli,
+    customer_record,
+    order_record,
+    partner_headers,
+    process_headers,
+    reseller_record,
+    seed_with_cli,
+    server_process,
+    sqlite_only,
+)
 
 from gateway.settings import Settings
 
@@ -163,3 +177,23 @@ def test_import_shows_a_progress_bar_on_a_terminal(db_url, tmp_path):
     assert b"import" in shown and b"100%" in shown
     # Without a terminal, stderr stays free of the bar.
     assert "100%" not in cli(db_url, "import", path).stderr
+
+
+async def test_revocation_reaches_a_running_server_within_seconds(db_url, tmp_path):
+    partner = seed_with_cli(db_url, tmp_path)
+    with server_process(db_url) as base:  # default settings: credentials trusted for 2 s
+        async with aiohttp.ClientSession(base) as http:
+            headers = await process_headers(http, partner, "revoke-me")
+            async with http.get("/v3/customers/C1/orders", headers=headers) as response:
+                assert response.status == 200
+            cli(db_url, "credentials", "revoke", partner["apiKey"])
+            revoked_at = time.monotonic()
+            while time.monotonic() - revoked_at < 10:
+                async with http.get("/v3/customers/C1/orders", headers=headers) as response:
+                    if response.status == 403:
+                        assert (await response.json())["code"] == "4115"
+                        break
+                await asyncio.sleep(0.2)
+            else:
+                raise AssertionError("the revoked key still works after 10 s")
+    assert time.monotonic() - revoked_at < 5
