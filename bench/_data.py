@@ -38,7 +38,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from gateway.orders import LineItem, Order, Promotion
 from gateway.partners import create_partner
 from gateway.storage import open_storage
-from gateway.storage.sql import INSERT_LINE, line_rows, order_row
+from gateway.storage.orders import INSERT_LINE, line_rows, order_row
 from gateway.storage.postgres import MIGRATIONS as PG_MIGRATIONS
 from gateway.storage.sqlite import MIGRATIONS
 

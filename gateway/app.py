@@ -39,7 +39,7 @@ async def _storage_context(app: web.Application) -> AsyncIterator[None]:
         app[STORAGE] = storage
         app[TOKENS] = await token_service(settings, storage)
         app[CREDENTIALS] = CredentialCache(storage, settings.credential_cache_seconds)
-        app[HISTORY] = HistoryService(storage, settings.history_cache_orders)
+        app[HISTORY] = HistoryService(storage, settings.history_cache_bytes)
         purger = asyncio.create_task(_purge_outcomes(storage, settings))
         try:
             yield
@@ -54,7 +54,7 @@ async def _purge_outcomes(storage: Storage, settings: Settings) -> None:
     log = structlog.get_logger("gateway.idempotency")
     while True:
         try:
-            purged = await storage.purge_outcomes(int(time.time()) - settings.idempotency_retention_seconds)
+            purged = await storage.purge(int(time.time()) - settings.idempotency_retention_seconds)
             if purged:
                 log.info("idempotency_purged", count=purged)
         except Exception:  # a failed purge is retried at the next interval; serving goes on

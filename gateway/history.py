@@ -8,11 +8,10 @@ request reads the current version first: a cached page is never stale, whichever
 """
 from __future__ import annotations
 
-import bisect
+import asyncio
 import dataclasses
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -20,17 +19,20 @@ from typing import Any
 from urllib.parse import urlencode
 
 import orjson
+from cachetools import LRUCache
 from dateutil.relativedelta import relativedelta
 from marshmallow import ValidationError
 from multidict import MultiMapping
 
 from gateway.errors import ApiError
 from gateway.orders import link, orders_uri
-from gateway.storage import IndexRow, Storage
+from gateway.history_index import ROW_OVERHEAD_BYTES, CustomerIndex
+from gateway.storage import CustomerScope, HistoryFilter, IndexRow, Storage
 from schemas.orders import DEFAULT_LIMIT, MAX_LIMIT, HistoryQuerySchema
 
 _SCHEMA = HistoryQuerySchema()
 PAGING = ("offset", "limit")
+REFRESH_ATTEMPTS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,72 +128,134 @@ def term_start(coterm_date: str | None) -> int | None:
     return int(datetime(start.year, start.month, start.day, tzinfo=timezone.utc).timestamp())
 
 
-@dataclasses.dataclass
-class _Entry:
-    version: int
-    rows: list[IndexRow]  # newest first; ties by order id, descending
-    keys: list[int]  # -created of each row, ascending: what bisect searches
-    bodies: dict[str, bytes]
-
-
 class HistoryService:
-    def __init__(self, storage: Storage, max_cached_orders: int) -> None:
+    """History pages from a byte-bounded cache of customer indexes, refreshed in place after writes; from SQL
+    for customers too large for the cache, or when it is off (`cache_bytes` 0)."""
+
+    def __init__(self, storage: Storage, cache_bytes: int) -> None:
         self._storage = storage
-        self._max_cached = max_cached_orders
-        self._cache: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
-        self._cached_orders = 0
+        self._cache: LRUCache[tuple[str, str], CustomerIndex] | None = (
+            LRUCache(maxsize=cache_bytes, getsizeof=_index_bytes) if cache_bytes > 0 else None
+        )
+        # An index may take at most this much, so one huge customer cannot empty the cache for everyone.
+        self._entry_budget = cache_bytes // 2
+        self._refreshing: dict[tuple[str, str], asyncio.Task[CustomerIndex | None]] = {}
 
     async def page(self, partner_id: str, customer_id: str, query: HistoryQuery, now: float | None = None) -> bytes:
         """The history page as JSON bytes; ApiError 1116 when the partner cannot see the customer."""
         scope = await self._storage.customer_scope(customer_id, partner_id)
         if scope is None:
             raise ApiError("1116")
-        entry = await self._entry(customer_id, partner_id, scope.version)
         low = math.ceil(query.start) if query.start is not None else term_start(scope.coterm_date)
         high = math.floor(query.end) if query.end is not None else int(time.time() if now is None else now)
-        first = 0 if high is None else bisect.bisect_left(entry.keys, -high)
-        last = len(entry.keys) if low is None else bisect.bisect_right(entry.keys, -low)
-        rows: Sequence[IndexRow] = entry.rows[first:last] if first < last else []
-        test = query.predicate()
-        if test is not None:
-            rows = [row for row in rows if test(row)]
-        total = len(rows)
-        if query.offset > total:
-            raise ApiError("1133", details=[f"offset {query.offset} is greater than totalCount {total}"],
-                           fields=["offset"])
-        page_rows = rows[query.offset : query.offset + query.limit]
-        bodies = await self._bodies(entry, [row.order_id for row in page_rows])
+        index = await self._current(scope, partner_id)
+        if index is None:
+            total, bodies = await self._from_sql(scope.customer_id, partner_id, query, low, high)
+        else:
+            total, bodies = await self._from_index(index, (customer_id, partner_id), query, low, high)
         return _render_page(customer_id, query, total, bodies)
 
-    async def _entry(self, customer_id: str, partner_id: str, version: int) -> _Entry:
-        key = (customer_id, partner_id)
-        entry = self._cache.get(key)
-        if entry is not None and entry.version == version:
-            self._cache.move_to_end(key)
-            return entry
+    async def _from_index(self, index: CustomerIndex, key: tuple[str, str], query: HistoryQuery,
+                          low: int | None, high: int | None) -> tuple[int, list[bytes]]:
+        first, last = index.window(low, high)
+        test = query.predicate()
+        if test is None:
+            total = last - first
+            _check_offset(query.offset, total)
+            rows = index.page(first, last, query.offset, query.limit)
+        else:
+            matched = [row for row in index.newest_first(first, last) if test(row)]
+            total = len(matched)
+            _check_offset(query.offset, total)
+            rows = matched[query.offset : query.offset + query.limit]
+        return total, await self._bodies(index, key, [row.order_id for row in rows])
+
+    async def _from_sql(self, customer_id: str, partner_id: str, query: HistoryQuery,
+                        low: int | None, high: int | None) -> tuple[int, list[bytes]]:
+        conditions = HistoryFilter(
+            order_types=query.order_types, statuses=query.statuses, offer_ids=query.offer_ids,
+            subscription_ids=query.subscription_ids, reference_order_id=query.reference_order_id,
+            external_reference_id=query.external_reference_id, reseller_id=query.reseller_id, low=low, high=high,
+        )
+        if low is not None and high is not None and low > high:
+            return 0, []  # an empty window: nothing to ask the database
+        total = await self._storage.count_orders(customer_id, partner_id, conditions)
+        _check_offset(query.offset, total)
+        if query.offset == total:
+            return total, []
+        return total, await self._storage.page_bodies(customer_id, partner_id, conditions, query.offset, query.limit)
+
+    async def _current(self, scope: CustomerScope, partner_id: str) -> CustomerIndex | None:
+        """The customer's index as of `scope.version` or later; None when it is not to be cached."""
+        if self._cache is None:
+            return None
+        key = (scope.customer_id, partner_id)
+        for _ in range(REFRESH_ATTEMPTS):
+            index = self._cache.get(key)
+            if index is not None and index.version >= scope.version:
+                return index
+            # However many requests ask at once, one refresh (or load) runs; the others wait for it.
+            task = self._refreshing.get(key)
+            if task is None:
+                task = asyncio.get_running_loop().create_task(self._refresh(key, scope, index))
+                self._refreshing[key] = task
+                task.add_done_callback(lambda _: self._refreshing.pop(key, None))
+            index = await asyncio.shield(task)
+            if index is None or index.version >= scope.version:
+                return index
+        return None  # writes kept overtaking the refresh: answer from SQL this once
+
+    async def _refresh(self, key: tuple[str, str], scope: CustomerScope,
+                       index: CustomerIndex | None) -> CustomerIndex | None:
+        customer_id, partner_id = key
+        if index is not None:
+            changes = await self._storage.changes_since(customer_id, index.version, scope.version)
+            if not changes.everything:
+                fresh = await self._storage.order_index_of(customer_id, partner_id, sorted(changes.order_ids))
+                index.refresh(changes.version, changes.order_ids, fresh)
+                return self._keep(key, index)
+        count = await self._storage.count_orders(customer_id, partner_id, HistoryFilter())
+        if count * ROW_OVERHEAD_BYTES > self._entry_budget:
+            self._forget(key)
+            return None
         rows = await self._storage.order_index(customer_id, partner_id)
-        rows.sort(key=lambda row: (row.created, row.order_id), reverse=True)
-        entry = _Entry(version, rows, [-row.created for row in rows], {})
-        self._remember(key, entry)
-        return entry
+        return self._keep(key, CustomerIndex(scope.version, rows))
 
-    def _remember(self, key: tuple[str, str], entry: _Entry) -> None:
-        old = self._cache.pop(key, None)
-        if old is not None:
-            self._cached_orders -= len(old.rows)
-        if len(entry.rows) > self._max_cached:
-            return
-        self._cache[key] = entry
-        self._cached_orders += len(entry.rows)
-        while self._cached_orders > self._max_cached:
-            _, evicted = self._cache.popitem(last=False)
-            self._cached_orders -= len(evicted.rows)
+    def _keep(self, key: tuple[str, str], index: CustomerIndex) -> CustomerIndex | None:
+        """(Re)stores the index under its current size, evicting the least recently used others."""
+        assert self._cache is not None
+        if index.nbytes > self._entry_budget:
+            self._forget(key)
+            return None
+        self._cache[key] = index
+        return index
 
-    async def _bodies(self, entry: _Entry, order_ids: list[str]) -> list[bytes]:
-        missing = [order_id for order_id in order_ids if order_id not in entry.bodies]
+    def _forget(self, key: tuple[str, str]) -> None:
+        if self._cache is not None:
+            self._cache.pop(key, None)
+
+    async def _bodies(self, index: CustomerIndex, key: tuple[str, str], order_ids: list[str]) -> list[bytes]:
+        missing = [order_id for order_id in order_ids if order_id not in index.bodies]
         if missing:
-            entry.bodies.update(await self._storage.order_bodies(missing))
-        return [entry.bodies[order_id] for order_id in order_ids if order_id in entry.bodies]
+            version = index.version
+            fetched = await self._storage.order_bodies(missing)
+            # Bodies read before a refresh of this index may be older than it: use them, do not keep them.
+            if index.version == version and index.nbytes + sum(map(len, fetched.values())) <= self._entry_budget:
+                for order_id, body in fetched.items():
+                    index.add_body(order_id, body)
+                self._keep(key, index)
+            found = {**index.bodies, **fetched} if fetched else index.bodies
+            return [found[order_id] for order_id in order_ids if order_id in found]
+        return [index.bodies[order_id] for order_id in order_ids]
+
+
+def _index_bytes(index: CustomerIndex) -> int:
+    return index.nbytes
+
+
+def _check_offset(offset: int, total: int) -> None:
+    if offset > total:
+        raise ApiError("1133", details=[f"offset {offset} is greater than totalCount {total}"], fields=["offset"])
 
 
 def _page_uri(customer_id: str, query: HistoryQuery, offset: int) -> str:

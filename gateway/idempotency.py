@@ -6,9 +6,6 @@ import hashlib
 from typing import Any
 
 import orjson
-from aiohttp import web
-
-from gateway.keys import ERROR_CODE, IDEMPOTENCY
 
 RETRY_AFTER_SECONDS = 1  # a duplicate of a request still executing may come back this soon
 
@@ -52,20 +49,3 @@ def fingerprint(method: str, path: str, query: list[tuple[str, str]], body: Any)
     digest = hashlib.sha256()
     digest.update(canonical_json([method.upper(), path, sorted(query), body]))
     return digest.hexdigest()
-
-
-REPLAYED_HEADER = "Idempotent-Replayed"
-
-
-def respond(request: web.Request, response: StoredResponse, replayed: bool) -> web.Response:
-    """The answer as stored: the same bytes, content type and location every time it is given."""
-    answer = web.Response(body=response.body, status=response.status)
-    answer.headers["Content-Type"] = response.content_type
-    if response.location is not None:
-        answer.headers["Location"] = response.location
-    if replayed:
-        answer.headers[REPLAYED_HEADER] = "true"
-    request[IDEMPOTENCY] = "replayed" if replayed else "stored"
-    if response.status >= 400:
-        request[ERROR_CODE] = str(orjson.loads(response.body).get("code"))
-    return answer

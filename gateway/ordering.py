@@ -33,12 +33,15 @@ def earlier_outcome(stored: StoredOutcome, claim: IdempotencyKey) -> Outcome:
 
 async def remember(storage: Storage, claim: IdempotencyKey, response: StoredResponse) -> Outcome:
     """Stores an answer that wrote nothing (a preview, a refusal caused by the request alone)."""
-    async with storage.transaction() as tx:
-        stored = await tx.stored_outcome(claim.partner_id, claim.key, claim.not_before)
+
+    async def unit(tx: Transaction) -> Outcome:
+        stored = await tx.claim(claim.partner_id, claim.key, claim.not_before)
         if stored is not None:
             return earlier_outcome(stored, claim)
         await tx.store_outcome(claim.record(response), claim.now)
-    return Outcome(response, replayed=False)
+        return Outcome(response, replayed=False)
+
+    return await storage.write(unit)
 
 
 def preview(customer_id: str, request: OrderRequest, now: int) -> StoredResponse:
@@ -49,33 +52,36 @@ def preview(customer_id: str, request: OrderRequest, now: int) -> StoredResponse
 
 
 async def place(storage: Storage, claim: IdempotencyKey, customer_id: str, request: OrderRequest) -> Outcome:
-    partner_id, now, not_before = claim.partner_id, claim.now, claim.not_before
-    for _ in range(ORDER_ID_ATTEMPTS):
-        async with storage.transaction() as tx:
-            stored = await tx.stored_outcome(partner_id, claim.key, not_before)
-            if stored is not None:
-                return earlier_outcome(stored, claim)
-            reseller_id = await tx.customer_reseller(customer_id, partner_id)
-            if reseller_id is None:
-                raise ApiError("1116")
-            if request.order_type == "RETURN":
-                lines = await _return_lines(tx, partner_id, customer_id, request, now)
-            else:
-                lines = _lines(request.lines, status=STATUS_PENDING)
+    """Claim, checks, order, lines and stored answer: one unit of work, one transaction."""
+
+    async def unit(tx: Transaction) -> Outcome:
+        partner_id, now = claim.partner_id, claim.now
+        stored = await tx.claim(partner_id, claim.key, claim.not_before)
+        if stored is not None:
+            return earlier_outcome(stored, claim)
+        reseller_id = await tx.customer_reseller(customer_id, partner_id)
+        if reseller_id is None:
+            raise ApiError("1116")
+        if request.order_type == "RETURN":
+            lines = await _return_lines(tx, partner_id, customer_id, request, now)
+        else:
+            lines = _lines(request.lines, status=STATUS_PENDING)
+        for _ in range(ORDER_ID_ATTEMPTS):
             order = _order(new_order_id(), customer_id, reseller_id, request, lines, now, status=STATUS_PENDING)
-            if not await tx.insert_order(order):
-                continue
-            response = StoredResponse(201, order.render(), JSON, order_uri(customer_id, order.order_id))
-            await tx.store_outcome(claim.record(response), now)
-            return Outcome(response, replayed=False)
-    raise RuntimeError("no free order id after several attempts")
+            if await tx.insert_order(order):
+                response = StoredResponse(201, order.render(), JSON, order_uri(customer_id, order.order_id))
+                await tx.store_outcome(claim.record(response), now)
+                return Outcome(response, replayed=False)
+        raise RuntimeError("no free order id after several attempts")
+
+    return await storage.write(unit)
 
 
 async def update_reference(storage: Storage, claim: IdempotencyKey, customer_id: str, order_id: str,
                            value: str) -> Outcome:
-    partner_id, now, not_before = claim.partner_id, claim.now, claim.not_before
-    async with storage.transaction() as tx:
-        stored = await tx.stored_outcome(partner_id, claim.key, not_before)
+    async def unit(tx: Transaction) -> Outcome:
+        partner_id = claim.partner_id
+        stored = await tx.claim(partner_id, claim.key, claim.not_before)
         if stored is not None:
             return earlier_outcome(stored, claim)
         order = await tx.visible_order(customer_id, order_id, partner_id)
@@ -84,8 +90,10 @@ async def update_reference(storage: Storage, claim: IdempotencyKey, customer_id:
         order = dataclasses.replace(order, external_reference_id=value)
         await tx.update_order(order)
         response = StoredResponse(200, order.render(), JSON)
-        await tx.store_outcome(claim.record(response), now)
-    return Outcome(response, replayed=False)
+        await tx.store_outcome(claim.record(response), claim.now)
+        return Outcome(response, replayed=False)
+
+    return await storage.write(unit)
 
 
 def _lines(requested: tuple[LineRequest, ...], status: str) -> tuple[LineItem, ...]:

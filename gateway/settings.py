@@ -35,8 +35,9 @@ class Settings:
     db_pool_min_size: int = 1
     db_pool_max_size: int = 10
     max_body_bytes: int = 1024 * 1024
-    # Orders kept in the in-process history index cache (across all cached customers).
-    history_cache_orders: int = 200_000
+    # Memory for the in-process history cache (indexes and bodies of recently read customers); 0 turns it off
+    # and every page comes from SQL. One customer may take at most half of it.
+    history_cache_bytes: int = 256 * 1024 * 1024
     # How long a correlation id's outcome is kept and replayed.
     idempotency_retention_seconds: int = 10 * 86400
     # How often expired outcomes are purged in the background.
@@ -69,7 +70,7 @@ class Settings:
             "must be at least 1 and at least db_pool_min_size",
         )
         _check(self.max_body_bytes >= 1024, "max_body_bytes", self.max_body_bytes, "must be at least 1024")
-        _check(self.history_cache_orders >= 0, "history_cache_orders", self.history_cache_orders, "must be >= 0")
+        _check(self.history_cache_bytes >= 0, "history_cache_bytes", self.history_cache_bytes, "must be >= 0")
         _check(
             self.idempotency_retention_seconds >= 60,
             "idempotency_retention_seconds",

@@ -7,7 +7,7 @@ from aiohttp_apispec import docs, json_schema, querystring_schema, response_sche
 from gateway import ordering
 from gateway.errors import ApiError
 from gateway.history import HistoryQuery
-from gateway.idempotency import respond
+from gateway.stored_answers import respond
 from gateway.keys import CLAIM, HISTORY, JSON_BODY, PARTNER_ID, STORAGE
 from gateway.order_request import parse_order, parse_patch
 from schemas.common import ErrorSchema

@@ -13,7 +13,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.errors import ApiError
-from gateway.idempotency import RETRY_AFTER_SECONDS, IdempotencyKey, StoredResponse, fingerprint, respond
+from gateway.idempotency import RETRY_AFTER_SECONDS, IdempotencyKey, StoredResponse, fingerprint
+from gateway.stored_answers import respond
 from gateway.keys import CLAIM, IDEMPOTENCY, IN_FLIGHT, JSON_BODY, PARTNER_ID, REQUEST_ID, SETTINGS, STORAGE
 from gateway.ordering import JSON, earlier_outcome, remember
 from middleware.auth import is_partner_path

@@ -89,8 +89,23 @@ def sqlite_only(db_url: str, why: str) -> None:
 
 
 @pytest.fixture
-def settings(db_url: str) -> Settings:
-    return Settings(database_url=db_url, jwt_secret=TEST_SIGNING_KEY, credential_cache_seconds=0)
+def history_cache_bytes(request: pytest.FixtureRequest) -> int:
+    """The history cache's budget: the default, or 0 (every page from SQL) in the second run of the modules
+    marked `reads_history`."""
+    return int(getattr(request, "param", Settings.history_cache_bytes))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "history_cache_bytes" in metafunc.fixturenames and metafunc.definition.get_closest_marker("reads_history"):
+        metafunc.parametrize(
+            "history_cache_bytes", [Settings.history_cache_bytes, 0], indirect=True, ids=["cached", "uncached"]
+        )
+
+
+@pytest.fixture
+def settings(db_url: str, history_cache_bytes: int) -> Settings:
+    return Settings(database_url=db_url, jwt_secret=TEST_SIGNING_KEY, credential_cache_seconds=0,
+                    history_cache_bytes=history_cache_bytes)
 
 
 @pytest.fixture

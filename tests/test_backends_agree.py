@@ -36,7 +36,7 @@ def dataset() -> list[dict[str, Any]]:
     return records
 
 
-async def test_sqlite_and_postgres_answer_alike(aiohttp_client, tmp_path, db_url):
+async def test_sqlite_and_postgres_cached_or_not_answer_alike(aiohttp_client, tmp_path, db_url):
     if db_url.startswith("sqlite://"):
         pytest.skip("runs once, from the PostgreSQL parameter, against both backends")
     data = b"".join(orjson.dumps(record) + b"\n" for record in dataset())
@@ -45,12 +45,15 @@ async def test_sqlite_and_postgres_answer_alike(aiohttp_client, tmp_path, db_url
         async with open_storage(url) as storage:
             partner = await create_partner(storage, "P", "P1")
             await import_file(storage, BytesIO(data))
-        client = await aiohttp_client(create_app(Settings(database_url=url, credential_cache_seconds=0)))
-        headers = await partner_headers(client, partner)
-        got = []
-        for query in QUERIES:
-            response = await client.get(f"/v3/customers/C1/orders{query}", headers=headers)
-            got.append((response.status, await response.read()))
-        answers.append(got)
-    assert answers[0] == answers[1]
+        # From the history cache, and from SQL paging (the cache off): the same bytes.
+        for cache_bytes in (Settings.history_cache_bytes, 0):
+            settings = Settings(database_url=url, credential_cache_seconds=0, history_cache_bytes=cache_bytes)
+            client = await aiohttp_client(create_app(settings))
+            headers = await partner_headers(client, partner)
+            got = []
+            for query in QUERIES:
+                response = await client.get(f"/v3/customers/C1/orders{query}", headers=headers)
+                got.append((response.status, await response.read()))
+            answers.append(got)
+    assert answers[0] == answers[1] == answers[2] == answers[3]
     assert {status for status, _ in answers[0]} == {200, 400}

@@ -10,6 +10,9 @@ import pytest
 
 from conftest import customer_record, order_record, partner_headers, reseller_record
 
+# Every test runs twice: pages from the history cache, and from SQL with the cache off.
+pytestmark = pytest.mark.reads_history
+
 ORDERS = "/v3/customers/C1/orders"
 ERROR_KEYS = {"code", "message", "additionalDetails", "invalidFields"}
 PAGE_KEYS = {"totalCount", "count", "offset", "limit", "items", "links"}

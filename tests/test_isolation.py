@@ -9,6 +9,9 @@ import pytest
 
 from conftest import customer_record, order_record, partner_headers, reseller_record
 
+# Every test runs twice: pages from the history cache, and from SQL with the cache off.
+pytestmark = pytest.mark.reads_history
+
 ERROR_KEYS = {"code", "message", "additionalDetails", "invalidFields"}
 
 # Everything dated well in the past, customers without cotermDate: the default window holds every order.

@@ -16,11 +16,12 @@ from typing import Any
 
 import asyncpg
 
-from gateway.storage.sql import SCHEMA_MIGRATIONS, Db, SqlStorage
+from gateway.storage.db import Db, T, Unit
+from gateway.storage.schema import migrations
 
 MIGRATION_LOCK = 0x6F72646572  # any constant shared by every gateway process ("order")
 
-MIGRATIONS = tuple(script.format(bigint="BIGINT", blob="BYTEA", without_rowid="") for script in SCHEMA_MIGRATIONS)
+MIGRATIONS = migrations(bigint="BIGINT", blob="BYTEA", without_rowid="")
 
 _NUMBERED = re.compile(r"\?(\d+)")
 
@@ -63,27 +64,26 @@ class PostgresDb:
         await self._connection.execute(self.LOCK, name)
 
 
-class PostgresStorage(SqlStorage):
+class PostgresBackend:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
         self._pool_db = PostgresDb(pool)
 
-    @classmethod
-    @asynccontextmanager
-    async def open(cls, url: str, min_size: int = 1, max_size: int = 10) -> AsyncIterator[PostgresStorage]:
-        async with asyncpg.create_pool(url, min_size=min_size, max_size=max_size) as pool:
-            async with pool.acquire() as connection:
-                await _migrate(connection)
-            yield cls(pool)
-
     @property
-    def _reader(self) -> Db:
+    def reader(self) -> Db:
         return self._pool_db
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[Db]:
+    async def write(self, unit: Unit[T]) -> T:
         async with self._pool.acquire() as connection, connection.transaction():
-            yield PostgresDb(connection)
+            return await unit(PostgresDb(connection))
+
+
+@asynccontextmanager
+async def open_postgres(url: str, min_size: int = 1, max_size: int = 10) -> AsyncIterator[PostgresBackend]:
+    async with asyncpg.create_pool(url, min_size=min_size, max_size=max_size) as pool:
+        async with pool.acquire() as connection:
+            await _migrate(connection)
+        yield PostgresBackend(pool)
 
 
 async def _migrate(connection: asyncpg.Connection) -> None:

@@ -1,27 +1,37 @@
-"""Embedded SQLite backend (aiosqlite): WAL, foreign keys, schema migrated on open.
+"""Embedded SQLite backend: WAL, foreign keys, schema migrated on open.
 
-Two connections: one for reads (autocommit; WAL gives each statement a committed snapshot) and one for
-writes, whose transactions are serialized by an asyncio lock so that no other coroutine's statement can
-slip into an open transaction. Other processes (the CLI while a server runs) wait on `busy_timeout`; a
-SQLite database has one writer at a time, so named locks have nothing left to do.
+Reads go through aiosqlite on a connection of their own (autocommit; WAL gives each statement a committed
+snapshot). Writes go to one writer thread as units of work: each unit runs to completion there in a single
+hop, with no statement waiting on the event loop, and the units queued meanwhile share one transaction
+(each in a savepoint of its own) and so one fsync: group commit. A unit's answer is handed back only once
+its transaction committed, so an acknowledged write is on disk. Other processes (the CLI while a server
+runs) wait on `busy_timeout`; SQLite has one writer at a time, so named locks have nothing left to do.
 """
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from gateway.storage.sql import SCHEMA_MIGRATIONS, Db, SqlStorage
+from gateway.storage.db import Db, T, Unit
+from gateway.storage.schema import migrations
 
 BUSY_TIMEOUT_MS = 10_000
+GROUP_COMMIT_MAX = 64  # units sharing one transaction at most: bounds the work a failed commit undoes
 
-MIGRATIONS = tuple(
-    script.format(bigint="INTEGER", blob="BLOB", without_rowid="WITHOUT ROWID") for script in SCHEMA_MIGRATIONS
+MIGRATIONS = migrations(bigint="INTEGER", blob="BLOB", without_rowid="WITHOUT ROWID")
+PRAGMAS = (
+    "PRAGMA journal_mode = WAL",
+    # FULL: a commit is on disk before a 201 is sent, even if the machine loses power.
+    "PRAGMA synchronous = FULL",
+    "PRAGMA foreign_keys = ON",
+    f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
 )
 
 
@@ -33,7 +43,7 @@ def database_path(url: str) -> str:
     return path[1:]
 
 
-class SqliteDb:
+class ReaderDb:
     def __init__(self, connection: aiosqlite.Connection) -> None:
         self._connection = connection
 
@@ -41,74 +51,152 @@ class SqliteDb:
         return list(await self._connection.execute_fetchall(sql, params))
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        cursor = await self._connection.execute(sql, params)
-        return cursor.rowcount
+        raise TypeError("the SQLite reader does not write")
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        await self._connection.executemany(sql, rows)
+        raise TypeError("the SQLite reader does not write")
 
     async def lock(self, name: str) -> None:
-        """Writers are already one at a time (BEGIN IMMEDIATE, and the write lock within a process)."""
+        """Nothing to lock outside a transaction."""
 
 
-class SqliteStorage(SqlStorage):
-    def __init__(self, reader: aiosqlite.Connection, writer: aiosqlite.Connection) -> None:
-        self._read_db = SqliteDb(reader)
+class WriterDb:
+    """The writer connection, called on the writer thread: its coroutines never suspend."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return self._connection.execute(sql, params).fetchall()
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self._connection.execute(sql, params).rowcount
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._connection.executemany(sql, rows)
+
+    async def lock(self, name: str) -> None:
+        """Writers are already one at a time (one writer thread, BEGIN IMMEDIATE across processes)."""
+
+
+def _run_to_completion(coroutine: Coroutine[Any, Any, T]) -> T:
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise RuntimeError("a unit of work awaited something other than its database")
+
+
+_Result = tuple[BaseException | None, Any]
+
+
+class GroupWriter:
+    """One thread, one connection; the units queued while a transaction runs make up the next one."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+        self._db = WriterDb(connection)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._queue: list[tuple[Unit[Any], asyncio.Future[Any]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def write(self, unit: Unit[T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.append((unit, future))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = loop.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._queue:
+            batch, self._queue = self._queue[:GROUP_COMMIT_MAX], self._queue[GROUP_COMMIT_MAX:]
+            try:
+                results = await loop.run_in_executor(self._thread, self._commit, [unit for unit, _ in batch])
+            except BaseException as failure:  # the commit itself failed: nothing of the batch was written
+                results = [(failure, None)] * len(batch)
+            for (_, future), (error, value) in zip(batch, results):
+                if future.done():  # its caller went away; the write stands, as a replay will show
+                    continue
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(value)
+
+    def _commit(self, units: list[Unit[Any]]) -> list[_Result]:
+        execute = self._connection.execute
+        execute("BEGIN IMMEDIATE")
+        try:
+            results: list[_Result] = []
+            for unit in units:
+                execute("SAVEPOINT unit")
+                try:
+                    results.append((None, _run_to_completion(unit(self._db))))
+                except Exception as error:
+                    execute("ROLLBACK TO unit")
+                    results.append((error, None))
+                execute("RELEASE unit")
+            execute("COMMIT")
+        except BaseException:
+            if self._connection.in_transaction:
+                execute("ROLLBACK")
+            raise
+        return results
+
+    async def close(self) -> None:
+        if self._flushing is not None:
+            await asyncio.shield(self._flushing)
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._connection.close)
+        self._thread.shutdown()
+
+
+class SqliteBackend:
+    def __init__(self, reader: aiosqlite.Connection, writer: GroupWriter) -> None:
+        self._read_db = ReaderDb(reader)
         self._writer = writer
-        self._write_db = SqliteDb(writer)
-        self._write_lock = asyncio.Lock()
-
-    @classmethod
-    @asynccontextmanager
-    async def open(cls, url: str) -> AsyncIterator[SqliteStorage]:
-        path = database_path(url)
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # Fail here, in the caller's thread, when the file cannot be opened: aiosqlite's worker thread
-        # would report the failure to an event loop that may be closing.
-        sqlite3.connect(path).close()
-        async with aiosqlite.connect(path, isolation_level=None) as writer:
-            await _configure(writer)
-            await _migrate(writer)
-            async with aiosqlite.connect(path, isolation_level=None) as reader:
-                await _configure(reader)
-                yield cls(reader, writer)
 
     @property
-    def _reader(self) -> Db:
+    def reader(self) -> Db:
         return self._read_db
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[Db]:
-        async with self._write_lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._write_db
-            except BaseException:
-                await self._writer.execute("ROLLBACK")
-                raise
-            await self._writer.execute("COMMIT")
+    async def write(self, unit: Unit[T]) -> T:
+        return await self._writer.write(unit)
 
 
-async def _configure(db: aiosqlite.Connection) -> None:
-    for pragma in (
-        "PRAGMA journal_mode = WAL",
-        # FULL: a commit is on disk before a 201 is sent, even if the machine loses power.
-        "PRAGMA synchronous = FULL",
-        "PRAGMA foreign_keys = ON",
-        f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
-    ):
-        await db.execute(pragma)
-
-
-async def _migrate(db: aiosqlite.Connection) -> None:
-    await db.execute("BEGIN IMMEDIATE")
+@asynccontextmanager
+async def open_sqlite(url: str) -> AsyncIterator[SqliteBackend]:
+    path = database_path(url)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # Fail here, in the caller's thread, when the file cannot be opened.
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
-        (version,) = list(await db.execute_fetchall("PRAGMA user_version"))[0]
+        for pragma in PRAGMAS:
+            connection.execute(pragma)
+        _migrate(connection)
+    except BaseException:
+        connection.close()
+        raise
+    writer = GroupWriter(connection)
+    try:
+        async with aiosqlite.connect(path, isolation_level=None) as reader:
+            for pragma in PRAGMAS:
+                await reader.execute(pragma)
+            yield SqliteBackend(reader, writer)
+    finally:
+        await writer.close()
+
+
+def _migrate(connection: sqlite3.Connection) -> None:
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        (version,) = connection.execute("PRAGMA user_version").fetchone()
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             for statement in filter(str.strip, script.split(";")):
-                await db.execute(statement)
-            await db.execute(f"PRAGMA user_version = {number}")
+                connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {number}")
     except BaseException:
-        await db.execute("ROLLBACK")
+        connection.execute("ROLLBACK")
         raise
-    await db.execute("COMMIT")
+    connection.execute("COMMIT")

@@ -1,0 +1,61 @@
+"""What the shared SQL needs of a backend: connections (`Db`) and units of work run as one transaction.
+
+Statements use `?` placeholders (`?1` where a parameter is used twice); a backend with another style
+translates them. Rules that must hold across processes take a named lock (`Db.lock`) inside the
+transaction: a no-op where the backend already serializes its writers.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+
+MAX_IN_PARAMS = 900  # far below every backend's limit on parameters of one statement
+
+
+class Db(Protocol):
+    """One connection (or one transaction on it), as the shared storage uses it."""
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Rows affected."""
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+    async def lock(self, name: str) -> None:
+        """Held until the transaction ends: transactions taking the same name run one after another."""
+
+
+# A unit of work: everything it does through its Db commits together, or nothing does. It must await
+# nothing but its Db, so that a backend may run it to completion on the database's own thread.
+Unit = Callable[[Db], Coroutine[Any, Any, T]]
+
+
+class Backend(Protocol):
+    @property
+    def reader(self) -> Db:
+        """For single statements outside any transaction."""
+
+    async def write(self, unit: Unit[T]) -> T:
+        """Runs the unit in one transaction; its exception rolls the transaction back and is raised here."""
+
+
+def chunks(items: Sequence[Any], size: int = MAX_IN_PARAMS) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+def marks(count: int) -> str:
+    """`?,?,?` for an IN list of `count` values."""
+    return ",".join("?" * count)
+
+
+async def fetch_in(db: Db, template: str, values: Sequence[Any], *params: Any) -> list[Any]:
+    """Rows of `template` (whose `{marks}` is an IN list) for every value, in chunks the backend accepts;
+    `params` come before the list."""
+    rows: list[Any] = []
+    for chunk in chunks(values):
+        rows.extend(await db.fetch(template.format(marks=marks(len(chunk))), (*params, *chunk)))
+    return rows

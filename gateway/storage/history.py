@@ -1,0 +1,141 @@
+"""Reads behind order history and details: scopes, the per-customer index, bodies, and SQL paging for
+customers whose index is not cached."""
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.storage.db import Db, fetch_in
+from gateway.storage.types import CustomerScope, HistoryFilter, IndexRow
+
+CUSTOMER_SCOPE = """
+    SELECT c.coterm_date, c.version FROM customers c JOIN resellers r ON r.reseller_id = c.reseller_id
+    WHERE c.customer_id = ? AND r.partner_id = ?
+"""
+
+
+async def customer_scope(db: Db, customer_id: str, partner_id: str) -> CustomerScope | None:
+    rows = await db.fetch(CUSTOMER_SCOPE, (customer_id, partner_id))
+    return CustomerScope(customer_id, rows[0][0], int(rows[0][1])) if rows else None
+
+
+ORDER_INDEX = """
+    SELECT o.created, o.order_id, o.order_type, o.status, o.reseller_id, o.reference_order_id,
+           o.external_reference_id
+    FROM orders o JOIN resellers r ON r.reseller_id = o.reseller_id
+    WHERE o.customer_id = ? AND r.partner_id = ?
+"""
+ORDER_INDEX_LINES = """
+    SELECT l.order_id, l.offer_id, l.subscription_id
+    FROM line_items l JOIN orders o ON o.order_id = l.order_id
+    WHERE o.customer_id = ?
+"""
+
+
+async def order_index(db: Db, customer_id: str, partner_id: str) -> list[IndexRow]:
+    """Every order of the customer that the partner can see."""
+    lines = await db.fetch(ORDER_INDEX_LINES, (customer_id,))
+    return _index_rows(await db.fetch(ORDER_INDEX, (customer_id, partner_id)), lines)
+
+
+ORDER_INDEX_OF = ORDER_INDEX + " AND o.order_id IN ({marks})"
+ORDER_INDEX_LINES_OF = "SELECT order_id, offer_id, subscription_id FROM line_items WHERE order_id IN ({marks})"
+
+
+async def order_index_of(db: Db, customer_id: str, partner_id: str, order_ids: Sequence[str]) -> list[IndexRow]:
+    """The index rows of some of the customer's orders (those the partner can see)."""
+    lines = await fetch_in(db, ORDER_INDEX_LINES_OF, order_ids)
+    return _index_rows(await fetch_in(db, ORDER_INDEX_OF, order_ids, customer_id, partner_id), lines)
+
+
+def _index_rows(orders: list[Any], lines: list[Any]) -> list[IndexRow]:
+    offers: dict[str, list[str]] = {}
+    subscriptions: dict[str, list[str]] = {}
+    for order_id, offer_id, subscription_id in lines:
+        offers.setdefault(order_id, []).append(sys.intern(offer_id))
+        if subscription_id:
+            subscriptions.setdefault(order_id, []).append(subscription_id)
+    # Interned: a customer's orders share a handful of types, statuses, resellers and offers.
+    return [
+        IndexRow(
+            int(created), order_id, sys.intern(order_type), sys.intern(status), sys.intern(reseller_id), reference,
+            external, tuple(dict.fromkeys(offers.get(order_id, ()))),
+            tuple(dict.fromkeys(subscriptions.get(order_id, ()))),
+        )
+        for created, order_id, order_type, status, reseller_id, reference, external in orders
+    ]
+
+
+ORDER_BODIES = "SELECT order_id, body FROM orders WHERE order_id IN ({marks})"
+
+
+async def order_bodies(db: Db, order_ids: Sequence[str]) -> dict[str, bytes]:
+    return {order_id: bytes(body) for order_id, body in await fetch_in(db, ORDER_BODIES, order_ids)}
+
+
+ORDER_BODY = """
+    SELECT o.body FROM orders o
+    JOIN resellers r ON r.reseller_id = o.reseller_id
+    JOIN customers c ON c.customer_id = o.customer_id
+    JOIN resellers cr ON cr.reseller_id = c.reseller_id
+    WHERE o.order_id = ?1 AND o.customer_id = ?2 AND r.partner_id = ?3 AND cr.partner_id = ?3
+"""
+
+
+async def order_body(db: Db, customer_id: str, order_id: str, partner_id: str) -> bytes | None:
+    """Both the customer (through its reseller) and the order (through the reseller it was placed through)
+    must belong to the partner."""
+    rows = await db.fetch(ORDER_BODY, (order_id, customer_id, partner_id))
+    return bytes(rows[0][0]) if rows else None
+
+
+ORDER_COUNT = "SELECT count(*) FROM orders o JOIN resellers r ON r.reseller_id = o.reseller_id WHERE {where}"
+# The customer's index (customer_id, created DESC, order_id DESC) gives this order without sorting.
+ORDER_PAGE = """
+    SELECT o.body FROM orders o JOIN resellers r ON r.reseller_id = o.reseller_id WHERE {where}
+    ORDER BY o.created DESC, o.order_id DESC LIMIT ? OFFSET ?
+"""
+# Each filter's condition; a repeatable one is an IN list, and an offer or subscription matches any line.
+FILTER_CONDITIONS = {
+    "customer": "o.customer_id = ?",
+    "partner": "r.partner_id = ?",
+    "order_types": "o.order_type IN ({marks})",
+    "statuses": "o.status IN ({marks})",
+    "offer_ids": "EXISTS (SELECT 1 FROM line_items l WHERE l.order_id = o.order_id AND l.offer_id IN ({marks}))",
+    "subscription_ids": (
+        "EXISTS (SELECT 1 FROM line_items l WHERE l.order_id = o.order_id AND l.subscription_id IN ({marks}))"
+    ),
+    "reference_order_id": "o.reference_order_id = ?",
+    "external_reference_id": "o.external_reference_id = ?",
+    "reseller_id": "o.reseller_id = ?",
+    "low": "o.created >= ?",
+    "high": "o.created <= ?",
+}
+
+
+def _where(customer_id: str, partner_id: str, query: HistoryFilter) -> tuple[str, list[Any]]:
+    terms: list[tuple[str, Any]] = [("customer", customer_id), ("partner", partner_id)]
+    terms += [(name, getattr(query, name)) for name in FILTER_CONDITIONS if hasattr(query, name)]
+    conditions: list[str] = []
+    params: list[Any] = []
+    for name, value in terms:
+        if value is None or value == frozenset():
+            continue
+        values = sorted(value) if isinstance(value, frozenset) else [value]
+        conditions.append(FILTER_CONDITIONS[name].format(marks=",".join("?" * len(values))))
+        params.extend(values)
+    return " AND ".join(conditions), params
+
+
+async def count_orders(db: Db, customer_id: str, partner_id: str, query: HistoryFilter) -> int:
+    where, params = _where(customer_id, partner_id, query)
+    rows = await db.fetch(ORDER_COUNT.format(where=where), params)
+    return int(rows[0][0]) if rows else 0  # no rows: a value PostgreSQL cannot hold, which matches nothing
+
+
+async def page_bodies(
+    db: Db, customer_id: str, partner_id: str, query: HistoryFilter, offset: int, limit: int
+) -> list[bytes]:
+    where, params = _where(customer_id, partner_id, query)
+    return [bytes(row[0]) for row in await db.fetch(ORDER_PAGE.format(where=where), [*params, limit, offset])]

@@ -1,0 +1,197 @@
+"""Orders and their lines: reading one for a write, inserting, storing changes, the RETURN bookkeeping.
+
+Every write here reports the orders it touched to `changes.record_changes`, in the same transaction.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import orjson
+
+from gateway.orders import (
+    INACTIVE_STATUSES,
+    STATUS_CANCELLED,
+    STATUS_COMPLETE,
+    LineItem,
+    Order,
+    Promotion,
+    new_subscription_id,
+)
+from gateway.storage.changes import record_changes
+from gateway.storage.db import Db
+
+INSERT_ORDER = """
+    INSERT INTO orders (order_id, customer_id, reseller_id, order_type, status, created, external_reference_id,
+                        reference_order_id, currency_code, source, body)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (order_id) DO NOTHING
+"""
+INSERT_LINE = """
+    INSERT INTO line_items (order_id, ext_line_item_number, offer_id, quantity, subscription_id, status,
+                            currency_code, deployment_id, promotions)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+
+def order_row(order: Order) -> tuple[Any, ...]:
+    return (
+        order.order_id, order.customer_id, order.reseller_id, order.order_type, order.status, order.created,
+        order.external_reference_id, order.reference_order_id, order.currency_code, order.source, order.render(),
+    )
+
+
+def line_rows(order: Order) -> list[tuple[Any, ...]]:
+    return [
+        (
+            order.order_id, line.ext_line_item_number, line.offer_id, line.quantity, line.subscription_id,
+            line.status, line.currency_code, line.deployment_id,
+            None if line.promotions is None else orjson.dumps([p.__dict__ for p in line.promotions]).decode(),
+        )
+        for line in order.line_items
+    ]
+
+
+async def insert_order(db: Db, order: Order) -> bool:
+    """False when the order id is taken (nothing is written then)."""
+    if not await db.execute(INSERT_ORDER, order_row(order)):
+        return False
+    await db.executemany(INSERT_LINE, line_rows(order))
+    await record_changes(db, {order.customer_id: [order.order_id]})
+    return True
+
+
+UPDATE_ORDER = "UPDATE orders SET external_reference_id = ?, status = ?, body = ? WHERE order_id = ?"
+UPDATE_LINE = "UPDATE line_items SET status = ?, subscription_id = ? WHERE order_id = ? AND ext_line_item_number = ?"
+
+
+async def store_changes(db: Db, order: Order) -> None:
+    """What an existing order can change (reference, statuses, subscriptions), with its body re-rendered."""
+    await db.execute(UPDATE_ORDER, (order.external_reference_id, order.status, order.render(), order.order_id))
+    await db.executemany(
+        UPDATE_LINE,
+        [(line.status, line.subscription_id, order.order_id, line.ext_line_item_number) for line in order.line_items],
+    )
+    await record_changes(db, {order.customer_id: [order.order_id]})
+
+
+GET_ORDER = """
+    SELECT order_id, customer_id, reseller_id, order_type, status, created, external_reference_id,
+           reference_order_id, currency_code, source
+    FROM orders WHERE order_id = ?
+"""
+GET_LINES = """
+    SELECT ext_line_item_number, offer_id, quantity, subscription_id, status, currency_code, deployment_id,
+           promotions
+    FROM line_items WHERE order_id = ? ORDER BY ext_line_item_number
+"""
+
+
+async def load_order(db: Db, order_id: str) -> Order | None:
+    rows = await db.fetch(GET_ORDER, (order_id,))
+    if not rows:
+        return None
+    (oid, customer_id, reseller_id, order_type, status, created, external, reference, currency, source) = rows[0]
+    lines = tuple(
+        LineItem(
+            number, offer_id, quantity, subscription_id, line_status, line_currency, deployment_id,
+            None if promotions is None else tuple(Promotion(**p) for p in orjson.loads(promotions)),
+        )
+        for number, offer_id, quantity, subscription_id, line_status, line_currency, deployment_id, promotions
+        in await db.fetch(GET_LINES, (order_id,))
+    )
+    return Order(
+        order_id=oid, customer_id=customer_id, reseller_id=reseller_id, order_type=order_type, status=status,
+        created=created, line_items=lines, external_reference_id=external, reference_order_id=reference,
+        currency_code=currency, source=source,
+    )
+
+
+CUSTOMER_RESELLER = """
+    SELECT c.reseller_id FROM customers c JOIN resellers r ON r.reseller_id = c.reseller_id
+    WHERE c.customer_id = ? AND r.partner_id = ?
+"""
+
+
+async def customer_reseller(db: Db, customer_id: str, partner_id: str) -> str | None:
+    """The reseller of a customer the partner can see."""
+    rows = await db.fetch(CUSTOMER_RESELLER, (customer_id, partner_id))
+    return str(rows[0][0]) if rows else None
+
+
+# Both the customer (through its reseller) and the order (through the reseller it was placed through)
+# must belong to the partner.
+ORDER_VISIBLE = """
+    SELECT 1 FROM orders o
+    JOIN resellers r ON r.reseller_id = o.reseller_id
+    JOIN customers c ON c.customer_id = o.customer_id
+    JOIN resellers cr ON cr.reseller_id = c.reseller_id
+    WHERE o.order_id = ?1 AND o.customer_id = ?2 AND r.partner_id = ?3 AND cr.partner_id = ?3
+"""
+
+
+async def visible_order(db: Db, customer_id: str, order_id: str, partner_id: str) -> Order | None:
+    if not await db.fetch(ORDER_VISIBLE, (order_id, customer_id, partner_id)):
+        return None
+    return await load_order(db, order_id)
+
+
+RETURNED = """
+    SELECT l.ext_line_item_number, SUM(l.quantity) FROM orders o JOIN line_items l ON l.order_id = o.order_id
+    WHERE o.reference_order_id = ? AND o.order_type = 'RETURN' AND o.status NOT IN ({inactive})
+    GROUP BY l.ext_line_item_number
+""".format(inactive=",".join(f"'{status}'" for status in sorted(INACTIVE_STATUSES)))
+
+
+async def returned_quantities(db: Db, original_id: str) -> dict[int, int]:
+    """Quantities per line number of the RETURNs of an order that are neither failed nor cancelled."""
+    # Two RETURNs of one original are checked and written one after the other: never over-returned.
+    await db.lock(f"order\x1f{original_id}")
+    return {number: quantity for number, quantity in await db.fetch(RETURNED, (original_id,))}
+
+
+async def set_order_status(db: Db, order_id: str, status: str) -> Order | None:
+    await db.lock(f"order\x1f{order_id}")
+    order = await load_order(db, order_id)
+    if order is None:
+        return None
+    order = with_status(order, status)
+    await store_changes(db, order)
+    if order.order_type == "RETURN" and order.reference_order_id:
+        await _mark_returned_lines(db, order.reference_order_id)
+    return order
+
+
+COMPLETED_RETURNS = """
+    SELECT l.ext_line_item_number, SUM(l.quantity) FROM orders o JOIN line_items l ON l.order_id = o.order_id
+    WHERE o.reference_order_id = ? AND o.order_type = 'RETURN' AND o.status = ?
+    GROUP BY l.ext_line_item_number
+"""
+
+
+async def _mark_returned_lines(db: Db, original_id: str) -> None:
+    """Lines of the original that completed RETURNs have given back in full become cancelled."""
+    await db.lock(f"order\x1f{original_id}")
+    original = await load_order(db, original_id)
+    if original is None:
+        return
+    returned = {number: quantity for number, quantity in await db.fetch(COMPLETED_RETURNS, (original_id, STATUS_COMPLETE))}
+    lines = tuple(
+        dataclasses.replace(line, status=STATUS_CANCELLED)
+        if returned.get(line.ext_line_item_number, 0) >= line.quantity
+        else line
+        for line in original.line_items
+    )
+    if lines != original.line_items:
+        await store_changes(db, dataclasses.replace(original, line_items=lines))
+
+
+def with_status(order: Order, status: str) -> Order:
+    """The order moved to `status`: its lines follow (a cancelled line stays cancelled); on completion every
+    line without a subscription gets one."""
+    lines = []
+    for line in order.line_items:
+        line_status = line.status if line.status == STATUS_CANCELLED else status
+        subscription = line.subscription_id or (new_subscription_id() if status == STATUS_COMPLETE else "")
+        lines.append(dataclasses.replace(line, status=line_status, subscription_id=subscription))
+    return dataclasses.replace(order, status=status, line_items=tuple(lines))

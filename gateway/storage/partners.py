@@ -1,0 +1,71 @@
+"""Partners, their credentials and the gateway's own keys: each statement beside the function running it."""
+from __future__ import annotations
+
+import time
+
+from gateway.storage.db import Db
+from gateway.storage.types import Credential, StorageError
+
+# Reads a real table: a database that lost its schema is not ready either.
+PING = "SELECT count(*) FROM meta"
+
+
+async def ping(db: Db) -> None:
+    await db.fetch(PING)
+
+
+GET_META = "SELECT value FROM meta WHERE key = ?"
+INSERT_META = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"
+SIGNING_KEY = "jwt_signing_key"
+
+
+async def signing_key(db: Db, candidate: str) -> str:
+    """The stored signing key; `candidate` is stored first when there is none yet."""
+    await db.execute(INSERT_META, (SIGNING_KEY, candidate))
+    return str((await db.fetch(GET_META, (SIGNING_KEY,)))[0][0])
+
+
+PARTNER_EXISTS = "SELECT 1 FROM partners WHERE partner_id = ?"
+
+
+async def partner_exists(db: Db, partner_id: str) -> bool:
+    return bool(await db.fetch(PARTNER_EXISTS, (partner_id,)))
+
+
+INSERT_PARTNER = "INSERT INTO partners (partner_id, name, created) VALUES (?, ?, ?)"
+
+
+async def create_partner(db: Db, partner_id: str, name: str) -> None:
+    if await partner_exists(db, partner_id):
+        raise StorageError(f"partner {partner_id!r} already exists")
+    await db.execute(INSERT_PARTNER, (partner_id, name, int(time.time())))
+
+
+INSERT_CREDENTIAL = (
+    "INSERT INTO credentials (key_hash, partner_id, fingerprint, secret_hash, created) VALUES (?, ?, ?, ?, ?)"
+)
+
+
+async def create_credential(db: Db, partner_id: str, key_hash: str, fingerprint: str, secret_hash: str) -> None:
+    if not await partner_exists(db, partner_id):
+        raise StorageError(f"no partner {partner_id!r}")
+    await db.execute(INSERT_CREDENTIAL, (key_hash, partner_id, fingerprint, secret_hash, int(time.time())))
+
+
+GET_CREDENTIAL = "SELECT partner_id, fingerprint, secret_hash, revoked FROM credentials WHERE key_hash = ?"
+
+
+async def get_credential(db: Db, key_hash: str) -> Credential | None:
+    rows = await db.fetch(GET_CREDENTIAL, (key_hash,))
+    if not rows:
+        return None
+    partner_id, fingerprint, secret_hash, revoked = rows[0]
+    return Credential(partner_id, fingerprint, secret_hash, revoked is not None)
+
+
+REVOKE_CREDENTIAL = "UPDATE credentials SET revoked = COALESCE(revoked, ?) WHERE key_hash = ?"
+
+
+async def revoke_credential(db: Db, key_hash: str) -> bool:
+    """True when a credential with that key existed (revoking twice is harmless)."""
+    return await db.execute(REVOKE_CREDENTIAL, (int(time.time()), key_hash)) > 0

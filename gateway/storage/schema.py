@@ -1,0 +1,97 @@
+"""The schema, once for every backend; each fills in its own names for the types that differ."""
+from __future__ import annotations
+
+SCHEMA_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE partners (
+        partner_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        created {bigint} NOT NULL
+    );
+    CREATE TABLE credentials (
+        key_hash TEXT PRIMARY KEY,
+        partner_id TEXT NOT NULL REFERENCES partners(partner_id),
+        fingerprint TEXT NOT NULL,
+        secret_hash TEXT NOT NULL,
+        created {bigint} NOT NULL,
+        revoked {bigint}
+    );
+    CREATE INDEX credentials_partner ON credentials(partner_id);
+    CREATE TABLE resellers (
+        reseller_id TEXT PRIMARY KEY,
+        partner_id TEXT NOT NULL REFERENCES partners(partner_id),
+        name TEXT NOT NULL
+    );
+    CREATE INDEX resellers_partner ON resellers(partner_id);
+    CREATE TABLE customers (
+        customer_id TEXT PRIMARY KEY,
+        reseller_id TEXT NOT NULL REFERENCES resellers(reseller_id),
+        company_name TEXT NOT NULL,
+        coterm_date TEXT,
+        version {bigint} NOT NULL DEFAULT 0
+    );
+    CREATE INDEX customers_reseller ON customers(reseller_id);
+    CREATE TABLE orders (
+        order_id TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL REFERENCES customers(customer_id),
+        reseller_id TEXT NOT NULL REFERENCES resellers(reseller_id),
+        order_type TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created {bigint} NOT NULL,
+        external_reference_id TEXT NOT NULL,
+        reference_order_id TEXT NOT NULL,
+        currency_code TEXT NOT NULL,
+        source TEXT NOT NULL,
+        body {blob} NOT NULL
+    );
+    CREATE INDEX orders_customer_created ON orders(customer_id, created DESC, order_id DESC);
+    CREATE INDEX orders_reseller ON orders(reseller_id);
+    CREATE INDEX orders_reference ON orders(reference_order_id) WHERE reference_order_id != '';
+    CREATE TABLE line_items (
+        order_id TEXT NOT NULL REFERENCES orders(order_id) ON DELETE CASCADE,
+        ext_line_item_number INTEGER NOT NULL,
+        offer_id TEXT NOT NULL,
+        quantity INTEGER NOT NULL,
+        subscription_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        currency_code TEXT NOT NULL,
+        deployment_id TEXT,
+        promotions TEXT,
+        PRIMARY KEY (order_id, ext_line_item_number)
+    ) {without_rowid};
+    """,
+    """
+    CREATE TABLE idempotency (
+        partner_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        body {blob} NOT NULL,
+        content_type TEXT NOT NULL,
+        location TEXT,
+        created {bigint} NOT NULL,
+        PRIMARY KEY (partner_id, key)
+    );
+    CREATE INDEX idempotency_request ON idempotency(partner_id, request_id);
+    CREATE INDEX idempotency_created ON idempotency(created);
+    """,
+    # Which orders of a customer each version changed, so that a cached index refreshes just those
+    # (an empty order_id: every order of the customer). Kept for a while, then purged (gateway.storage.changes).
+    """
+    CREATE TABLE order_changes (
+        customer_id TEXT NOT NULL,
+        version {bigint} NOT NULL,
+        order_id TEXT NOT NULL,
+        created {bigint} NOT NULL,
+        PRIMARY KEY (customer_id, version, order_id)
+    );
+    CREATE INDEX order_changes_created ON order_changes(created);
+    """,
+)
+
+
+def migrations(**types: str) -> tuple[str, ...]:
+    """The scripts with the backend's names for `bigint`, `blob` and `without_rowid`."""
+    return tuple(script.format(**types) for script in SCHEMA_MIGRATIONS)

@@ -1,0 +1,101 @@
+"""What storage hands out and takes in: plain records, no behaviour."""
+from __future__ import annotations
+
+import dataclasses
+
+from gateway.idempotency import StoredResponse
+from gateway.orders import Order
+
+
+class StorageError(Exception):
+    """A write was refused for a reason the caller can report (a missing parent, a duplicate id)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Credential:
+    partner_id: str
+    fingerprint: str  # short, non-secret: what logs show instead of the API key
+    secret_hash: str
+    revoked: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class CustomerScope:
+    """A customer as one partner sees it. `version` moves on every change to the customer's orders."""
+
+    customer_id: str
+    coterm_date: str | None
+    version: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IndexRow:
+    """What the history filters need of one order, without its body."""
+
+    created: int
+    order_id: str
+    order_type: str
+    status: str
+    reseller_id: str
+    reference_order_id: str
+    external_reference_id: str
+    offer_ids: tuple[str, ...]
+    subscription_ids: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexChanges:
+    """What changed in a customer's orders after a version: the orders to read again, or everything."""
+
+    version: int  # the newest version the changes reach
+    order_ids: frozenset[str]
+    everything: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class HistoryFilter:
+    """A history query as SQL runs it, for customers whose index is not cached."""
+
+    order_types: frozenset[str] = frozenset()
+    statuses: frozenset[str] = frozenset()
+    offer_ids: frozenset[str] = frozenset()
+    subscription_ids: frozenset[str] = frozenset()
+    reference_order_id: str | None = None
+    external_reference_id: str | None = None
+    reseller_id: str | None = None
+    low: int | None = None  # inclusive bounds on creation, whole seconds
+    high: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Reseller:
+    reseller_id: str
+    partner_id: str
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Customer:
+    customer_id: str
+    reseller_id: str
+    company_name: str
+    coterm_date: str | None
+
+
+ImportRecord = Reseller | Customer | Order
+
+
+@dataclasses.dataclass
+class ImportCounts:
+    written: int = 0
+    unchanged: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredOutcome:
+    """What a correlation id already stands for: its request's fingerprint and the answer given."""
+
+    fingerprint: str
+    response: StoredResponse
+
+
