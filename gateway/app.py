@@ -10,11 +10,11 @@ import structlog
 from aiohttp import web
 from aiohttp_apispec import setup_aiohttp_apispec
 
-from gateway.auth import CredentialCache
+from gateway.credential_cache import CredentialCache
 from gateway.history import HistoryService
-from gateway.keys import CREDENTIALS, HISTORY, IN_FLIGHT, METRICS, SETTINGS, STORAGE, TOKENS
+from gateway.keys import API_DOCS, CREDENTIALS, HISTORY, IN_FLIGHT, METRICS, SETTINGS, STORAGE, TOKENS
 from gateway.metrics import Metrics
-from gateway.openapi import API_TITLE, API_VERSION, publish
+from gateway.openapi import API_TITLE, API_VERSION, api_docs
 from gateway.settings import Settings
 from gateway.storage import Storage, open_storage
 from gateway.tokens import TokenService, new_signing_key
@@ -62,6 +62,11 @@ async def _purge_outcomes(storage: Storage, settings: Settings) -> None:
         await asyncio.sleep(settings.idempotency_purge_interval_seconds)
 
 
+async def _publish_docs(app: web.Application) -> None:
+    """on_startup: every route is added by now."""
+    app[API_DOCS] = api_docs(app)
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_body_bytes,
@@ -90,5 +95,5 @@ def create_app(settings: Settings) -> web.Application:
         swagger_path=None,
         securityDefinitions=SECURITY_DEFINITIONS,
     )
-    app.on_startup.append(publish)
+    app.on_startup.append(_publish_docs)
     return app

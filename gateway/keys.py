@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from gateway.auth import CredentialCache
+    from gateway.credential_cache import CredentialCache
     from gateway.history import HistoryService
     from gateway.idempotency import IdempotencyKey
     from gateway.metrics import Metrics

@@ -23,7 +23,6 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from jinja2 import Template
 
-from gateway.keys import API_DOCS
 from schemas.headers import REQUEST_ID_HEADER, SECURITY_SCHEMES
 
 API_TITLE = "Partner Orders Gateway"
@@ -60,9 +59,9 @@ class ApiDocs:
     page: str  # the Swagger UI page that renders it
 
 
-async def publish(app: web.Application) -> None:
-    """on_startup: every route is added by now, and the documents cannot change while the app runs."""
-    app[API_DOCS] = ApiDocs(orjson.dumps(build_document(app)), _swagger_page(app))
+def api_docs(app: web.Application) -> ApiDocs:
+    """Built once all routes are added; the documents cannot change while the app runs."""
+    return ApiDocs(orjson.dumps(build_document(app)), _swagger_page(app))
 
 
 def api_operations(app: web.Application) -> Iterator[tuple[str, str, Handler]]:

@@ -7,13 +7,10 @@ from aiohttp.typedefs import Handler
 from gateway.errors import ApiError
 from gateway.keys import API_KEY_ID, CREDENTIALS, PARTNER_ID, TOKENS
 from gateway.tokens import TokenError
+from gateway.wire import is_partner_path
 
 BEARER = "bearer"
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
-
-
-def is_partner_path(path: str) -> bool:
-    return path == "/v3" or path.startswith("/v3/")
 
 
 @web.middleware

@@ -5,8 +5,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.errors import ApiError
-from middleware.auth import is_partner_path
-from middleware.request_log import header_safe
+from gateway.wire import header_safe, is_partner_path
 
 MAX_CORRELATION_ID = 255
 

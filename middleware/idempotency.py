@@ -17,7 +17,7 @@ from gateway.idempotency import RETRY_AFTER_SECONDS, IdempotencyKey, StoredRespo
 from gateway.stored_answers import respond
 from gateway.keys import CLAIM, IDEMPOTENCY, IN_FLIGHT, JSON_BODY, PARTNER_ID, REQUEST_ID, SETTINGS, STORAGE
 from gateway.ordering import JSON, earlier_outcome, remember
-from middleware.auth import is_partner_path
+from gateway.wire import is_partner_path
 
 WRITE_METHODS = frozenset({"POST", "PATCH"})
 

@@ -1,7 +1,6 @@
 """Outermost middleware: request id, correlation echo, and the one `request` log line per request."""
 from __future__ import annotations
 
-import re
 import time
 import uuid
 
@@ -10,6 +9,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.keys import API_KEY_ID, ERROR, ERROR_CODE, IDEMPOTENCY, METRICS, PARTNER_ID, REQUEST_ID
+from gateway.wire import header_safe
 
 log = structlog.get_logger("gateway.request")
 
@@ -17,13 +17,8 @@ log = structlog.get_logger("gateway.request")
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
-# Control characters, and the surrogates aiohttp decodes bytes that are not UTF-8 to: such a value can be
-# neither sent back in a header nor stored.
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
-
-
-def header_safe(value: str) -> bool:
-    return _UNSAFE.search(value) is None
+# A request that ends without an answer (the client went away, shutdown): nginx's name for it.
+CLIENT_CLOSED = 499
 
 
 @web.middleware
@@ -36,25 +31,38 @@ async def request_log_middleware(request: web.Request, handler: Handler) -> web.
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     correlation_id = request.headers.get("X-Correlation-Id")
-    response = await handler(request)
-    if not response.prepared:
-        response.headers["X-Request-Id"] = request_id
-        if correlation_id is not None and header_safe(correlation_id):
-            response.headers["X-Correlation-Id"] = correlation_id
+    status = CLIENT_CLOSED
+    try:
+        response = await handler(request)
+        status = response.status
+        if not response.prepared:
+            response.headers["X-Request-Id"] = request_id
+            if correlation_id is not None and header_safe(correlation_id):
+                response.headers["X-Correlation-Id"] = correlation_id
+        return response
+    except web.HTTPException as passed_on:  # below 400 (a redirect): the error layer shapes the others
+        status = passed_on.status
+        raise
+    finally:
+        _log_request(request, status, time.perf_counter() - started, correlation_id)
+
+
+def _log_request(request: web.Request, status: int, elapsed: float, correlation_id: str | None) -> None:
+    """The one line (and the metrics) of a request, however it ended."""
+    if status == CLIENT_CLOSED and ERROR_CODE not in request:
+        request[ERROR_CODE] = "client_closed"
     error = request.get(ERROR)
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else None
-    elapsed = time.perf_counter() - started
     idempotency = request.get(IDEMPOTENCY)
     error_code = request.get(ERROR_CODE)
     # Unmatched paths share one label, so probing for routes cannot grow the metric without bound.
-    request.app[METRICS].observe(route or "unmatched", request.method, response.status, elapsed, error_code,
-                                 idempotency)
+    request.app[METRICS].observe(route or "unmatched", request.method, status, elapsed, error_code, idempotency)
     fields = {
         "method": request.method,
         "path": request.path,
         "route": route,
-        "status": response.status,
+        "status": status,
         "duration_ms": round(elapsed * 1000, 3),
         "correlation_id": correlation_id,
         "partner_id": request.get(PARTNER_ID),
@@ -72,4 +80,3 @@ async def request_log_middleware(request: web.Request, handler: Handler) -> web.
         log.debug("request", **fields)
     else:
         log.info("request", **fields)
-    return response

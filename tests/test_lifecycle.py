@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+from typing import Any
 
 import aiohttp
 import pytest
@@ -48,40 +51,43 @@ def test_unreadable_database_file(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1 and str(path) in result.stderr
 
 
-async def test_sigterm_lets_the_in_flight_request_finish(db_url, tmp_path):
+BODY = {"orderType": "NEW", "currencyCode": "USD", "lineItems": [{"extLineItemNumber": 1, "offerId": "O", "quantity": 1}]}
+
+
+async def _sigterm_during_a_write(db_url: str, tmp_path: Any, hold_after_sigterm: float,
+                                  *serve_args: str) -> tuple[int, int | None, str]:
+    """SIGTERM while an order is in flight; (exit status, the order's HTTP status or None, stderr)."""
     sqlite_only(db_url, "holds SQLite's write lock from outside to keep a request in flight; "
                         "shutdown itself does not depend on the backend")
     partner = seed_with_cli(db_url, tmp_path)
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--database", db_url, "serve", "--port",
-                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+                             str(port), *serve_args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+    status: int | None = None
     try:
-        base = f"http://127.0.0.1:{port}"
-        async with aiohttp.ClientSession(base) as http:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
             for _ in range(300):
-                try:
+                with contextlib.suppress(aiohttp.ClientError):
                     async with http.get("/healthz"):
                         break
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.05)
             headers = await process_headers(http, partner, "slow-one")
-            body = {"orderType": "NEW", "currencyCode": "USD",
-                    "lineItems": [{"extLineItemNumber": 1, "offerId": "O", "quantity": 1}]}
             # Another process holds the write lock: the order's transaction waits for it, so the request is
             # received in full and still executing when SIGTERM arrives.
             blocker = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
             blocker.execute("BEGIN IMMEDIATE")
-            request = asyncio.create_task(http.post("/v3/customers/C1/orders", json=body, headers=headers))
+            request = asyncio.create_task(http.post("/v3/customers/C1/orders", json=BODY, headers=headers))
             await asyncio.sleep(0.5)
             assert not request.done()
             proc.send_signal(signal.SIGTERM)
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(hold_after_sigterm)
             blocker.execute("ROLLBACK")
             blocker.close()
-            response = await asyncio.wait_for(request, timeout=30)
-            assert response.status == 201
-            await response.read()
-        assert proc.wait(timeout=30) == 0
+            with contextlib.suppress(aiohttp.ClientError):
+                response = await asyncio.wait_for(request, timeout=30)
+                status = response.status
+                await response.read()
+        exit_status = proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -89,4 +95,22 @@ async def test_sigterm_lets_the_in_flight_request_finish(db_url, tmp_path):
         assert proc.stderr is not None
         stderr = proc.stderr.read().decode()
         proc.stderr.close()
+    return exit_status, status, stderr
+
+
+async def test_sigterm_lets_the_in_flight_request_finish(db_url, tmp_path):
+    exit_status, status, stderr = await _sigterm_during_a_write(db_url, tmp_path, 0.5)
+    assert (exit_status, status) == (0, 201)
+    assert "Traceback" not in stderr
+
+
+async def test_a_request_cut_short_by_shutdown_gets_its_log_line(db_url, tmp_path):
+    exit_status, status, stderr = await _sigterm_during_a_write(
+        db_url, tmp_path, 3, "--shutdown-timeout-seconds", "0.5"
+    )
+    assert exit_status == 0 and status is None  # no answer: the connection was closed
+    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    cut = [line for line in lines if line.get("event") == "request" and line.get("route", "").startswith("/v3")]
+    assert len(cut) == 1, stderr
+    assert (cut[0]["status"], cut[0]["error_code"], cut[0]["level"]) == (499, "client_closed", "info")
     assert "Traceback" not in stderr

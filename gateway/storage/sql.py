@@ -8,7 +8,12 @@ from typing import Any, TypeVar
 
 from gateway.idempotency import IdempotencyRecord
 from gateway.orders import Order
-from gateway.storage import changes, history, imports, orders, outcomes, partners
+import gateway.storage.changes as changes
+import gateway.storage.history as history
+import gateway.storage.imports as imports
+import gateway.storage.orders as orders
+import gateway.storage.outcomes as outcomes
+import gateway.storage.partners as partners
 from gateway.storage.db import Backend, Db
 from gateway.storage.types import (
     Credential,

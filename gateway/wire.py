@@ -1,0 +1,18 @@
+"""Wire-level rules the middleware share: which paths are the partner API, which header values can be echoed."""
+from __future__ import annotations
+
+import re
+
+PARTNER_PREFIX = "/v3"
+
+# Control characters, and the surrogates aiohttp decodes bytes that are not UTF-8 to: such a value can be
+# neither sent back in a header nor stored.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def is_partner_path(path: str) -> bool:
+    return path == PARTNER_PREFIX or path.startswith(PARTNER_PREFIX + "/")
+
+
+def header_safe(value: str) -> bool:
+    return _UNSAFE.search(value) is None
