@@ -20,10 +20,10 @@ from gateway.demo import DEMO_CUSTOMER, load_demo
 from gateway.importer import ImportLineError, import_file
 from gateway.keys import SETTINGS, STORAGE
 from gateway.logconfig import configure_logging
-from gateway.orders import STATUSES
 from gateway.partners import create_credential, create_partner, revoke_credential
 from gateway.settings import ENV_PREFIX, Settings, SettingsError
 from gateway.storage import Storage, StorageError, open_storage
+from schemas.enums import STATUSES
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1

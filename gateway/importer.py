@@ -51,7 +51,7 @@ def parse_record(line_no: int, raw: bytes) -> ImportRecord:
     try:
         record = schema.load(data)
     except ValidationError as exc:
-        raise ImportLineError(line_no, _describe(exc.normalized_messages())) from None
+        raise ImportLineError(line_no, _describe(exc.messages_dict)) from None
     return _BUILDERS[kind](record)
 
 

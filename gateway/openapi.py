@@ -85,7 +85,8 @@ def build_document(app: web.Application) -> dict[str, Any]:
     for path, method, handler in api_operations(app):
         if hasattr(handler, "__apispec__"):
             spec.path(path=path, operations={method: _operation(plugin, path, handler)})
-    return spec.to_dict()
+    document: dict[str, Any] = spec.to_dict()
+    return document
 
 
 def _operation(plugin: MarshmallowPlugin, path: str, handler: Handler) -> dict[str, Any]:
@@ -166,4 +167,5 @@ def _header(header: Mapping[str, Any]) -> dict[str, Any]:
 def _swagger_page(app: web.Application) -> str:
     template = (SWAGGER_UI_FILES / "index.html").read_text(encoding="utf-8")
     static = app.router[STATIC_ROUTE].url_for(filename="index.html").parent
-    return Template(template).render(path=str(app.router[OPENAPI_ROUTE].url_for()), static=str(static))
+    page: str = Template(template).render(path=str(app.router[OPENAPI_ROUTE].url_for()), static=str(static))
+    return page

@@ -83,7 +83,8 @@ def _run_to_completion(coroutine: Coroutine[Any, Any, T]) -> T:
     try:
         coroutine.send(None)
     except StopIteration as done:
-        return done.value
+        value: T = done.value
+        return value
     coroutine.close()
     raise RuntimeError("a unit of work awaited something other than its database")
 
