@@ -1,4 +1,4 @@
-"""X-Correlation-Id replay (SPEC 7): request fingerprints and the records stored with each outcome."""
+"""X-Correlation-Id replay (SPEC 7): a request's claim on its key, its fingerprint, the answer stored."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,7 +11,9 @@ RETRY_AFTER_SECONDS = 1  # a duplicate of a request still executing may come bac
 
 
 @dataclasses.dataclass(frozen=True)
-class StoredResponse:
+class Answer:
+    """A response as stored under a correlation id, and replayed byte for byte."""
+
     status: int
     body: bytes
     content_type: str
@@ -19,7 +21,7 @@ class StoredResponse:
 
 
 @dataclasses.dataclass(frozen=True)
-class IdempotencyKey:
+class Claim:
     """One request's claim on its partner's correlation id."""
 
     partner_id: str
@@ -27,16 +29,7 @@ class IdempotencyKey:
     fingerprint: str
     request_id: str
     now: int  # when the request arrived, seconds since the epoch
-    not_before: int  # outcomes stored before this have expired
-
-    def record(self, response: StoredResponse) -> IdempotencyRecord:
-        return IdempotencyRecord(self, response)
-
-
-@dataclasses.dataclass(frozen=True)
-class IdempotencyRecord:
-    claim: IdempotencyKey
-    response: StoredResponse
+    not_before: int  # answers stored before this have expired
 
 
 def canonical_json(value: Any) -> bytes:

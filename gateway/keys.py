@@ -9,7 +9,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from gateway.credential_cache import CredentialCache
     from gateway.history import HistoryService
-    from gateway.idempotency import IdempotencyKey
+    from gateway.idempotency import Claim
     from gateway.metrics import Metrics
     from gateway.openapi import ApiDocs
     from gateway.settings import Settings
@@ -35,6 +35,6 @@ ERROR: web.RequestKey[BaseException] = web.RequestKey("error")
 IDEMPOTENCY: web.RequestKey[str] = web.RequestKey("idempotency")
 # Set by the idempotency middleware for POST and PATCH: the parsed JSON body and the request's claim.
 JSON_BODY: web.RequestKey[Mapping[str, Any]] = web.RequestKey("json_body")
-CLAIM: web.RequestKey[IdempotencyKey] = web.RequestKey("claim")
+CLAIM: web.RequestKey[Claim] = web.RequestKey("claim")
 # Correlation ids of this process's requests still executing: a duplicate is answered 409 at once.
 IN_FLIGHT: web.AppKey[set[tuple[str, str]]] = web.AppKey("in_flight")

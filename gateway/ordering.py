@@ -1,4 +1,4 @@
-"""Placing and updating orders: each write commits together with the outcome stored under its
+"""Placing and updating orders: each write commits together with the answer stored under its
 correlation id, or not at all; a duplicate that raced ahead is found inside the same transaction."""
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import dataclasses
 import orjson
 
 from gateway.errors import ApiError
-from gateway.idempotency import IdempotencyKey, StoredResponse
+from gateway.idempotency import Claim, Answer
 from gateway.order_request import LineRequest, OrderRequest, Problems
 from gateway.orders import STATUS_PENDING, LineItem, Order, link, new_order_id, order_uri, orders_uri
-from gateway.storage import Storage, StoredOutcome, Transaction
+from gateway.storage import Storage, StoredAnswer, Transaction
 
 JSON = "application/json"
 RETURN_WINDOW_SECONDS = 14 * 86400
@@ -19,46 +19,46 @@ ORDER_ID_ATTEMPTS = 5  # 10-digit random ids: a second collision in a row is alr
 
 
 @dataclasses.dataclass(frozen=True)
-class Outcome:
-    response: StoredResponse
+class Reply:
+    answer: Answer
     replayed: bool
 
 
-def earlier_outcome(stored: StoredOutcome, claim: IdempotencyKey) -> Outcome:
+def replay(stored: StoredAnswer, claim: Claim) -> Reply:
     """The stored answer for a repeated key: replayed for the same request, 4123 for another one."""
     if stored.fingerprint != claim.fingerprint:
         raise ApiError("4123", fields=["X-Correlation-Id"])
-    return Outcome(stored.response, replayed=True)
+    return Reply(stored.answer, replayed=True)
 
 
-async def remember(storage: Storage, claim: IdempotencyKey, response: StoredResponse) -> Outcome:
+async def keep_answer(storage: Storage, claim: Claim, answer: Answer) -> Reply:
     """Stores an answer that wrote nothing (a preview, a refusal caused by the request alone)."""
 
-    async def unit(tx: Transaction) -> Outcome:
+    async def unit(tx: Transaction) -> Reply:
         stored = await tx.claim(claim.partner_id, claim.key, claim.not_before)
         if stored is not None:
-            return earlier_outcome(stored, claim)
-        await tx.store_outcome(claim.record(response), claim.now)
-        return Outcome(response, replayed=False)
+            return replay(stored, claim)
+        await tx.store_answer(claim, answer, claim.now)
+        return Reply(answer, replayed=False)
 
     return await storage.write(unit)
 
 
-def preview(customer_id: str, request: OrderRequest, now: int) -> StoredResponse:
+def preview(customer_id: str, request: OrderRequest, now: int) -> Answer:
     order = _order("", customer_id, "", request, _lines(request.lines, status=""), now, status="")
     resource = order.resource()
     resource["links"] = {"self": link(orders_uri(customer_id))}  # nothing stored: no resource of its own
-    return StoredResponse(200, orjson.dumps(resource), JSON)
+    return Answer(200, orjson.dumps(resource), JSON)
 
 
-async def place(storage: Storage, claim: IdempotencyKey, customer_id: str, request: OrderRequest) -> Outcome:
+async def place(storage: Storage, claim: Claim, customer_id: str, request: OrderRequest) -> Reply:
     """Claim, checks, order, lines and stored answer: one unit of work, one transaction."""
 
-    async def unit(tx: Transaction) -> Outcome:
+    async def unit(tx: Transaction) -> Reply:
         partner_id, now = claim.partner_id, claim.now
         stored = await tx.claim(partner_id, claim.key, claim.not_before)
         if stored is not None:
-            return earlier_outcome(stored, claim)
+            return replay(stored, claim)
         reseller_id = await tx.customer_reseller(customer_id, partner_id)
         if reseller_id is None:
             raise ApiError("1116")
@@ -69,29 +69,29 @@ async def place(storage: Storage, claim: IdempotencyKey, customer_id: str, reque
         for _ in range(ORDER_ID_ATTEMPTS):
             order = _order(new_order_id(), customer_id, reseller_id, request, lines, now, status=STATUS_PENDING)
             if await tx.insert_order(order):
-                response = StoredResponse(201, order.render(), JSON, order_uri(customer_id, order.order_id))
-                await tx.store_outcome(claim.record(response), now)
-                return Outcome(response, replayed=False)
+                answer = Answer(201, order.render(), JSON, order_uri(customer_id, order.order_id))
+                await tx.store_answer(claim, answer, now)
+                return Reply(answer, replayed=False)
         raise RuntimeError("no free order id after several attempts")
 
     return await storage.write(unit)
 
 
-async def update_reference(storage: Storage, claim: IdempotencyKey, customer_id: str, order_id: str,
-                           value: str) -> Outcome:
-    async def unit(tx: Transaction) -> Outcome:
+async def update_reference(storage: Storage, claim: Claim, customer_id: str, order_id: str,
+                           value: str) -> Reply:
+    async def unit(tx: Transaction) -> Reply:
         partner_id = claim.partner_id
         stored = await tx.claim(partner_id, claim.key, claim.not_before)
         if stored is not None:
-            return earlier_outcome(stored, claim)
+            return replay(stored, claim)
         order = await tx.visible_order(customer_id, order_id, partner_id)
         if order is None:
             raise ApiError("2115" if await tx.customer_reseller(customer_id, partner_id) else "1116")
         order = dataclasses.replace(order, external_reference_id=value)
         await tx.update_order(order)
-        response = StoredResponse(200, order.render(), JSON)
-        await tx.store_outcome(claim.record(response), claim.now)
-        return Outcome(response, replayed=False)
+        answer = Answer(200, order.render(), JSON)
+        await tx.store_answer(claim, answer, claim.now)
+        return Reply(answer, replayed=False)
 
     return await storage.write(unit)
 

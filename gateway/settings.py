@@ -46,50 +46,31 @@ class Settings:
     shutdown_timeout_seconds: float = 30.0
 
     def __post_init__(self) -> None:
-        _check(self.port >= 0 and self.port <= 65535, "port", self.port, "must be between 0 and 65535")
-        _check(self.log_format in LOG_FORMATS, "log_format", self.log_format, f"must be one of {', '.join(LOG_FORMATS)}")
-        _check(
-            self.token_ttl_seconds >= MIN_TOKEN_TTL_SECONDS,
-            "token_ttl_seconds",
-            self.token_ttl_seconds,
-            f"must be at least {MIN_TOKEN_TTL_SECONDS}",
-        )
-        _check(
-            not self.jwt_secret or len(self.jwt_secret) >= MIN_SIGNING_KEY_CHARS,
-            "jwt_secret",
-            "(hidden)",
-            f"must be at least {MIN_SIGNING_KEY_CHARS} characters",
-        )
-        _check(0 <= self.token_leeway_seconds <= 60, "token_leeway_seconds", self.token_leeway_seconds, "must be 0..60")
-        _check(self.credential_cache_seconds >= 0, "credential_cache_seconds", self.credential_cache_seconds, "must be >= 0")
-        _check(self.db_pool_min_size >= 0, "db_pool_min_size", self.db_pool_min_size, "must be >= 0")
-        _check(
-            self.db_pool_max_size >= max(1, self.db_pool_min_size),
-            "db_pool_max_size",
-            self.db_pool_max_size,
-            "must be at least 1 and at least db_pool_min_size",
-        )
-        _check(self.max_body_bytes >= 1024, "max_body_bytes", self.max_body_bytes, "must be at least 1024")
-        _check(self.history_cache_bytes >= 0, "history_cache_bytes", self.history_cache_bytes, "must be >= 0")
-        _check(
-            self.idempotency_retention_seconds >= 60,
-            "idempotency_retention_seconds",
-            self.idempotency_retention_seconds,
-            "must be at least 60",
-        )
-        _check(
-            self.idempotency_purge_interval_seconds > 0,
-            "idempotency_purge_interval_seconds",
-            self.idempotency_purge_interval_seconds,
-            "must be > 0",
-        )
-        _check(self.shutdown_timeout_seconds >= 0, "shutdown_timeout_seconds", self.shutdown_timeout_seconds, "must be >= 0")
-        _check(
-            self.database_url.startswith(("sqlite://", "postgresql://", "postgres://")),
-            "database_url",
-            self.database_url,
-            "must start with sqlite:/// or postgresql://",
-        )
+        for name, ok, why in self._rules():
+            _check(ok, name, "(hidden)" if name == "jwt_secret" else getattr(self, name), why)
+
+    def _rules(self) -> list[tuple[str, bool, str]]:
+        """(setting, holds, what it must be): every rule a value must meet for the gateway to run."""
+        return [
+            ("port", 0 <= self.port <= 65535, "must be between 0 and 65535"),
+            ("log_format", self.log_format in LOG_FORMATS, f"must be one of {', '.join(LOG_FORMATS)}"),
+            ("token_ttl_seconds", self.token_ttl_seconds >= MIN_TOKEN_TTL_SECONDS,
+             f"must be at least {MIN_TOKEN_TTL_SECONDS}"),
+            ("jwt_secret", not self.jwt_secret or len(self.jwt_secret) >= MIN_SIGNING_KEY_CHARS,
+             f"must be at least {MIN_SIGNING_KEY_CHARS} characters"),
+            ("token_leeway_seconds", 0 <= self.token_leeway_seconds <= 60, "must be 0..60"),
+            ("credential_cache_seconds", self.credential_cache_seconds >= 0, "must be >= 0"),
+            ("db_pool_min_size", self.db_pool_min_size >= 0, "must be >= 0"),
+            ("db_pool_max_size", self.db_pool_max_size >= max(1, self.db_pool_min_size),
+             "must be at least 1 and at least db_pool_min_size"),
+            ("max_body_bytes", self.max_body_bytes >= 1024, "must be at least 1024"),
+            ("history_cache_bytes", self.history_cache_bytes >= 0, "must be >= 0"),
+            ("idempotency_retention_seconds", self.idempotency_retention_seconds >= 60, "must be at least 60"),
+            ("idempotency_purge_interval_seconds", self.idempotency_purge_interval_seconds > 0, "must be > 0"),
+            ("shutdown_timeout_seconds", self.shutdown_timeout_seconds >= 0, "must be >= 0"),
+            ("database_url", self.database_url.startswith(("sqlite://", "postgresql://", "postgres://")),
+             "must start with sqlite:/// or postgresql://"),
+        ]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:

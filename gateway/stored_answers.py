@@ -4,21 +4,21 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from gateway.idempotency import StoredResponse
+from gateway.idempotency import Answer
 from gateway.keys import ERROR_CODE, IDEMPOTENCY
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 
-def respond(request: web.Request, response: StoredResponse, replayed: bool) -> web.Response:
+def respond(request: web.Request, answer: Answer, replayed: bool) -> web.Response:
     """The answer as stored: the same bytes, content type and location every time it is given."""
-    answer = web.Response(body=response.body, status=response.status)
-    answer.headers["Content-Type"] = response.content_type
-    if response.location is not None:
-        answer.headers["Location"] = response.location
+    response = web.Response(body=answer.body, status=answer.status)
+    response.headers["Content-Type"] = answer.content_type
+    if answer.location is not None:
+        response.headers["Location"] = answer.location
     if replayed:
-        answer.headers[REPLAYED_HEADER] = "true"
+        response.headers[REPLAYED_HEADER] = "true"
     request[IDEMPOTENCY] = "replayed" if replayed else "stored"
-    if response.status >= 400:
-        request[ERROR_CODE] = str(orjson.loads(response.body).get("code"))
-    return answer
+    if answer.status >= 400:
+        request[ERROR_CODE] = str(orjson.loads(answer.body).get("code"))
+    return response

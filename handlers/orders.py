@@ -118,10 +118,10 @@ async def place_order(request: web.Request) -> web.Response:
     order_request = parse_order(request[JSON_BODY], customer_id, request.query)
     storage = request.app[STORAGE]
     if order_request.order_type == "PREVIEW":
-        outcome = await ordering.remember(storage, claim, ordering.preview(customer_id, order_request, claim.now))
+        reply = await ordering.keep_answer(storage, claim, ordering.preview(customer_id, order_request, claim.now))
     else:
-        outcome = await ordering.place(storage, claim, customer_id, order_request)
-    return respond(request, outcome.response, outcome.replayed)
+        reply = await ordering.place(storage, claim, customer_id, order_request)
+    return respond(request, reply.answer, reply.replayed)
 
 
 @docs(
@@ -137,7 +137,7 @@ async def place_order(request: web.Request) -> web.Response:
 @routes.patch("/v3/customers/{customerId}/orders/{orderId}")
 async def update_order(request: web.Request) -> web.Response:
     reference = parse_patch(request[JSON_BODY], request.query)
-    outcome = await ordering.update_reference(
+    reply = await ordering.update_reference(
         request.app[STORAGE], request[CLAIM], request.match_info["customerId"], request.match_info["orderId"], reference
     )
-    return respond(request, outcome.response, outcome.replayed)
+    return respond(request, reply.answer, reply.replayed)

@@ -13,10 +13,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.errors import ApiError
-from gateway.idempotency import RETRY_AFTER_SECONDS, IdempotencyKey, StoredResponse, fingerprint
-from gateway.stored_answers import respond
+from gateway.idempotency import RETRY_AFTER_SECONDS, Answer, Claim, fingerprint
 from gateway.keys import CLAIM, IDEMPOTENCY, IN_FLIGHT, JSON_BODY, PARTNER_ID, REQUEST_ID, SETTINGS, STORAGE
-from gateway.ordering import JSON, earlier_outcome, remember
+from gateway.ordering import JSON, keep_answer, replay
+from gateway.stored_answers import respond
 from gateway.wire import is_partner_path
 
 WRITE_METHODS = frozenset({"POST", "PATCH"})
@@ -30,51 +30,60 @@ async def idempotency_middleware(request: web.Request, handler: Handler) -> web.
         or request.match_info.http_exception is not None  # routing answers 404/405 first
     ):
         return await handler(request)
-    raw = await request.read()
+    body = await _json_object(request)
+    claim = _claim(request, body)
     try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        body = None
-    if not isinstance(body, dict):
-        raise ApiError("1117", "The request body must be a JSON object")
-
-    storage, settings = request.app[STORAGE], request.app[SETTINGS]
-    now = int(time.time())
-    partner_id, key = request[PARTNER_ID], request.headers["X-Correlation-Id"]
-    claim = IdempotencyKey(
-        partner_id=partner_id,
-        key=key,
-        fingerprint=fingerprint(request.method, request.path, list(request.query.items()), body),
-        request_id=request[REQUEST_ID],
-        now=now,
-        not_before=now - settings.idempotency_retention_seconds,
-    )
-    try:
-        stored = await storage.stored_outcome(partner_id, key, claim.not_before)
-        if stored is not None:
-            outcome = earlier_outcome(stored, claim)
-            return respond(request, outcome.response, outcome.replayed)
-        in_flight = request.app[IN_FLIGHT]
-        if (partner_id, key) in in_flight:
-            request[IDEMPOTENCY] = "conflict"
-            raise ApiError("4122", headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
-        if "X-Request-Id" in request.headers and await storage.request_id_used(
-            partner_id, claim.request_id, claim.not_before
-        ):
-            raise ApiError("4120", fields=["X-Request-Id"])
-        request[CLAIM], request[JSON_BODY] = claim, body
-        in_flight.add((partner_id, key))
-        try:
-            return await handler(request)
-        except ApiError as error:
-            if not error.replayable:
-                raise
-            refusal = StoredResponse(error.status, orjson.dumps(error.body()), JSON)
-            outcome = await remember(storage, claim, refusal)
-            return respond(request, outcome.response, outcome.replayed)
-        finally:
-            in_flight.discard((partner_id, key))
+        return await _answer(request, handler, claim, body)
     except ApiError as error:
         if error.code == "4123":
             request[IDEMPOTENCY] = "mismatch"
         raise
+
+
+async def _json_object(request: web.Request) -> dict[str, object]:
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict):
+        raise ApiError("1117", "The request body must be a JSON object")
+    return body
+
+
+def _claim(request: web.Request, body: dict[str, object]) -> Claim:
+    now = int(time.time())
+    return Claim(
+        partner_id=request[PARTNER_ID],
+        key=request.headers["X-Correlation-Id"],
+        fingerprint=fingerprint(request.method, request.path, list(request.query.items()), body),
+        request_id=request[REQUEST_ID],
+        now=now,
+        not_before=now - request.app[SETTINGS].idempotency_retention_seconds,
+    )
+
+
+async def _answer(request: web.Request, handler: Handler, claim: Claim, body: dict[str, object]) -> web.StreamResponse:
+    """The stored answer replayed, a refusal of the key, or the handler's answer (stored by it, or here)."""
+    storage, in_flight, key = request.app[STORAGE], request.app[IN_FLIGHT], (claim.partner_id, claim.key)
+    stored = await storage.stored_answer(claim.partner_id, claim.key, claim.not_before)
+    if stored is not None:
+        reply = replay(stored, claim)
+        return respond(request, reply.answer, reply.replayed)
+    if key in in_flight:
+        request[IDEMPOTENCY] = "conflict"
+        raise ApiError("4122", headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    if "X-Request-Id" in request.headers and await storage.request_id_used(
+        claim.partner_id, claim.request_id, claim.not_before
+    ):
+        raise ApiError("4120", fields=["X-Request-Id"])
+    request[CLAIM], request[JSON_BODY] = claim, body
+    in_flight.add(key)
+    try:
+        return await handler(request)
+    except ApiError as error:
+        if not error.replayable:
+            raise
+        reply = await keep_answer(storage, claim, Answer(error.status, orjson.dumps(error.body()), JSON))
+        return respond(request, reply.answer, reply.replayed)
+    finally:
+        in_flight.discard(key)

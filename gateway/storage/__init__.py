@@ -17,7 +17,7 @@ from gateway.storage.types import (
     IndexRow,
     Reseller,
     StorageError,
-    StoredOutcome,
+    StoredAnswer,
 )
 
 Storage = SqlStorage
@@ -25,7 +25,7 @@ Transaction = SqlTransaction
 
 __all__ = [
     "Credential", "Customer", "CustomerScope", "HistoryFilter", "ImportCounts", "ImportRecord", "IndexChanges",
-    "IndexRow", "Reseller", "Storage", "StorageError", "StoredOutcome", "Transaction", "open_storage",
+    "IndexRow", "Reseller", "Storage", "StorageError", "StoredAnswer", "Transaction", "open_storage",
 ]
 
 

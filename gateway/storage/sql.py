@@ -1,18 +1,18 @@
 """The gateway's storage over any backend: the backend supplies connections and runs units of work; the
-statements live in one module per aggregate (partners, outcomes, orders, history, imports, changes)."""
+statements live in one module per aggregate (partners, answers, orders, history, imports, changes)."""
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, TypeVar
 
-from gateway.idempotency import IdempotencyRecord
+from gateway.idempotency import Answer, Claim
 from gateway.orders import Order
 import gateway.storage.changes as changes
 import gateway.storage.history as history
 import gateway.storage.imports as imports
 import gateway.storage.orders as orders
-import gateway.storage.outcomes as outcomes
+import gateway.storage.answers as answers
 import gateway.storage.partners as partners
 from gateway.storage.db import Backend, Db
 from gateway.storage.types import (
@@ -23,7 +23,7 @@ from gateway.storage.types import (
     ImportRecord,
     IndexChanges,
     IndexRow,
-    StoredOutcome,
+    StoredAnswer,
 )
 
 T = TypeVar("T")
@@ -35,11 +35,11 @@ class SqlTransaction:
     def __init__(self, db: Db) -> None:
         self._db = db
 
-    async def claim(self, partner_id: str, key: str, not_before: int) -> StoredOutcome | None:
-        return await outcomes.claim(self._db, partner_id, key, not_before)
+    async def claim(self, partner_id: str, key: str, not_before: int) -> StoredAnswer | None:
+        return await answers.claim(self._db, partner_id, key, not_before)
 
-    async def store_outcome(self, record: IdempotencyRecord, created: int) -> None:
-        await outcomes.store_outcome(self._db, record, created)
+    async def store_answer(self, claim: Claim, answer: Answer, created: int) -> None:
+        await answers.store_answer(self._db, claim, answer, created)
 
     async def customer_reseller(self, customer_id: str, partner_id: str) -> str | None:
         return await orders.customer_reseller(self._db, customer_id, partner_id)
@@ -88,16 +88,16 @@ class SqlStorage:
     async def revoke_credential(self, key_hash: str) -> bool:
         return await self._backend.write(lambda db: partners.revoke_credential(db, key_hash))
 
-    async def stored_outcome(self, partner_id: str, key: str, not_before: int) -> StoredOutcome | None:
-        return await outcomes.stored_outcome(self._reader, partner_id, key, not_before)
+    async def stored_answer(self, partner_id: str, key: str, not_before: int) -> StoredAnswer | None:
+        return await answers.stored_answer(self._reader, partner_id, key, not_before)
 
     async def request_id_used(self, partner_id: str, request_id: str, not_before: int) -> bool:
-        return await outcomes.request_id_used(self._reader, partner_id, request_id, not_before)
+        return await answers.request_id_used(self._reader, partner_id, request_id, not_before)
 
-    async def purge(self, outcomes_before: int) -> int:
-        """Drops expired outcomes and old journal entries; how many outcomes."""
+    async def purge(self, answers_before: int) -> int:
+        """Drops expired answers and old journal entries; how many answers."""
         await self._backend.write(lambda db: changes.purge_journal(db, int(time.time())))
-        return await self._backend.write(lambda db: outcomes.purge_outcomes(db, outcomes_before))
+        return await self._backend.write(lambda db: answers.purge_answers(db, answers_before))
 
     async def customer_scope(self, customer_id: str, partner_id: str) -> CustomerScope | None:
         return await history.customer_scope(self._reader, customer_id, partner_id)

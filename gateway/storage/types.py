@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from gateway.idempotency import StoredResponse
+from gateway.idempotency import Answer
 from gateway.orders import Order
 
 
@@ -92,10 +92,10 @@ class ImportCounts:
 
 
 @dataclasses.dataclass(frozen=True)
-class StoredOutcome:
+class StoredAnswer:
     """What a correlation id already stands for: its request's fingerprint and the answer given."""
 
     fingerprint: str
-    response: StoredResponse
+    answer: Answer
 
 

@@ -1,0 +1,68 @@
+"""Stored answers of correlation ids (SPEC 7): the claim on a key, the answer stored with the write."""
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.idempotency import Answer, Claim
+from gateway.storage.db import Db
+from gateway.storage.types import StoredAnswer
+
+GET_ANSWER = """
+    SELECT fingerprint, status, body, content_type, location, created FROM idempotency
+    WHERE partner_id = ? AND key = ?
+"""
+
+
+def _answer(row: Any) -> StoredAnswer:
+    fingerprint, status, body, content_type, location, _ = row
+    return StoredAnswer(fingerprint, Answer(status, bytes(body), content_type, location))
+
+
+async def stored_answer(db: Db, partner_id: str, key: str, not_before: int) -> StoredAnswer | None:
+    """The live answer stored under the key, read without claiming it."""
+    rows = await db.fetch(GET_ANSWER, (partner_id, key))
+    return _answer(rows[0]) if rows and rows[0][-1] >= not_before else None
+
+
+DROP_ANSWER = "DELETE FROM idempotency WHERE partner_id = ? AND key = ?"
+
+
+async def claim(db: Db, partner_id: str, key: str, not_before: int) -> StoredAnswer | None:
+    """Inside a write: the answer already stored under the key, or None with the key claimed until commit.
+    Same-key requests in any process wait here for the first one's transaction to end, then see its answer."""
+    await db.lock(f"answer\x1f{partner_id}\x1f{key}")
+    rows = await db.fetch(GET_ANSWER, (partner_id, key))
+    if not rows:
+        return None
+    if rows[0][-1] >= not_before:
+        return _answer(rows[0])
+    await db.execute(DROP_ANSWER, (partner_id, key))  # expired: the key is free again
+    return None
+
+
+INSERT_ANSWER = """
+    INSERT INTO idempotency (partner_id, key, fingerprint, request_id, status, body, content_type, location, created)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+
+async def store_answer(db: Db, claim: Claim, answer: Answer, created: int) -> None:
+    await db.execute(
+        INSERT_ANSWER,
+        (claim.partner_id, claim.key, claim.fingerprint, claim.request_id, answer.status, answer.body,
+         answer.content_type, answer.location, created),
+    )
+
+
+REQUEST_ID_USED = "SELECT 1 FROM idempotency WHERE partner_id = ? AND request_id = ? AND created >= ? LIMIT 1"
+
+
+async def request_id_used(db: Db, partner_id: str, request_id: str, not_before: int) -> bool:
+    return bool(await db.fetch(REQUEST_ID_USED, (partner_id, request_id, not_before)))
+
+
+PURGE_ANSWERS = "DELETE FROM idempotency WHERE created < ?"
+
+
+async def purge_answers(db: Db, before: int) -> int:
+    return await db.execute(PURGE_ANSWERS, (before,))
