@@ -40,17 +40,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import itertools
 import os
-import resource
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +55,13 @@ import orjson
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 import _data  # noqa: E402
+from _servers import (  # noqa: E402
+    LOG_DIR, Server, Servers, client_cpu, free_port, gateway_headers, process_cpu, system_busy, wait_ready,
+)
 
-LOG_DIR = _data.DATA_DIR / "logs"
 LIMIT = 25
 DEEP_OFFSET = 9900
-READY_SECONDS = 60.0
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30)
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 TARGET_VS_AIOHTTP = 1.0
 TARGET_VS_FASTAPI = 1.3
@@ -89,97 +84,6 @@ QUICK = Profile(orders=100_000, reps=2, seconds=1.0, max_requests=5_000, warmup_
 
 
 # -- servers -----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    name: str
-    label: str
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-    gateway: bool
-    headers: Callable[[], dict[str, str]] = field(default=lambda: {})
-    db_app: str | None = None  # application_name of its PostgreSQL connections
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time of the server process, all threads (aiosqlite's included)."""
-        return _process_cpu(self.process.pid)
-
-    def check_alive(self) -> None:
-        if self.process.poll() is not None:
-            raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log}")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Servers:
-    """Every process started here is stopped by stop_all(), whatever happened."""
-
-    def __init__(self) -> None:
-        self.started: list[Server] = []
-
-    def start(self, name: str, label: str, argv: list[str], gateway: bool, port: int,
-              db_app: str | None = None) -> Server:
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
-        log = LOG_DIR / f"{name}.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-        with open(log, "wb") as out:
-            process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, cwd=BENCH.parent,
-                start_new_session=True,
-            )
-        server = Server(name, label, process, port, log, gateway, db_app=db_app)
-        self.started.append(server)
-        return server
-
-    def stop_all(self) -> None:
-        for server in self.started:
-            if server.process.poll() is None:
-                server.process.terminate()
-        for server in self.started:
-            try:
-                server.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.process.kill()
-                server.process.wait(timeout=10)
-        self.started.clear()
-
-
-async def wait_ready(session: aiohttp.ClientSession, server: Server, path: str) -> None:
-    deadline = time.monotonic() + READY_SECONDS
-    while time.monotonic() < deadline:
-        server.check_alive()
-        with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-            async with session.get(server.base + path, timeout=aiohttp.ClientTimeout(total=2)) as response:
-                if response.status == 200:
-                    return
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"{server.name} not ready after {READY_SECONDS:.0f} s; see {server.log}")
-
-
-async def gateway_headers(session: aiohttp.ClientSession, server: Server, info: dict[str, Any]) -> None:
-    """A token from the gateway's own token endpoint, then headers with a fresh correlation id each time."""
-    form = {"grant_type": "client_credentials", "client_id": info["apiKey"], "client_secret": info["clientSecret"]}
-    async with session.post(server.base + "/ims/token/v3", data=form) as response:
-        if response.status != 200:
-            raise RuntimeError(f"{server.name}: token request answered {response.status}: {await response.text()}")
-        token = (await response.json())["access_token"]
-    counter = itertools.count(1)
-    api_key, authorization = info["apiKey"], f"Bearer {token}"
-
-    def headers() -> dict[str, str]:
-        return {"X-Api-Key": api_key, "Authorization": authorization, "X-Correlation-Id": f"bench-{next(counter)}"}
-
-    server.headers = headers
 
 
 class DbCpu:
@@ -211,17 +115,11 @@ class DbCpu:
         out: dict[int, float] = {}
         for (pid,) in rows:
             with contextlib.suppress(OSError, IndexError, ValueError):
-                out[pid] = _process_cpu(pid)
+                out[pid] = process_cpu(pid)
         return out
 
     async def close(self) -> None:
         await self._connection.close()
-
-
-def _process_cpu(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 # -- load --------------------------------------------------------------------------------------------------
@@ -242,19 +140,6 @@ class Round:
         return self.requests / self.seconds
 
 
-def _system_busy() -> float:
-    """CPU seconds spent by everything on the machine (all CPUs), from /proc/stat."""
-    with open("/proc/stat") as stat:
-        ticks = [int(x) for x in stat.readline().split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = ticks
-    return (user + nice + system + irq + softirq + steal) / CLK_TCK
-
-
-def _client_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 async def run_round(
     session: aiohttp.ClientSession, server: Server, url: str, seconds: float, max_requests: int, concurrency: int,
     db_cpu: DbCpu | None = None,
@@ -264,7 +149,7 @@ async def run_round(
     failures: list[str] = []
     issued = 0
     db0 = await db_cpu.snapshot(server.db_app) if db_cpu and server.db_app else None
-    cpu0, client0, busy0 = server.cpu_seconds(), _client_cpu(), _system_busy()
+    cpu0, client0, busy0 = server.cpu_seconds(), client_cpu(), system_busy()
     started = time.perf_counter()
     deadline = started + seconds
 
@@ -281,15 +166,15 @@ async def run_round(
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
-    server_cpu, client_cpu, busy = server.cpu_seconds() - cpu0, _client_cpu() - client0, _system_busy() - busy0
+    server_cpu, client_used, busy = server.cpu_seconds() - cpu0, client_cpu() - client0, system_busy() - busy0
     db_used: float | None = None
     if db_cpu is not None and server.db_app and db0 is not None:
         # Backends opened during the round count from zero; one closed during the round is missed.
         db_used = sum(max(0.0, t - db0.get(pid, 0.0)) for pid, t in (await db_cpu.snapshot(server.db_app)).items())
     if failures:
         raise RuntimeError(f"{server.name}: {len(failures)} non-200 answer(s), first: {failures[0]}")
-    others = max(0.0, busy - server_cpu - client_cpu - (db_used or 0.0)) / elapsed
-    return Round(len(latencies), elapsed, latencies, server_cpu, client_cpu / elapsed, others, db_used)
+    others = max(0.0, busy - server_cpu - client_used - (db_used or 0.0)) / elapsed
+    return Round(len(latencies), elapsed, latencies, server_cpu, client_used / elapsed, others, db_used)
 
 
 # -- checks ------------------------------------------------------------------------------------------------
@@ -390,10 +275,6 @@ def start_group(
     big_db: str, small_db: str, postgres: bool,
 ) -> Group:
     """`big_db`/`small_db`: a SQLite path, or a PostgreSQL URL (each server then names its connections)."""
-    gateway_bin = str(Path(sys.executable).with_name("order-gateway"))
-    if not Path(gateway_bin).exists():
-        raise RuntimeError(f"{gateway_bin} not found: run with the project's venv (.venv/bin/python)")
-
     def database(db: str, name: str) -> tuple[str, str | None]:
         if not postgres:
             return db, None
@@ -401,13 +282,11 @@ def start_group(
         return _data.pg_url(db, application_name=app), app
 
     def gateway(name: str, label: str, db: str) -> Server:
-        port = _free_port()
         url, app = database(db, name)
-        argv = [gateway_bin, "--database", url if postgres else f"sqlite:///{db}", "serve", "--port", str(port)]
-        return servers.start(name, label, argv, gateway=True, port=port, db_app=app)
+        return servers.start_gateway(name, label, url if postgres else f"sqlite:///{db}", db_app=app)
 
     def ref(kind: str, label: str) -> Server:
-        port = _free_port()
+        port = free_port()
         name = f"{prefix}ref-{kind}"
         url, app = database(big_db, name)
         argv = [sys.executable, str(BENCH / "_refs.py"), kind, url, str(port)]
