@@ -3,6 +3,10 @@
 Every process runs on 127.0.0.1 in a session of its own, with the caller's environment minus every GATEWAY_*
 variable (a developer's settings must not change what is measured) plus BENCH_ENV, its output in
 bench/data/logs/<name>.log. Servers.stop_all() stops all of them, whatever happened.
+
+The venv's editable install maps `gateway` to the checkout it was installed from, which need not be this
+one (a git worktree shares its venv): PYTHONPATH puts this checkout first for every process started here,
+and gateway_source() checks which code they run.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from typing import Any
 import aiohttp
 
 BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
 LOG_DIR = BENCH / "data" / "logs"
 READY_SECONDS = 60.0
 STOP_SECONDS = 10.0
@@ -57,6 +62,23 @@ class Server:
             raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log}")
 
 
+def server_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")} | BENCH_ENV
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return env
+
+
+def gateway_source() -> str:
+    """The directory of the `gateway` package the started processes import; an error unless this checkout's."""
+    found = subprocess.run(
+        [sys.executable, "-c", "import gateway, os; print(os.path.dirname(os.path.abspath(gateway.__file__)))"],
+        env=server_env(), cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    if Path(found) != ROOT / "gateway":
+        raise RuntimeError(f"the servers would run the gateway of {found}, not {ROOT / 'gateway'}")
+    return found
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -81,10 +103,10 @@ class Servers:
               db_app: str | None = None) -> Server:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         log = LOG_DIR / f"{name}.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")} | BENCH_ENV
+        env = server_env()
         with open(log, "wb") as out:
             process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, cwd=BENCH.parent,
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, cwd=ROOT,
                 start_new_session=True,
             )
         server = Server(name, label, process, port, log, gateway, db_app=db_app)
