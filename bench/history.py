@@ -413,7 +413,7 @@ def report_whale(group: Group, server: Server, whales: dict[str, str], stats: di
             ok = ok and passed
             mark = "" if wanted == "(info)" else ("PASS" if passed else "FAIL")
             print(f"{group.backend + ':':<12}{label:<58} {value:>6.2f}x  {wanted:<9} {mark}")
-    print(f"{group.backend + ':':<12}(10k page 1: the {hot_label}-order customer's, on the gateway of the "
+    print(f"{group.backend + ':':<12}({hot_label} page 1: the {hot_label}-order customer's, on the gateway of the "
           f"{_size(group.big['orders'])} DB, in the table above)")
     return ok
 
