@@ -28,9 +28,11 @@ def table(phases: list[Phase]) -> None:
 
 def resources(phases: list[Phase]) -> None:
     for phase in phases:
+        cpu_ms = phase.gateway_cores * phase.seconds / max(1, phase.requests) * 1000
         print(f"{phase.name:<10} gateway RSS at the end {phase.rss_kib / MIB:.0f} MiB (peak so far "
-              f"{phase.peak_kib / MIB:.0f} MiB); cores used: gateways {phase.gateway_cores:.2f}, load client "
-              f"{phase.client_cores:.2f}, everything else {phase.other_cores:.2f}")
+              f"{phase.peak_kib / MIB:.0f} MiB); gateway CPU {cpu_ms:.2f} ms/request; cores used: gateways "
+              f"{phase.gateway_cores:.2f}, load client {phase.client_cores:.2f}, everything else "
+              f"{phase.other_cores:.2f}")
     if max(phase.client_cores for phase in phases) > 0.9:
         print("warning: the load client used over 90% of a core: rates may be client-bound")
 
