@@ -49,7 +49,8 @@ def errors(phases: list[Phase]) -> int:
     return count
 
 
-def report(backend: str, processes: int, read_only: Phase, mixed: Phase, check: str) -> bool:
+def report(backend: str, processes: int, connections: int, read_only: Phase, mixed: Phase,
+           check: str) -> bool:
     """Everything about one backend's run; True when every target is met and nothing failed."""
     print()
     print(f"== {backend} ({processes} gateway process{'es' if processes > 1 else ''}) ==")
@@ -67,6 +68,8 @@ def report(backend: str, processes: int, read_only: Phase, mixed: Phase, check: 
          read_p99 is not None and read_p99 < TARGET_READ_P99_MS),
         ("read-only: read p99", f"{_ms(read_only.percentile_ms(READ, 0.99))} ms", "(info)", None),
         ("mixed: create p99", f"{_ms(mixed.percentile_ms(CREATE, 0.99))} ms", "(info)", None),
+        # A closed loop of N connections has a mean latency of N / rate (Little's law): the floor a p99 stands on.
+        ("mixed: mean latency, connections / req/s", f"{connections / mixed.rate * 1000:.2f} ms", "(info)", None),
         ("mixed / read-only: read p50", _ratio(mixed.percentile_ms(READ, 0.5), read_only.percentile_ms(READ, 0.5)),
          "(info)", None),
         ("errors (non-2xx answers, failed requests)", str(error_count), "= 0", error_count == 0),

@@ -17,7 +17,7 @@ import _data
 from _servers import Server, client_cpu, process_cpu, system_busy
 
 
-# -- servers -----------------------------------------------------------------------------------------------
+# -- the database's share ----------------------------------------------------------------------------------
 
 
 class DbCpu:

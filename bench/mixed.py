@@ -128,7 +128,7 @@ def bench_one(backend: str, database_url: str, info: dict[str, Any], processes: 
         read_only, mixed, check = asyncio.run(run_backend(backend, gateways, info, args))
     finally:
         servers.stop_all()
-    return _mixed_report.report(backend, processes, read_only, mixed, check)
+    return _mixed_report.report(backend, processes, CONNECTIONS, read_only, mixed, check)
 
 
 def main(argv: list[str] | None = None) -> int:
