@@ -265,10 +265,9 @@ async def bench(
                 connector=aiohttp.TCPConnector(limit=profile.concurrency, keepalive_timeout=120),
                 timeout=WHALE_REQUEST_TIMEOUT if whale_server else REQUEST_TIMEOUT,
             )
-        for scenario, path in SCENARIOS.items():
-            await check_same_page(sessions[groups[0].gw.name], plan[scenario], path, _data.HOT_ORDERS)
-        for scenario, path in whales.items():
-            await check_same_page(sessions[plan[scenario][0].name], plan[scenario], path, whale["orders"] if whale else 0)
+        totals = dict.fromkeys(SCENARIOS, _data.HOT_ORDERS) | dict.fromkeys(whales, whale["orders"] if whale else 0)
+        for scenario, path in scenarios.items():
+            await check_same_page(sessions[plan[scenario][0].name], plan[scenario], path, totals[scenario])
         for scenario, path in SCENARIOS.items():
             for server in plan[scenario]:
                 await run_round(sessions[server.name], server, server.base + path, profile.warmup_seconds,
