@@ -20,6 +20,10 @@ and foreign keys of orders and line_items dropped for the load and re-created fr
 afterwards (as pg_restore does), then VACUUM ANALYZE. The metadata (the .json's content) becomes the schema's
 comment, written last: a schema whose comment matches and whose orders table holds the expected count is
 reused as is.
+
+What a database holds is a Layout (resellers, customers, the stream of orders): history_layout is the one
+above; ensure/ensure_postgres take another (bench/_layouts.py) with a `kind` naming its files and schemas,
+and build/build_postgres load any layout the same way.
 """
 from __future__ import annotations
 
@@ -30,7 +34,8 @@ import random
 import re
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -71,13 +76,50 @@ INSERT_ORDER = """
 """
 
 
-def paths(orders: int) -> tuple[Path, Path]:
-    stem = f"history-{orders}-g{GENERATOR}-s{SCHEMA}"
+@dataclass
+class Layout:
+    """What a database holds: its resellers and customers, then every order (ascending order id, so that
+    inserts append to the primary key) and the metadata to record beside them."""
+
+    resellers: list[tuple[str, str, str]]
+    customers: list[tuple[str, str, str, str | None]]
+    orders: Iterator[Order]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+LayoutOf = Callable[[int, int], Layout]  # (orders, anchor) -> Layout
+
+
+def history_layout(orders: int, anchor: int) -> Layout:
+    """The hot customer's 10,000 orders, then the other customers' (about 250 each)."""
+    if orders < HOT_ORDERS:
+        raise ValueError(f"a database needs at least {HOT_ORDERS} orders (the hot customer's)")
+    others = orders - HOT_ORDERS
+    customer_count = others // ORDERS_PER_CUSTOMER if others else 0
+    counts = _split(others, customer_count, random.Random(1))
+    rng = random.Random(2)
+    customers: list[tuple[str, str, str, str | None]] = [(HOT_CUSTOMER, HOT_RESELLER, "Hot Customer Inc.", None)]
+    customers += [
+        (_customer_id(n), _reseller_id(rng.randrange(RESELLERS)), f"Customer {n}",
+         _coterm(rng, anchor) if rng.random() < 0.5 else None)
+        for n in range(customer_count)
+    ]
+    return Layout(
+        resellers=[(HOT_RESELLER, PARTNER_ID, "Hot Reseller")]
+        + [(_reseller_id(n), PARTNER_ID, f"Reseller {n}") for n in range(RESELLERS)],
+        customers=customers,
+        orders=_all_orders(anchor, customers[1:], counts),
+        meta={"hotCustomer": HOT_CUSTOMER, "hotOrders": HOT_ORDERS},
+    )
+
+
+def paths(orders: int, kind: str = "history") -> tuple[Path, Path]:
+    stem = f"{kind}-{orders}-g{GENERATOR}-s{SCHEMA}"
     return DATA_DIR / f"{stem}.db", DATA_DIR / f"{stem}.json"
 
 
-def cached(orders: int) -> dict[str, Any] | None:
-    db, meta = paths(orders)
+def cached(orders: int, kind: str = "history") -> dict[str, Any] | None:
+    db, meta = paths(orders, kind)
     if not (db.exists() and meta.exists()):
         return None
     info = json.loads(meta.read_text())
@@ -85,7 +127,7 @@ def cached(orders: int) -> dict[str, Any] | None:
     return info if all(info.get(k) == v for k, v in wanted.items()) else None
 
 
-def _anchor_from_siblings() -> int | None:
+def anchor_from_siblings() -> int | None:
     for meta in sorted(DATA_DIR.glob(f"history-*-g{GENERATOR}-s{SCHEMA}.json")):
         try:
             return int(json.loads(meta.read_text())["anchor"])
@@ -94,37 +136,31 @@ def _anchor_from_siblings() -> int | None:
     return None
 
 
-def ensure(orders: int, log: Any = print) -> dict[str, Any]:
-    """Metadata of the cached database of `orders` orders, built first when missing."""
-    info = cached(orders)
+def ensure(orders: int, log: Any = print, kind: str = "history", layout: LayoutOf = history_layout) -> dict[str, Any]:
+    """Metadata of the cached database of `orders` orders laid out by `layout`, built first when missing."""
+    info = cached(orders, kind)
     if info is not None:
-        log(f"database: {paths(orders)[0]} (cached; built in {info['buildSeconds']:.0f} s)")
+        log(f"database: {paths(orders, kind)[0]} (cached; built in {info['buildSeconds']:.0f} s)")
         return info
-    for stale in DATA_DIR.glob(f"history-{orders}-g*"):
+    for stale in DATA_DIR.glob(f"{kind}-{orders}-g*"):
         stale.unlink()
-    anchor = _anchor_from_siblings() or (int(time.time()) // 86400) * 86400
-    log(f"database: building {orders:,} orders into {paths(orders)[0]} ...")
+    anchor = anchor_from_siblings() or (int(time.time()) // 86400) * 86400
+    log(f"database: building {orders:,} orders into {paths(orders, kind)[0]} ...")
     started = time.perf_counter()
-    info = build(orders, anchor)
+    info = build(paths(orders, kind)[0], orders, layout(orders, anchor), anchor)
     info["buildSeconds"] = round(time.perf_counter() - started, 1)
-    paths(orders)[1].write_text(json.dumps(info, indent=1) + "\n")
+    paths(orders, kind)[1].write_text(json.dumps(info, indent=1) + "\n")
     log(f"database: built {orders:,} orders ({info['customers']:,} customers) in {info['buildSeconds']:.1f} s")
     return info
 
 
-def build(orders: int, anchor: int) -> dict[str, Any]:
-    if orders < HOT_ORDERS:
-        raise ValueError(f"a database needs at least {HOT_ORDERS} orders (the hot customer's)")
+def build(final: Path, orders: int, layout: Layout, anchor: int) -> dict[str, Any]:
+    """Builds the SQLite file `final` (through a temporary name) holding `layout`; its metadata."""
     DATA_DIR.mkdir(parents=True, exist_ok=True)
-    final, _ = paths(orders)
     tmp = final.with_name(final.name + ".tmp")
     for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm"), final, Path(f"{final}-wal"), Path(f"{final}-shm")):
         leftover.unlink(missing_ok=True)
     credential = asyncio.run(_create_schema_and_partner(f"sqlite:///{tmp}"))
-
-    others = orders - HOT_ORDERS
-    customer_count = others // ORDERS_PER_CUSTOMER if others else 0
-    counts = _split(others, customer_count, random.Random(1))
     db = sqlite3.connect(tmp, isolation_level=None)
     try:
         # Bulk load: no journal, no fsync; the file goes back to WAL (the gateway's mode) at the end.
@@ -132,25 +168,14 @@ def build(orders: int, anchor: int) -> dict[str, Any]:
         for pragma in ("journal_mode = OFF", "synchronous = OFF", "cache_size = -1000000", "temp_store = MEMORY"):
             db.execute(f"PRAGMA {pragma}")
         db.execute("BEGIN")
-        db.executemany(
-            "INSERT INTO resellers (reseller_id, partner_id, name) VALUES (?, ?, ?)",
-            [(HOT_RESELLER, PARTNER_ID, "Hot Reseller")]
-            + [(_reseller_id(n), PARTNER_ID, f"Reseller {n}") for n in range(RESELLERS)],
-        )
-        rng = random.Random(2)
-        customers: list[tuple[str, str, str, str | None]] = [(HOT_CUSTOMER, HOT_RESELLER, "Hot Customer Inc.", None)]
-        customers += [
-            (_customer_id(n), _reseller_id(rng.randrange(RESELLERS)), f"Customer {n}",
-             _coterm(rng, anchor) if rng.random() < 0.5 else None)
-            for n in range(customer_count)
-        ]
+        db.executemany("INSERT INTO resellers (reseller_id, partner_id, name) VALUES (?, ?, ?)", layout.resellers)
         db.executemany(
             "INSERT INTO customers (customer_id, reseller_id, company_name, coterm_date) VALUES (?, ?, ?, ?)",
-            customers,
+            layout.customers,
         )
         order_batch: list[tuple[Any, ...]] = []
         line_batch: list[tuple[Any, ...]] = []
-        for order in _all_orders(anchor, customers[1:], counts):
+        for order in layout.orders:
             order_batch.append(order_row(order))
             line_batch.extend(line_rows(order))
             if len(order_batch) >= BATCH:
@@ -171,10 +196,9 @@ def build(orders: int, anchor: int) -> dict[str, Any]:
         "generator": GENERATOR,
         "schema": SCHEMA,
         "orders": orders,
-        "customers": len(customers),
+        "customers": len(layout.customers),
         "anchor": anchor,
-        "hotCustomer": HOT_CUSTOMER,
-        "hotOrders": HOT_ORDERS,
+        **layout.meta,
         **credential,
     }
 
@@ -281,20 +305,20 @@ def _columns(insert_sql: str) -> list[str]:
     return [column.strip() for column in match.group(1).split(",")]
 
 
-def ensure_postgres(url: str, orders: int, anchor: int, log: Any = print) -> dict[str, Any]:
-    """Metadata (with "url": the schema's URL) of the PostgreSQL copy of the `orders`-order database."""
-    import asyncio
+def ensure_postgres(url: str, orders: int, anchor: int, log: Any = print, kind: str = "",
+                    layout: LayoutOf = history_layout) -> dict[str, Any]:
+    """Metadata (with "url": the schema's URL) of the PostgreSQL copy of the `orders`-order database laid out
+    by `layout`, in schema <base>_<kind><orders> (the history databases: no kind)."""
+    return asyncio.run(_ensure_postgres(url, orders, anchor, log, kind, layout))
 
-    return asyncio.run(_ensure_postgres(url, orders, anchor, log))
 
-
-async def _ensure_postgres(url: str, orders: int, anchor: int, log: Any) -> dict[str, Any]:
+async def _ensure_postgres(url: str, orders: int, anchor: int, log: Any, kind: str,
+                           layout: LayoutOf) -> dict[str, Any]:
     import asyncpg
 
-    schema = f"{pg_schema(url, PG_BASE_SCHEMA)}_{orders}"
+    schema = f"{pg_schema(url, PG_BASE_SCHEMA)}_{kind}{orders}"
     if not _IDENTIFIER.fullmatch(schema):
         raise ValueError(f"schema name {schema!r} too long: use a shorter search_path")
-    schema_url = pg_url(url, schema)
     wanted = {"generator": GENERATOR, "pgSchema": PG_SCHEMA, "orders": orders, "anchor": anchor}
     conn = await asyncpg.connect(pg_url(url, schema, "bench-build"))
     try:
@@ -312,36 +336,47 @@ async def _ensure_postgres(url: str, orders: int, anchor: int, log: Any) -> dict
             if stored == orders:
                 log(f"database: PostgreSQL schema {schema} (cached; {stored:,} orders; built in "
                     f"{info['buildSeconds']:.0f} s)")
-                return {**info, "url": schema_url, "schema": schema}
+                return {**info, "url": pg_url(url, schema), "schema": schema}
             log(f"database: PostgreSQL schema {schema} holds {stored:,} orders, expected {orders:,}: rebuilding")
-        log(f"database: building {orders:,} orders into PostgreSQL schema {schema} ...")
-        started = time.perf_counter()
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-        credential = await _create_schema_and_partner(schema_url)
-        customers = await _pg_load(conn, schema, orders, anchor)
-        for table in ("resellers", "customers", "orders", "line_items"):
-            await conn.execute(f'VACUUM (ANALYZE) "{schema}".{table}')
-        info = {**wanted, "customers": customers, "hotCustomer": HOT_CUSTOMER, "hotOrders": HOT_ORDERS,
-                **credential, "buildSeconds": round(time.perf_counter() - started, 1)}
-        # Last: the comment is what marks the schema finished.
-        await conn.execute(f'COMMENT ON SCHEMA "{schema}" IS {_literal(json.dumps(info))}')
-        log(f"database: built {orders:,} orders ({customers:,} customers) into {schema} in "
-            f"{info['buildSeconds']:.1f} s")
-        return {**info, "url": schema_url, "schema": schema}
     finally:
         await conn.close()
+    return await build_postgres(url, schema, orders, layout(orders, anchor), wanted, log)
 
 
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-async def _pg_load(conn: Any, schema: str, orders: int, anchor: int) -> int:
-    """Fills the migrated schema in one transaction; the customer count."""
-    others = orders - HOT_ORDERS
-    customer_count = others // ORDERS_PER_CUSTOMER if others else 0
-    counts = _split(others, customer_count, random.Random(1))
+async def build_postgres(url: str, schema: str, orders: int, layout: Layout, wanted: dict[str, Any],
+                         log: Any = print) -> dict[str, Any]:
+    """Drops and creates `schema`, migrates it, fills it with `layout`; its metadata (`wanted` and the
+    layout's, the partner's credential, "url" and "schema"), also written as the schema's comment."""
+    import asyncpg
+
+    schema_url = pg_url(url, schema)
+    log(f"database: building {orders:,} orders into PostgreSQL schema {schema} ...")
+    started = time.perf_counter()
+    conn = await asyncpg.connect(pg_url(url, schema, "bench-build"))
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        credential = await _create_schema_and_partner(schema_url)
+        await _pg_load(conn, schema, orders, layout)
+        for table in ("resellers", "customers", "orders", "line_items"):
+            await conn.execute(f'VACUUM (ANALYZE) "{schema}".{table}')
+        info = {**wanted, "customers": len(layout.customers), **layout.meta, **credential,
+                "buildSeconds": round(time.perf_counter() - started, 1)}
+        # Last: the comment is what marks the schema finished.
+        await conn.execute(f'COMMENT ON SCHEMA "{schema}" IS {_literal(json.dumps(info))}')
+    finally:
+        await conn.close()
+    log(f"database: built {orders:,} orders ({len(layout.customers):,} customers) into {schema} in "
+        f"{info['buildSeconds']:.1f} s")
+    return {**info, "url": schema_url, "schema": schema}
+
+
+async def _pg_load(conn: Any, schema: str, orders: int, layout: Layout) -> None:
+    """Fills the migrated schema in one transaction."""
     order_columns, line_columns = _columns(INSERT_ORDER), _columns(INSERT_LINE)
     bulk_tables = ["orders", "line_items"]
     async with conn.transaction():
@@ -368,24 +403,15 @@ async def _pg_load(conn: Any, schema: str, orders: int, anchor: int) -> int:
             await conn.execute(f'DROP INDEX "{schema}"."{index["indexname"]}"')
 
         await conn.copy_records_to_table(
-            "resellers", schema_name=schema, columns=["reseller_id", "partner_id", "name"],
-            records=[(HOT_RESELLER, PARTNER_ID, "Hot Reseller")]
-            + [(_reseller_id(n), PARTNER_ID, f"Reseller {n}") for n in range(RESELLERS)],
+            "resellers", schema_name=schema, columns=["reseller_id", "partner_id", "name"], records=layout.resellers,
         )
-        rng = random.Random(2)  # the same draws, in the same order, as build()
-        customers: list[tuple[str, str, str, str | None]] = [(HOT_CUSTOMER, HOT_RESELLER, "Hot Customer Inc.", None)]
-        customers += [
-            (_customer_id(n), _reseller_id(rng.randrange(RESELLERS)), f"Customer {n}",
-             _coterm(rng, anchor) if rng.random() < 0.5 else None)
-            for n in range(customer_count)
-        ]
         await conn.copy_records_to_table(
             "customers", schema_name=schema, columns=["customer_id", "reseller_id", "company_name", "coterm_date"],
-            records=customers,
+            records=layout.customers,
         )
         order_batch: list[tuple[Any, ...]] = []
         line_batch: list[tuple[Any, ...]] = []
-        for order in _all_orders(anchor, customers[1:], counts):
+        for order in layout.orders:
             order_batch.append(order_row(order))
             line_batch.extend(line_rows(order))
             if len(order_batch) >= PG_BATCH:
@@ -405,4 +431,3 @@ async def _pg_load(conn: Any, schema: str, orders: int, anchor: int) -> int:
         stored = await conn.fetchval(f'SELECT count(*) FROM "{schema}".orders')
         if stored != orders:
             raise RuntimeError(f"built {stored} orders in {schema}, expected {orders}")
-    return len(customers)

@@ -32,6 +32,14 @@ the ratios are printed for each backend. Each server's PostgreSQL connections ca
 application_name, so the CPU time of the database backends serving it is measured too ("DB ms/req", from
 pg_stat_activity and /proc: the server must be local) and is not counted as noise.
 
+The whale: a third database holds one customer with 300,000 orders (--whale-orders; --no-whale skips it),
+more than the gateway's history cache holds at its default budget (GATEWAY_HISTORY_CACHE_ORDERS). A fifth
+gateway (and a ninth on PostgreSQL, schema <base>_whale300000) serves it; its page 1 and its deepest full page
+(offset totalCount - 25) run in the same rotation, and their service times are printed as ratios against the
+hot customer's page 1 on the big database's gateway (target: within 2x). Its rounds use as many connections
+as the others, unless one request (timed in the warm-up) takes so long that they would overrun the round's
+time bound: then as many as fit, at least one (the table's "conns").
+
 "Service time" in the ratios is 1/throughput at the fixed concurrency (the closed loop keeps the server
 busy, so that is its time per request); p50 latency ratios are shown beside them for information.
 """
@@ -39,18 +47,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import itertools
 import os
-import resource
 import signal
-import socket
-import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,15 +59,20 @@ import aiohttp
 import orjson
 
 BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
+sys.path[:0] = [str(BENCH), str(BENCH.parent)]  # this checkout's gateway, not the editable install's (_servers.py)
 import _data  # noqa: E402
+import _layouts  # noqa: E402
+from _rounds import DbCpu, Round, Stats, run_round, summarize  # noqa: E402
+from _servers import LOG_DIR, Server, Servers, free_port, gateway_headers, gateway_source, wait_ready  # noqa: E402
+from gateway.settings import Settings  # noqa: E402
 
-LOG_DIR = _data.DATA_DIR / "logs"
 LIMIT = 25
 DEEP_OFFSET = 9900
-READY_SECONDS = 60.0
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30)
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+# A customer above the history cache budget may take seconds a page (its index is rebuilt every time).
+WHALE_REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=300)
+TARGET_WHALE_VS_PAGE1 = 2.0
+MIN_WHALE_ORDERS = 100  # its deep page is the last full one
 
 TARGET_VS_AIOHTTP = 1.0
 TARGET_VS_FASTAPI = 1.3
@@ -82,214 +88,14 @@ class Profile:
     max_requests: int
     warmup_seconds: float
     concurrency: int
+    whale_orders: int  # 0: no 300k-order customer
 
 
-FULL = Profile(orders=1_000_000, reps=5, seconds=3.0, max_requests=20_000, warmup_seconds=2.0, concurrency=8)
-QUICK = Profile(orders=100_000, reps=2, seconds=1.0, max_requests=5_000, warmup_seconds=0.5, concurrency=8)
 
-
-# -- servers -----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    name: str
-    label: str
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-    gateway: bool
-    headers: Callable[[], dict[str, str]] = field(default=lambda: {})
-    db_app: str | None = None  # application_name of its PostgreSQL connections
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time of the server process, all threads (aiosqlite's included)."""
-        return _process_cpu(self.process.pid)
-
-    def check_alive(self) -> None:
-        if self.process.poll() is not None:
-            raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log}")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Servers:
-    """Every process started here is stopped by stop_all(), whatever happened."""
-
-    def __init__(self) -> None:
-        self.started: list[Server] = []
-
-    def start(self, name: str, label: str, argv: list[str], gateway: bool, port: int,
-              db_app: str | None = None) -> Server:
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
-        log = LOG_DIR / f"{name}.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-        with open(log, "wb") as out:
-            process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, cwd=BENCH.parent,
-                start_new_session=True,
-            )
-        server = Server(name, label, process, port, log, gateway, db_app=db_app)
-        self.started.append(server)
-        return server
-
-    def stop_all(self) -> None:
-        for server in self.started:
-            if server.process.poll() is None:
-                server.process.terminate()
-        for server in self.started:
-            try:
-                server.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.process.kill()
-                server.process.wait(timeout=10)
-        self.started.clear()
-
-
-async def wait_ready(session: aiohttp.ClientSession, server: Server, path: str) -> None:
-    deadline = time.monotonic() + READY_SECONDS
-    while time.monotonic() < deadline:
-        server.check_alive()
-        with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-            async with session.get(server.base + path, timeout=aiohttp.ClientTimeout(total=2)) as response:
-                if response.status == 200:
-                    return
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"{server.name} not ready after {READY_SECONDS:.0f} s; see {server.log}")
-
-
-async def gateway_headers(session: aiohttp.ClientSession, server: Server, info: dict[str, Any]) -> None:
-    """A token from the gateway's own token endpoint, then headers with a fresh correlation id each time."""
-    form = {"grant_type": "client_credentials", "client_id": info["apiKey"], "client_secret": info["clientSecret"]}
-    async with session.post(server.base + "/ims/token/v3", data=form) as response:
-        if response.status != 200:
-            raise RuntimeError(f"{server.name}: token request answered {response.status}: {await response.text()}")
-        token = (await response.json())["access_token"]
-    counter = itertools.count(1)
-    api_key, authorization = info["apiKey"], f"Bearer {token}"
-
-    def headers() -> dict[str, str]:
-        return {"X-Api-Key": api_key, "Authorization": authorization, "X-Correlation-Id": f"bench-{next(counter)}"}
-
-    server.headers = headers
-
-
-class DbCpu:
-    """CPU time of the PostgreSQL backend processes serving one server, found by their application_name."""
-
-    def __init__(self, connection: Any) -> None:
-        self._connection = connection
-
-    @classmethod
-    async def connect(cls, url: str) -> DbCpu:
-        import asyncpg
-
-        connection = await asyncpg.connect(_data.pg_url(url, application_name="bench-monitor"))
-        pid = await connection.fetchval("SELECT pg_backend_pid()")
-        try:
-            comm = Path(f"/proc/{pid}/comm").read_text().strip()
-        except OSError:
-            comm = ""
-        if comm != "postgres":
-            await connection.close()
-            raise RuntimeError("--postgres: the server must run on this machine (its backends' CPU is measured)")
-        return cls(connection)
-
-    async def snapshot(self, application_name: str) -> dict[int, float]:
-        """CPU seconds per backend pid."""
-        rows = await self._connection.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = $1", application_name
-        )
-        out: dict[int, float] = {}
-        for (pid,) in rows:
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                out[pid] = _process_cpu(pid)
-        return out
-
-    async def close(self) -> None:
-        await self._connection.close()
-
-
-def _process_cpu(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-# -- load --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Round:
-    requests: int
-    seconds: float
-    latencies: list[float]
-    server_cpu: float
-    client_cpu: float  # share of one core used by this (load client) process
-    others: float  # cores used by every other process meanwhile: noise from outside the benchmark
-    db_cpu: float | None  # CPU seconds of the PostgreSQL backends serving the server; None: SQLite (in-process)
-
-    @property
-    def rate(self) -> float:
-        return self.requests / self.seconds
-
-
-def _system_busy() -> float:
-    """CPU seconds spent by everything on the machine (all CPUs), from /proc/stat."""
-    with open("/proc/stat") as stat:
-        ticks = [int(x) for x in stat.readline().split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = ticks
-    return (user + nice + system + irq + softirq + steal) / CLK_TCK
-
-
-def _client_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-async def run_round(
-    session: aiohttp.ClientSession, server: Server, url: str, seconds: float, max_requests: int, concurrency: int,
-    db_cpu: DbCpu | None = None,
-) -> Round:
-    server.check_alive()
-    latencies: list[float] = []
-    failures: list[str] = []
-    issued = 0
-    db0 = await db_cpu.snapshot(server.db_app) if db_cpu and server.db_app else None
-    cpu0, client0, busy0 = server.cpu_seconds(), _client_cpu(), _system_busy()
-    started = time.perf_counter()
-    deadline = started + seconds
-
-    async def worker() -> None:
-        nonlocal issued
-        while issued < max_requests and time.perf_counter() < deadline and not failures:
-            issued += 1
-            sent = time.perf_counter()
-            async with session.get(url, headers=server.headers()) as response:
-                body = await response.read()
-                if response.status != 200:
-                    failures.append(f"{response.status} {body[:300]!r}")
-            latencies.append(time.perf_counter() - sent)
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
-    server_cpu, client_cpu, busy = server.cpu_seconds() - cpu0, _client_cpu() - client0, _system_busy() - busy0
-    db_used: float | None = None
-    if db_cpu is not None and server.db_app and db0 is not None:
-        # Backends opened during the round count from zero; one closed during the round is missed.
-        db_used = sum(max(0.0, t - db0.get(pid, 0.0)) for pid, t in (await db_cpu.snapshot(server.db_app)).items())
-    if failures:
-        raise RuntimeError(f"{server.name}: {len(failures)} non-200 answer(s), first: {failures[0]}")
-    others = max(0.0, busy - server_cpu - client_cpu - (db_used or 0.0)) / elapsed
-    return Round(len(latencies), elapsed, latencies, server_cpu, client_cpu / elapsed, others, db_used)
+FULL = Profile(orders=1_000_000, reps=5, seconds=3.0, max_requests=20_000, warmup_seconds=2.0, concurrency=8,
+               whale_orders=_layouts.WHALE_ORDERS)
+QUICK = Profile(orders=100_000, reps=2, seconds=1.0, max_requests=5_000, warmup_seconds=0.5, concurrency=8,
+                whale_orders=_layouts.WHALE_ORDERS)
 
 
 # -- checks ------------------------------------------------------------------------------------------------
@@ -318,33 +124,6 @@ async def check_same_page(session: aiohttp.ClientSession, servers: list[Server],
 
 
 # -- report ------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Stats:
-    rate: float
-    p50_ms: float
-    p99_ms: float
-    cpu_ms: float
-    db_ms: float | None
-    requests: int
-    client_cpu: float
-    others: float
-
-
-def summarize(rounds: list[Round]) -> Stats:
-    latencies = sorted(x for r in rounds for x in r.latencies)
-    total = len(latencies)
-    return Stats(
-        rate=statistics.median(r.rate for r in rounds),
-        p50_ms=latencies[total // 2] * 1000,
-        p99_ms=latencies[min(total - 1, int(total * 0.99))] * 1000,
-        cpu_ms=sum(r.server_cpu for r in rounds) / total * 1000,
-        db_ms=None if any(r.db_cpu is None for r in rounds) else sum(r.db_cpu or 0.0 for r in rounds) / total * 1000,
-        requests=total,
-        client_cpu=max(r.client_cpu for r in rounds),
-        others=statistics.mean(r.others for r in rounds),
-    )
 
 
 def _size(orders: int) -> str:
@@ -376,24 +155,47 @@ class Group:
     aio: Server
     fast: Server
     gw_small: Server
+    whale: dict[str, Any] | None = None
+    gw_whale: Server | None = None  # the gateway on the database of the customer above the cache budget
 
     @property
     def servers(self) -> list[Server]:
-        return [self.gw, self.aio, self.fast, self.gw_small]
+        return [self.gw, self.aio, self.fast, self.gw_small] + ([self.gw_whale] if self.gw_whale else [])
 
     def plan(self, scenario: str) -> list[Server]:
-        return self.servers if scenario == "page 1" else [self.gw, self.aio, self.fast]
+        if scenario == "page 1":
+            return [self.gw, self.aio, self.fast, self.gw_small]
+        if scenario == "deep page":
+            return [self.gw, self.aio, self.fast]
+        return [self.gw_whale] if self.gw_whale else []  # the whale's scenarios
+
+
+def whale_scenarios(orders: int) -> dict[str, str]:
+    """Page 1 and the deepest full page (offset may go up to totalCount: SPEC 4) of the whale customer."""
+    path = f"/v3/customers/{_layouts.WHALE_CUSTOMER}/orders"
+    return {
+        f"{_size(orders)} page 1": f"{path}?offset=0&limit={LIMIT}",
+        f"{_size(orders)} deep page": f"{path}?offset={orders - LIMIT}&limit={LIMIT}",
+    }
+
+
+def whale_connections(latency: float, profile: Profile) -> int:
+    """As many connections as every other round, unless one request takes so long that they would overrun
+    the round's time bound: then as many as fit in it, at least one. A server busy for seconds a request is
+    kept busy by one connection, so 1/req/s is still its service time."""
+    return max(1, min(profile.concurrency, int(profile.seconds / latency)))
+
+
+def _rate(value: float) -> str:
+    return f"{value:.0f}" if value >= 10 else f"{value:.3g}"
 
 
 def start_group(
     servers: Servers, backend: str, big: dict[str, Any], small: dict[str, Any], prefix: str,
-    big_db: str, small_db: str, postgres: bool,
+    big_db: str, small_db: str, postgres: bool, whale: tuple[dict[str, Any], str] | None = None,
 ) -> Group:
-    """`big_db`/`small_db`: a SQLite path, or a PostgreSQL URL (each server then names its connections)."""
-    gateway_bin = str(Path(sys.executable).with_name("order-gateway"))
-    if not Path(gateway_bin).exists():
-        raise RuntimeError(f"{gateway_bin} not found: run with the project's venv (.venv/bin/python)")
-
+    """`big_db`/`small_db` (and the whale's database): a SQLite path, or a PostgreSQL URL (each server then
+    names its connections)."""
     def database(db: str, name: str) -> tuple[str, str | None]:
         if not postgres:
             return db, None
@@ -401,13 +203,11 @@ def start_group(
         return _data.pg_url(db, application_name=app), app
 
     def gateway(name: str, label: str, db: str) -> Server:
-        port = _free_port()
         url, app = database(db, name)
-        argv = [gateway_bin, "--database", url if postgres else f"sqlite:///{db}", "serve", "--port", str(port)]
-        return servers.start(name, label, argv, gateway=True, port=port, db_app=app)
+        return servers.start_gateway(name, label, url if postgres else f"sqlite:///{db}", db_app=app)
 
     def ref(kind: str, label: str) -> Server:
-        port = _free_port()
+        port = free_port()
         name = f"{prefix}ref-{kind}"
         url, app = database(big_db, name)
         argv = [sys.executable, str(BENCH / "_refs.py"), kind, url, str(port)]
@@ -420,24 +220,31 @@ def start_group(
         aio=ref("aiohttp", f"aiohttp ref ({big_label} DB)"),
         fast=ref("fastapi", f"FastAPI ref ({big_label} DB)"),
         gw_small=gateway(f"{prefix}gateway-small", f"gateway ({small_label} DB)", small_db),
+        whale=whale[0] if whale else None,
+        gw_whale=gateway(f"{prefix}gateway-whale", f"gateway ({_size(whale[0]['orders'])} customer)", whale[1])
+        if whale else None,
     )
 
 
 async def bench(
-    profile: Profile, big: dict[str, Any], small: dict[str, Any], servers: Servers,
-    pg: tuple[dict[str, Any], dict[str, Any]] | None = None,
+    profile: Profile, big: dict[str, Any], small: dict[str, Any], whale: dict[str, Any] | None, servers: Servers,
+    pg: tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None] | None = None,
 ) -> bool:
+    sqlite_whale = (whale, str(_data.paths(whale["orders"], "whale")[0])) if whale else None
     groups = [start_group(servers, "SQLite", big, small, "", str(_data.paths(big["orders"])[0]),
-                          str(_data.paths(small["orders"])[0]), postgres=False)]
+                          str(_data.paths(small["orders"])[0]), postgres=False, whale=sqlite_whale)]
     if pg is not None:
-        pg_big, pg_small = pg
+        pg_big, pg_small, pg_whale = pg
         groups.append(start_group(servers, "PostgreSQL", pg_big, pg_small, "pg-", pg_big["url"], pg_small["url"],
-                                  postgres=True))
+                                  postgres=True, whale=(pg_whale, pg_whale["url"]) if pg_whale else None))
     everything = [server for group in groups for server in group.servers]
     print("servers: " + ", ".join(f"{server.name} pid {server.process.pid}" for server in everything)
           + f"; logs in {LOG_DIR}")
 
-    plan = {scenario: [server for group in groups for server in group.plan(scenario)] for scenario in SCENARIOS}
+    whales = whale_scenarios(whale["orders"]) if whale else {}
+    scenarios = SCENARIOS | whales
+    plan = {scenario: [server for group in groups for server in group.plan(scenario)] for scenario in scenarios}
+    connections = {(scenario, server.name): profile.concurrency for scenario in scenarios for server in plan[scenario]}
     results: dict[tuple[str, str], list[Round]] = {}
     sessions: dict[str, aiohttp.ClientSession] = {}
     db_cpu: DbCpu | None = None
@@ -450,28 +257,41 @@ async def bench(
             for group in groups:
                 await gateway_headers(control, group.gw, group.big)
                 await gateway_headers(control, group.gw_small, group.small)
+                if group.gw_whale and group.whale:
+                    await gateway_headers(control, group.gw_whale, group.whale)
         for server in everything:
+            whale_server = any(server is group.gw_whale for group in groups)
             sessions[server.name] = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=profile.concurrency, keepalive_timeout=120), timeout=REQUEST_TIMEOUT
+                connector=aiohttp.TCPConnector(limit=profile.concurrency, keepalive_timeout=120),
+                timeout=WHALE_REQUEST_TIMEOUT if whale_server else REQUEST_TIMEOUT,
             )
-        for scenario, path in SCENARIOS.items():
-            await check_same_page(sessions[groups[0].gw.name], plan[scenario], path, _data.HOT_ORDERS)
+        totals = dict.fromkeys(SCENARIOS, _data.HOT_ORDERS) | dict.fromkeys(whales, whale["orders"] if whale else 0)
+        for scenario, path in scenarios.items():
+            await check_same_page(sessions[plan[scenario][0].name], plan[scenario], path, totals[scenario])
         for scenario, path in SCENARIOS.items():
             for server in plan[scenario]:
                 await run_round(sessions[server.name], server, server.base + path, profile.warmup_seconds,
                                 profile.max_requests, profile.concurrency, db_cpu)
+        for scenario, path in whales.items():
+            for server in plan[scenario]:
+                # One request on one connection: the warm-up, and the measure of how many connections fit.
+                probe = await run_round(sessions[server.name], server, server.base + path, profile.warmup_seconds,
+                                        1, 1, db_cpu)
+                connections[(scenario, server.name)] = whale_connections(probe.latencies[0], profile)
+                print(f"{server.name}/{scenario}: one request took {probe.latencies[0]:.3f} s: "
+                      f"{connections[(scenario, server.name)]} connection(s) in its rounds")
         print(f"warm-up done; {profile.reps} repetitions of {sum(map(len, plan.values()))} rounds "
               f"(each at most {profile.seconds:g} s or {profile.max_requests:,} requests, "
               f"{profile.concurrency} connections)")
         for rep in range(profile.reps):
-            for scenario, path in SCENARIOS.items():
+            for scenario, path in scenarios.items():
                 order = plan[scenario][rep % len(plan[scenario]):] + plan[scenario][: rep % len(plan[scenario])]
                 for server in order:
                     done = await run_round(sessions[server.name], server, server.base + path, profile.seconds,
-                                           profile.max_requests, profile.concurrency, db_cpu)
+                                           profile.max_requests, connections[(scenario, server.name)], db_cpu)
                     results.setdefault((scenario, server.name), []).append(done)
             line = ", ".join(
-                f"{s.name}/{sc}: {results[(sc, s.name)][-1].rate:.0f}" for sc in SCENARIOS for s in plan[sc]
+                f"{s.name}/{sc}: {_rate(results[(sc, s.name)][-1].rate)}" for sc in scenarios for s in plan[sc]
             )
             print(f"rep {rep + 1}/{profile.reps} req/s: {line}", flush=True)
     finally:
@@ -484,6 +304,8 @@ async def bench(
     ok = True
     for group in groups:
         ok = report(group, stats, show_db=pg is not None) and ok
+        if group.gw_whale is not None:
+            ok = report_whale(group, group.gw_whale, whales, stats, connections) and ok
     busiest = max(s.client_cpu for s in stats.values())
     print()
     db_note = ("DB ms/req: the PostgreSQL backends serving it (SQLite runs inside the server process: '-');\n"
@@ -558,6 +380,43 @@ def report(group: Group, stats: dict[tuple[str, str], Stats], show_db: bool) -> 
     return all(ok for _, _, _, ok in checks)
 
 
+def report_whale(group: Group, server: Server, whales: dict[str, str], stats: dict[tuple[str, str], Stats],
+                 connections: dict[tuple[str, str], int]) -> bool:
+    """The whale customer's rows and its ratios against the hot customer's page 1 on the big database's
+    gateway, measured in the same run; True when every target is met."""
+    assert group.whale is not None
+    budget = Settings.__dataclass_fields__["history_cache_orders"].default
+    whale_label, hot_label = _size(group.whale["orders"]), _size(_data.HOT_ORDERS)
+    print()
+    print(f"{group.backend}: the {whale_label}-order customer, on a gateway of its own at the default history cache "
+          f"budget ({budget:,} orders)")
+    print(f"{'scenario':<15} {'req/s':>8} {'p50 ms':>9} {'p99 ms':>9} {'CPU ms/req':>11} {'DB ms/req':>10} "
+          f"{'requests':>9} {'conns':>6}")
+    for scenario in whales:
+        s = stats[(scenario, server.name)]
+        db = "-" if s.db_ms is None else f"{s.db_ms:.3f}"
+        print(f"{scenario:<15} {_rate(s.rate):>8} {s.p50_ms:>9.2f} {s.p99_ms:>9.2f} {s.cpu_ms:>11.3f} {db:>10} "
+              f"{s.requests:>9} {connections[(scenario, server.name)]:>6}")
+    hot = stats[("page 1", group.gw.name)]
+    ok = True
+    for scenario in whales:
+        s = stats[(scenario, server.name)]
+        checks = [
+            (f"{scenario} / {hot_label} page 1 service time (1/req/s)", hot.rate / s.rate,
+             f"<= {TARGET_WHALE_VS_PAGE1}x"),
+            (f"{scenario} / {hot_label} page 1 p50 latency", s.p50_ms / hot.p50_ms, "(info)"),
+            (f"{scenario} / {hot_label} page 1 server CPU per request", s.cpu_ms / hot.cpu_ms, "(info)"),
+        ]
+        for label, value, wanted in checks:
+            passed = wanted == "(info)" or value <= TARGET_WHALE_VS_PAGE1
+            ok = ok and passed
+            mark = "" if wanted == "(info)" else ("PASS" if passed else "FAIL")
+            print(f"{group.backend + ':':<12}{label:<58} {value:>6.2f}x  {wanted:<9} {mark}")
+    print(f"{group.backend + ':':<12}({hot_label} page 1: the {hot_label}-order customer's, on the gateway of the "
+          f"{_size(group.big['orders'])} DB, in the table above)")
+    return ok
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="100,000 orders, 2 repetitions of 1 s rounds")
@@ -568,7 +427,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, help="connections (requests in flight) per round")
     parser.add_argument("--postgres", metavar="URL",
                         help="also benchmark on PostgreSQL (a local server): postgresql://...?search_path=BASE; "
-                             "the data goes to schemas BASE_<orders> and BASE_10000 (default BASE: bench_history)")
+                             "the data goes to schemas BASE_<orders> and BASE_10000 (default BASE: bench_history), "
+                             "the whale's to BASE_whale<orders>")
+    parser.add_argument("--whale-orders", type=int,
+                        help=f"orders of the whale customer, measured against the default history cache budget "
+                             f"(default {_layouts.WHALE_ORDERS:,}; its database takes some 30 s to build once)")
+    parser.add_argument("--no-whale", action="store_true", help="skip the whale customer (no build, no rounds)")
     args = parser.parse_args(argv)
     base = QUICK if args.quick else FULL
     profile = Profile(
@@ -578,9 +442,12 @@ def main(argv: list[str] | None = None) -> int:
         max_requests=args.max_requests or base.max_requests,
         warmup_seconds=base.warmup_seconds,
         concurrency=args.concurrency or base.concurrency,
+        whale_orders=0 if args.no_whale else args.whale_orders or base.whale_orders,
     )
     if profile.orders < _data.HOT_ORDERS or profile.seconds <= 0 or profile.reps < 1 or profile.concurrency < 1:
         parser.error("need --orders >= 10000, --seconds > 0, --reps >= 1, --concurrency >= 1")
+    if profile.whale_orders and profile.whale_orders < MIN_WHALE_ORDERS:
+        parser.error(f"need --whale-orders >= {MIN_WHALE_ORDERS} (or --no-whale)")
     if args.postgres is not None:
         if not args.postgres.startswith(("postgresql://", "postgres://")):
             parser.error("--postgres takes a postgresql:// URL")
@@ -589,17 +456,22 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             parser.error(f"--postgres: {exc}")
     print(f"Python {sys.version.split()[0]}, aiohttp {aiohttp.__version__}, {os.cpu_count()} CPUs; {profile}")
+    print(f"gateway code: {gateway_source()}")
     started = time.perf_counter()
     small = _data.ensure(_data.HOT_ORDERS)
     big = _data.ensure(profile.orders)
     if big["anchor"] != small["anchor"]:
         raise SystemExit("cached databases were built with different anchors: delete bench/data/ and rerun")
-    pg: tuple[dict[str, Any], dict[str, Any]] | None = None
+    whale = (_data.ensure(profile.whale_orders, kind="whale", layout=_layouts.whale_layout)
+             if profile.whale_orders else None)
+    pg: tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None] | None = None
     if args.postgres is not None:
         # The SQLite databases' anchor: the same orders, byte for byte, on both backends.
         pg_small = _data.ensure_postgres(args.postgres, _data.HOT_ORDERS, small["anchor"])
         pg_big = _data.ensure_postgres(args.postgres, profile.orders, big["anchor"])
-        pg = (pg_big, pg_small)
+        pg_whale = (_data.ensure_postgres(args.postgres, profile.whale_orders, whale["anchor"], kind="whale",
+                                          layout=_layouts.whale_layout) if whale else None)
+        pg = (pg_big, pg_small, pg_whale)
     print(f"databases ready in {time.perf_counter() - started:.1f} s")
 
     servers = Servers()
@@ -607,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.default_int_handler)
     try:
-        ok = asyncio.run(bench(profile, big, small, servers, pg))
+        ok = asyncio.run(bench(profile, big, small, whale, servers, pg))
     finally:
         servers.stop_all()
     print(f"total {time.perf_counter() - started:.0f} s")
