@@ -258,17 +258,18 @@ def _check_offset(offset: int, total: int) -> None:
         raise ApiError("1133", details=[f"offset {offset} is greater than totalCount {total}"], fields=["offset"])
 
 
-def _page_uri(customer_id: str, query: HistoryQuery, offset: int) -> str:
-    pairs = [*query.echo, ("offset", str(offset)), ("limit", str(query.limit))]
-    return f"{orders_uri(customer_id)}?{urlencode(pairs)}"
-
-
 def _render_page(customer_id: str, query: HistoryQuery, total: int, bodies: list[bytes]) -> bytes:
-    links: dict[str, Any] = {"self": link(_page_uri(customer_id, query, query.offset))}
+    # The client's own parameters are encoded once; each link adds its page's offset and limit.
+    prefix = f"{orders_uri(customer_id)}?{urlencode(query.echo)}{'&' if query.echo else ''}"
+
+    def page(offset: int) -> dict[str, Any]:
+        return link(f"{prefix}offset={offset}&limit={query.limit}")
+
+    links: dict[str, Any] = {"self": page(query.offset)}
     if query.offset + query.limit < total:
-        links["next"] = link(_page_uri(customer_id, query, query.offset + query.limit))
+        links["next"] = page(query.offset + query.limit)
     if query.offset > 0:
-        links["prev"] = link(_page_uri(customer_id, query, max(0, query.offset - query.limit)))
+        links["prev"] = page(max(0, query.offset - query.limit))
     head = b'{"totalCount":%d,"count":%d,"offset":%d,"limit":%d,"items":[' % (
         total, len(bodies), query.offset, query.limit
     )
