@@ -3,6 +3,7 @@ API, the CLI, a completed RETURN, an import, another process), then a read that 
 And the cache stays within its budget in bytes, whatever the orders hold."""
 from __future__ import annotations
 
+import asyncio
 import gc
 import tracemalloc
 from datetime import datetime, timedelta, timezone
@@ -24,6 +25,7 @@ from conftest import (
     server_process,
 )
 from gateway.app import create_app
+from gateway.keys import STORAGE
 from gateway.settings import Settings
 
 ORDERS = "/v3/customers/C1/orders"
@@ -169,3 +171,22 @@ async def test_cache_memory_stays_within_its_budget(aiohttp_client: Any, make_pa
     tracemalloc.stop()
     assert served > 5 * BUDGET  # what an unbounded cache would have kept
     assert grown < BUDGET + 1024 * 1024, f"the cache grew by {grown} bytes with a budget of {BUDGET}"
+
+
+async def test_an_uncached_customer_is_loaded_once_for_simultaneous_readers(client: Any, make_partner: Any,
+                                                                           load: Any) -> None:
+    partner = await seeded(make_partner, load, *(order_record(f"10000000{n:02d}", "C1", recent(2)) for n in range(50)))
+    storage = client.app[STORAGE]
+    loads = 0
+    full_index = storage.order_index
+
+    async def counted(customer_id: str, partner_id: str) -> Any:
+        nonlocal loads
+        loads += 1
+        return await full_index(customer_id, partner_id)
+
+    storage.order_index = counted  # the one storage call that reads a customer's whole index
+    headers = await partner_headers(client, partner)
+    pages = await asyncio.gather(*(client.get(ORDERS, headers=headers) for _ in range(20)))
+    assert [page.status for page in pages] == [200] * 20
+    assert loads == 1
