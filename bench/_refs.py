@@ -11,7 +11,7 @@ authentication, no validation beyond int() of the paging numbers and no logging:
   PostgreSQL: an asyncpg pool (1 to 10 connections, as the gateway's default), each statement with one
   pool.fetchval / pool.fetch (asyncpg prepares and caches the statements per connection);
 - SELECT COUNT(*) ... then SELECT body ... ORDER BY created DESC, order_id DESC LIMIT OFFSET (both
-  served by the schema's index orders_customer_created);
+  served by the schema's index orders_customer_page);
 - the window is [0, now]: the benchmarked customer has no cotermDate, so its default window has no lower
   bound (these servers do not look the customer up);
 - each stored body decoded with json.loads, the page encoded with json.dumps (standard library).

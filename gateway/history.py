@@ -26,13 +26,17 @@ from multidict import MultiMapping
 
 from gateway.errors import ApiError
 from gateway.orders import link, orders_uri
-from gateway.history_index import ROW_OVERHEAD_BYTES, CustomerIndex
+from gateway.history_index import CustomerIndex
 from gateway.storage import CustomerScope, HistoryFilter, IndexRow, Storage
 from schemas.orders import DEFAULT_LIMIT, MAX_LIMIT, HistoryQuerySchema
 
 _SCHEMA = HistoryQuerySchema()
 PAGING = ("offset", "limit")
 REFRESH_ATTEMPTS = 3
+# Before loading a customer: what a row is assumed to take (typical rows take about 400 bytes); one whose
+# real index then proves too large is remembered, and paged in SQL without being loaded again.
+ASSUMED_ROW_BYTES = 450
+OVERSIZED_REMEMBERED = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,6 +144,7 @@ class HistoryService:
         # An index may take at most this much, so one huge customer cannot empty the cache for everyone.
         self._entry_budget = cache_bytes // 2
         self._refreshing: dict[tuple[str, str], asyncio.Task[CustomerIndex | None]] = {}
+        self._oversized: LRUCache[tuple[str, str], bool] = LRUCache(maxsize=OVERSIZED_REMEMBERED)
 
     async def page(self, partner_id: str, customer_id: str, query: HistoryQuery, now: float | None = None) -> bytes:
         """The history page as JSON bytes; ApiError 1116 when the partner cannot see the customer."""
@@ -214,8 +219,10 @@ class HistoryService:
                 fresh = await self._storage.order_index_of(customer_id, partner_id, sorted(changes.order_ids))
                 index.refresh(changes.version, changes.order_ids, fresh)
                 return self._keep(key, index)
+        if key in self._oversized:
+            return None
         count = await self._storage.count_orders(customer_id, partner_id, HistoryFilter())
-        if count * ROW_OVERHEAD_BYTES > self._entry_budget:
+        if count * ASSUMED_ROW_BYTES > self._entry_budget:
             self._forget(key)
             return None
         rows = await self._storage.order_index(customer_id, partner_id)
@@ -226,6 +233,7 @@ class HistoryService:
         assert self._cache is not None
         if index.nbytes > self._entry_budget:
             self._forget(key)
+            self._oversized[key] = True
             return None
         self._cache[key] = index
         return index

@@ -37,7 +37,7 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     # Memory for the in-process history cache (indexes and bodies of recently read customers); 0 turns it off
     # and every page comes from SQL. One customer may take at most half of it.
-    history_cache_bytes: int = 256 * 1024 * 1024
+    history_cache_bytes: int = 512 * 1024 * 1024
     # How long a correlation id's outcome is kept and replayed.
     idempotency_retention_seconds: int = 10 * 86400
     # How often expired outcomes are purged in the background.
