@@ -1,7 +1,7 @@
 """The other benchmark data sets, laid out for bench/_data.py's builders (same order generator, same loaders).
 
 - whale_layout: one customer (no cotermDate) with WHALE_ORDERS orders over the last three years, one per
-  distinct second, for bench/history.py: the customer above the history cache's default budget.
+  distinct second, for bench/history.py: the customer that tests the history cache's default budget.
 - mixed_layout: `customers` customers (no cotermDate, so every order is in the default window) of
   `per_customer` orders each over the last two years, for bench/mixed.py, which also creates orders for them.
 
