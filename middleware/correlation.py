@@ -7,8 +7,7 @@ from aiohttp.typedefs import Handler
 from gateway.errors import ApiError
 from middleware.auth import is_partner_path
 from middleware.request_log import header_safe
-
-MAX_CORRELATION_ID = 255
+from schemas.headers import MAX_CORRELATION_ID
 
 
 @web.middleware
