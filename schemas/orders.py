@@ -6,7 +6,7 @@ from marshmallow import Schema, fields, validate
 
 from schemas.common import LinkSchema, SelfLinksSchema
 from schemas.enums import CREATE_ORDER_TYPES, STATUSES, STORED_ORDER_TYPES
-from schemas.history import MAX_LIMIT
+from schemas.history import MAX_LIMIT, MIN_LIMIT
 
 MAX_QUANTITY = 2**31 - 1  # a 32-bit integer, as the document says and both storage backends keep
 
@@ -51,7 +51,8 @@ class OrderPageSchema(Schema):
     totalCount = fields.Integer(required=True)
     count = fields.Integer(required=True)
     offset = fields.Integer(required=True)
-    limit = fields.Integer(required=True, metadata={"description": f"The limit applied (at most {MAX_LIMIT})"})
+    limit = fields.Integer(required=True, validate=validate.Range(min=MIN_LIMIT, max=MAX_LIMIT),
+                           metadata={"description": f"The limit applied (at most {MAX_LIMIT})"})
     items = fields.List(fields.Nested(OrderSchema), required=True)
     links = fields.Nested(PageLinksSchema, required=True)
 
