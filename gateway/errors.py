@@ -1,7 +1,7 @@
 """The API's error codes, as an explicit table, and the exception that carries one."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 # code -> (HTTP status, default message). Codes are strings on the wire.
 ERROR_CODES: dict[str, tuple[int, str]] = {
@@ -71,3 +71,41 @@ class ApiError(Exception):
             "additionalDetails": self.details,
             "invalidFields": self.fields,
         }
+
+
+class Problems:
+    """Collects every problem of a request; the first one found decides the code and the message. A line's
+    problem is detailed as `Line Item: N, Reason: ...`, any other as `field: reason`."""
+
+    def __init__(self, replayable: bool = True) -> None:
+        self.replayable = replayable
+        self.code: str | None = None
+        self.message = ""
+        self.fields: list[str] = []
+        self.details: list[str] = []
+
+    def add(self, code: str, field: str, why: str, line: object = None) -> None:
+        if self.code is None:
+            self.code, self.message = code, why
+        if field not in self.fields:
+            self.fields.append(field)
+        self.details.append(f"Line Item: {line}, Reason: {why}" if line is not None else f"{field}: {why}")
+
+    def error(self) -> ApiError | None:
+        if self.code is None:
+            return None
+        return ApiError(self.code, self.message, details=self.details, fields=self.fields, replayable=self.replayable)
+
+    def raise_any(self) -> None:
+        error = self.error()
+        if error is not None:
+            raise error
+
+
+class OAuthError(Exception):
+    """A token request refused in RFC 6749's error shape (section 5.2), not the API's."""
+
+    def __init__(self, status: int, error: str, description: str, headers: Mapping[str, str] | None = None):
+        super().__init__(description)
+        self.status, self.error, self.description = status, error, description
+        self.headers = dict(headers or {})

@@ -12,116 +12,26 @@ import asyncio
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import date, datetime, timezone
-from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
 import orjson
 from cachetools import LRUCache
 from dateutil.relativedelta import relativedelta
-from marshmallow import ValidationError
-from multidict import MultiMapping
 
 from gateway.errors import ApiError
 from gateway.orders import link, orders_uri
 from gateway.history_index import CustomerIndex
-from gateway.storage import CustomerScope, HistoryFilter, IndexRow, Storage
-from schemas.orders import DEFAULT_LIMIT, MAX_LIMIT, HistoryQuerySchema
+from gateway.storage import CustomerScope, HistoryFilter, Storage
+from schemas.history import HistoryQuery
 
-_SCHEMA = HistoryQuerySchema()
-PAGING = ("offset", "limit")
 REFRESH_ATTEMPTS = 3
 # Before loading a customer: what a row is assumed to take (typical rows take about 400 bytes); one whose
 # real index then proves too large is remembered, and paged in SQL without being loaded again.
 ASSUMED_ROW_BYTES = 450
 OVERSIZED_REMEMBERED = 10_000
-
-
-@dataclasses.dataclass(frozen=True)
-class HistoryQuery:
-    order_types: frozenset[str] = frozenset()
-    statuses: frozenset[str] = frozenset()
-    offer_ids: frozenset[str] = frozenset()
-    subscription_ids: frozenset[str] = frozenset()
-    reference_order_id: str | None = None
-    external_reference_id: str | None = None
-    reseller_id: str | None = None
-    start: Decimal | None = None
-    end: Decimal | None = None
-    limit: int = DEFAULT_LIMIT
-    offset: int = 0
-    # The client's parameters except paging, each (name, value) once, in the order sent: echoed in links.
-    echo: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def parse(cls, params: MultiMapping[str]) -> HistoryQuery:
-        """The query, or ApiError 1132 naming every bad parameter."""
-        raw: dict[str, Any] = {}
-        conflicts: list[str] = []
-        for name in dict.fromkeys(params.keys()):
-            values = list(dict.fromkeys(params.getall(name)))
-            if name in HistoryQuerySchema.REPEATABLE:
-                raw[name] = values
-            elif len(values) > 1:
-                conflicts.append(name)
-            else:
-                raw[name] = values[0]
-        try:
-            loaded = _SCHEMA.load(raw)
-            errors: dict[str, Any] = {}
-        except ValidationError as exc:
-            loaded, errors = {}, exc.normalized_messages()
-        if errors or conflicts:
-            fields = list(dict.fromkeys([*conflicts, *errors]))
-            details = [f"{name}: sent twice with different values" for name in conflicts]
-            details += [f"{name}: {_first_message(why)}" for name, why in errors.items()]
-            raise ApiError("1132", "Invalid query parameters", details=details, fields=fields)
-        echo = tuple(
-            dict.fromkeys((name, value) for name, value in params.items() if name not in PAGING)
-        )
-        return cls(
-            order_types=frozenset(loaded.get("order_types", ())),
-            statuses=frozenset(loaded.get("statuses", ())),
-            offer_ids=frozenset(loaded.get("offer_ids", ())),
-            subscription_ids=frozenset(loaded.get("subscription_ids", ())),
-            reference_order_id=loaded.get("reference_order_id"),
-            external_reference_id=loaded.get("external_reference_id"),
-            reseller_id=loaded.get("reseller_id"),
-            start=loaded.get("start_date"),
-            end=loaded.get("end_date"),
-            limit=min(loaded.get("limit", DEFAULT_LIMIT), MAX_LIMIT),
-            offset=loaded.get("offset", 0),
-            echo=echo,
-        )
-
-    def predicate(self) -> Callable[[IndexRow], bool] | None:
-        """A test for the non-date filters, or None when there are none."""
-        tests: list[Callable[[IndexRow], bool]] = []
-        if self.order_types:
-            tests.append(lambda row: row.order_type in self.order_types)
-        if self.statuses:
-            tests.append(lambda row: row.status in self.statuses)
-        if self.offer_ids:
-            tests.append(lambda row: not self.offer_ids.isdisjoint(row.offer_ids))
-        if self.subscription_ids:
-            tests.append(lambda row: not self.subscription_ids.isdisjoint(row.subscription_ids))
-        if self.reference_order_id is not None:
-            tests.append(lambda row: row.reference_order_id == self.reference_order_id)
-        if self.external_reference_id is not None:
-            tests.append(lambda row: row.external_reference_id == self.external_reference_id)
-        if self.reseller_id is not None:
-            tests.append(lambda row: row.reseller_id == self.reseller_id)
-        if not tests:
-            return None
-        return lambda row: all(test(row) for test in tests)
-
-
-def _first_message(why: Any) -> str:
-    while isinstance(why, (dict, list)):
-        why = next(iter(why.values())) if isinstance(why, dict) else why[0]
-    return str(why)
 
 
 def term_start(coterm_date: str | None) -> int | None:

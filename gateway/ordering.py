@@ -6,11 +6,12 @@ import dataclasses
 
 import orjson
 
-from gateway.errors import ApiError
-from gateway.idempotency import Claim, Answer
-from gateway.order_request import LineRequest, OrderRequest, Problems
+from gateway.errors import ApiError, Problems
+from gateway.idempotency import Answer, Claim
 from gateway.orders import STATUS_PENDING, LineItem, Order, link, new_order_id, order_uri, orders_uri
 from gateway.storage import Storage, StoredAnswer, Transaction
+from schemas.lines import LineRequest
+from schemas.order_requests import OrderRequest
 
 JSON = "application/json"
 RETURN_WINDOW_SECONDS = 14 * 86400

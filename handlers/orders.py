@@ -4,12 +4,10 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp_apispec import docs, json_schema, querystring_schema, response_schema
 
-from gateway import ordering
+from gateway import contract, ordering
 from gateway.errors import ApiError
-from gateway.history import HistoryQuery
 from gateway.stored_answers import respond
 from gateway.keys import CLAIM, HISTORY, JSON_BODY, PARTNER_ID, STORAGE
-from gateway.order_request import parse_order, parse_patch
 from schemas.common import ErrorSchema
 from schemas.headers import (
     CHALLENGE_HEADER,
@@ -18,15 +16,9 @@ from schemas.headers import (
     PARTNER_SECURITY,
     RETRY_AFTER_HEADER,
 )
-from schemas.orders import (
-    CreatedOrderSchema,
-    CreateOrderRequestSchema,
-    HistoryQuerySchema,
-    OrderPageSchema,
-    OrderSchema,
-    UpdateOrderRequestSchema,
-    WriteQuerySchema,
-)
+from schemas.history import HistoryQuerySchema
+from schemas.order_requests import CreateOrderRequestSchema, UpdateOrderRequestSchema, WriteQuerySchema
+from schemas.orders import CreatedOrderSchema, OrderPageSchema, OrderSchema
 
 routes = web.RouteTableDef()
 
@@ -57,7 +49,7 @@ def _json(body: bytes) -> web.Response:
 @response_schema(OrderPageSchema, 200, description="One page of orders")
 @routes.get("/v3/customers/{customerId}/orders")
 async def order_history(request: web.Request) -> web.Response:
-    query = HistoryQuery.parse(request.query)
+    query = contract.history_query(request.query)
     page = await request.app[HISTORY].page(request[PARTNER_ID], request.match_info["customerId"], query)
     return _json(page)
 
@@ -115,7 +107,7 @@ _WRITE_ERRORS = {
 @routes.post("/v3/customers/{customerId}/orders")
 async def place_order(request: web.Request) -> web.Response:
     customer_id, claim = request.match_info["customerId"], request[CLAIM]
-    order_request = parse_order(request[JSON_BODY], customer_id, request.query)
+    order_request = contract.order_request(request[JSON_BODY], customer_id, request.query)
     storage = request.app[STORAGE]
     if order_request.order_type == "PREVIEW":
         reply = await ordering.keep_answer(storage, claim, ordering.preview(customer_id, order_request, claim.now))
@@ -136,8 +128,9 @@ async def place_order(request: web.Request) -> web.Response:
 @response_schema(OrderSchema, 200, description="The updated order")
 @routes.patch("/v3/customers/{customerId}/orders/{orderId}")
 async def update_order(request: web.Request) -> web.Response:
-    reference = parse_patch(request[JSON_BODY], request.query)
+    update = contract.order_update(request[JSON_BODY], request.query)
     reply = await ordering.update_reference(
-        request.app[STORAGE], request[CLAIM], request.match_info["customerId"], request.match_info["orderId"], reference
+        request.app[STORAGE], request[CLAIM], request.match_info["customerId"], request.match_info["orderId"],
+        update.external_reference_id,
     )
     return respond(request, reply.answer, reply.replayed)

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
 from urllib.parse import unquote_plus
 
 from aiohttp import web
 from aiohttp_apispec import docs, form_schema, querystring_schema, response_schema
 
+from gateway import contract
 from gateway.credentials import secret_matches
+from gateway.errors import OAuthError
 from gateway.keys import CREDENTIALS, SETTINGS, TOKENS
 from schemas.common import ErrorSchema, OAuthErrorSchema
 from schemas.headers import CHALLENGE_HEADER, TOKEN_SECURITY
@@ -17,22 +18,15 @@ from schemas.tokens import TokenQuerySchema, TokenRequestSchema, TokenSchema
 
 routes = web.RouteTableDef()
 
-GRANT_TYPE = "client_credentials"
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-class OAuthError(Exception):
-    def __init__(self, status: int, error: str, description: str, headers: Mapping[str, str] | None = None):
-        super().__init__(description)
-        self.status, self.error, self.description = status, error, description
-        self.headers = dict(headers or {})
-
-    def response(self) -> web.Response:
-        return web.json_response(
-            {"error": self.error, "error_description": self.description},
-            status=self.status,
-            headers={**_NO_STORE, **self.headers},
-        )
+def _oauth_response(error: OAuthError) -> web.Response:
+    return web.json_response(
+        {"error": error.error, "error_description": error.description},
+        status=error.status,
+        headers={**_NO_STORE, **error.headers},
+    )
 
 
 def _basic_credentials(request: web.Request) -> tuple[str, str] | None:
@@ -67,13 +61,8 @@ async def _parameters(request: web.Request) -> dict[str, str]:
 
 async def _issue(request: web.Request, expires_scale: int) -> web.Response:
     try:
-        params = await _parameters(request)
-        grant_type = params.get("grant_type")
-        if not grant_type:
-            raise OAuthError(400, "invalid_request", "grant_type is required")
-        if grant_type != GRANT_TYPE:
-            raise OAuthError(400, "unsupported_grant_type", f"only {GRANT_TYPE} is supported")
-        client_id, secret = params.get("client_id"), params.get("client_secret")
+        form = contract.token_request(await _parameters(request))
+        client_id, secret = form.client_id, form.client_secret
         basic = _basic_credentials(request)
         challenge = {"WWW-Authenticate": 'Basic realm="order-gateway"'} if basic else None
         if basic is not None:
@@ -86,7 +75,7 @@ async def _issue(request: web.Request, expires_scale: int) -> web.Response:
         if credential is None or not secret_matches(secret, credential.secret_hash):
             raise OAuthError(401, "invalid_client", "unknown client or wrong secret", challenge)
     except OAuthError as error:
-        return error.response()
+        return _oauth_response(error)
     settings = request.app[SETTINGS]
     token = request.app[TOKENS].issue(credential.partner_id, client_id)
     body = {"access_token": token, "token_type": "bearer", "expires_in": settings.token_ttl_seconds * expires_scale}

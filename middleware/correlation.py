@@ -6,8 +6,7 @@ from aiohttp.typedefs import Handler
 
 from gateway.errors import ApiError
 from gateway.wire import header_safe, is_partner_path
-
-MAX_CORRELATION_ID = 255
+from schemas.headers import MAX_CORRELATION_ID
 
 
 @web.middleware

@@ -6,12 +6,13 @@ endpoints, Basic client credentials) are security schemes rather than header par
 header parameter named Authorization, and Swagger UI asks for security schemes once, under "Authorize".
 """
 
-_MAX_CORRELATION_ID = 255  # the bound middleware.correlation enforces
+MAX_CORRELATION_ID = 255  # characters; middleware.correlation enforces it
 
 PARTNER_HEADERS = [
     {"in": "header", "name": "X-Correlation-Id", "required": True, "type": "string",
-     "minLength": 1, "maxLength": _MAX_CORRELATION_ID, "pattern": r"^[^\x00-\x1f\x7f]+$",
-     "description": "1 to 255 characters, no control characters; the idempotency key of POST and PATCH"},
+     "minLength": 1, "maxLength": MAX_CORRELATION_ID, "pattern": r"^[^\x00-\x1f\x7f]+$",
+     "description": f"1 to {MAX_CORRELATION_ID} characters, no control characters; the idempotency key of POST "
+                    "and PATCH"},
     {"in": "header", "name": "X-Request-Id", "required": False, "type": "string",
      "description": "Echoed on the response; one is generated when absent or unusable (control characters, "
                     "bytes that are not UTF-8)"},
