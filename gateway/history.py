@@ -24,7 +24,7 @@ from dateutil.relativedelta import relativedelta
 from gateway.errors import ApiError
 from gateway.orders import link, orders_uri
 from gateway.history_index import CustomerIndex
-from gateway.storage import CustomerScope, HistoryFilter, Storage
+from gateway.storage import CustomerScope, Storage
 from schemas.history import HistoryQuery
 
 REFRESH_ATTEMPTS = 3
@@ -32,6 +32,7 @@ REFRESH_ATTEMPTS = 3
 # real index then proves too large is remembered, and paged in SQL without being loaded again.
 ASSUMED_ROW_BYTES = 450
 OVERSIZED_REMEMBERED = 10_000
+EVERY_ORDER = HistoryQuery()  # no filter
 
 
 def term_start(coterm_date: str | None) -> int | None:
@@ -87,18 +88,14 @@ class HistoryService:
 
     async def _from_sql(self, customer_id: str, partner_id: str, query: HistoryQuery,
                         low: int | None, high: int | None) -> tuple[int, list[bytes]]:
-        conditions = HistoryFilter(
-            order_types=query.order_types, statuses=query.statuses, offer_ids=query.offer_ids,
-            subscription_ids=query.subscription_ids, reference_order_id=query.reference_order_id,
-            external_reference_id=query.external_reference_id, reseller_id=query.reseller_id, low=low, high=high,
-        )
         if low is not None and high is not None and low > high:
             return 0, []  # an empty window: nothing to ask the database
-        total = await self._storage.count_orders(customer_id, partner_id, conditions)
+        total = await self._storage.count_orders(customer_id, partner_id, query, (low, high))
         _check_offset(query.offset, total)
         if query.offset == total:
             return total, []
-        return total, await self._storage.page_bodies(customer_id, partner_id, conditions, query.offset, query.limit)
+        return total, await self._storage.page_bodies(customer_id, partner_id, query, (low, high), query.offset,
+                                                      query.limit)
 
     async def _current(self, scope: CustomerScope, partner_id: str) -> CustomerIndex | None:
         """The customer's index as of `scope.version` or later; None when it is not to be cached."""
@@ -131,7 +128,7 @@ class HistoryService:
                 return self._keep(key, index)
         if key in self._oversized:
             return None
-        count = await self._storage.count_orders(customer_id, partner_id, HistoryFilter())
+        count = await self._storage.count_orders(customer_id, partner_id, EVERY_ORDER)
         if count * ASSUMED_ROW_BYTES > self._entry_budget:
             self._forget(key)
             return None

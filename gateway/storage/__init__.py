@@ -10,7 +10,7 @@ from gateway.storage.types import (
     Credential,
     Customer,
     CustomerScope,
-    HistoryFilter,
+    HistoryConditions,
     ImportCounts,
     ImportRecord,
     IndexChanges,
@@ -24,7 +24,7 @@ Storage = SqlStorage
 Transaction = SqlTransaction
 
 __all__ = [
-    "Credential", "Customer", "CustomerScope", "HistoryFilter", "ImportCounts", "ImportRecord", "IndexChanges",
+    "Credential", "Customer", "CustomerScope", "HistoryConditions", "ImportCounts", "ImportRecord", "IndexChanges",
     "IndexRow", "Reseller", "Storage", "StorageError", "StoredAnswer", "Transaction", "open_storage",
 ]
 

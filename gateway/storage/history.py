@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.storage.db import Db, fetch_in
-from gateway.storage.types import CustomerScope, HistoryFilter, IndexRow
+from gateway.storage.types import CustomerScope, HistoryConditions, IndexRow
+
+Window = tuple[int | None, int | None]  # inclusive bounds on creation, whole seconds; None: unbounded
 
 CUSTOMER_SCOPE = """
     SELECT c.coterm_date, c.version FROM customers c JOIN resellers r ON r.reseller_id = c.reseller_id
@@ -113,32 +115,35 @@ FILTER_CONDITIONS = {
     "low": "o.created >= ?",
     "high": "o.created <= ?",
 }
+FILTERS = ("order_types", "statuses", "offer_ids", "subscription_ids", "reference_order_id",
+           "external_reference_id", "reseller_id")
 
 
-def _where(customer_id: str, partner_id: str, query: HistoryFilter) -> tuple[str, list[Any]]:
-    terms: list[tuple[str, Any]] = [("customer", customer_id), ("partner", partner_id)]
-    terms += [(name, getattr(query, name)) for name in FILTER_CONDITIONS if hasattr(query, name)]
-    conditions: list[str] = []
+def _where(customer_id: str, partner_id: str, conditions: HistoryConditions, window: Window) -> tuple[str, list[Any]]:
+    terms: list[tuple[str, Any]] = [("customer", customer_id), ("partner", partner_id), ("low", window[0]),
+                                    ("high", window[1])]
+    terms += [(name, getattr(conditions, name)) for name in FILTERS]
+    sql: list[str] = []
     params: list[Any] = []
     for name, value in terms:
         if value is None or value == frozenset():
             continue
         values = sorted(value) if isinstance(value, frozenset) else [value]
-        conditions.append(FILTER_CONDITIONS[name].format(marks=",".join("?" * len(values))))
+        sql.append(FILTER_CONDITIONS[name].format(marks=",".join("?" * len(values))))
         params.extend(values)
-    return " AND ".join(conditions), params
+    return " AND ".join(sql), params
 
 
-async def count_orders(db: Db, customer_id: str, partner_id: str, query: HistoryFilter) -> int:
-    where, params = _where(customer_id, partner_id, query)
+async def count_orders(db: Db, customer_id: str, partner_id: str, conditions: HistoryConditions,
+                       window: Window) -> int:
+    where, params = _where(customer_id, partner_id, conditions, window)
     rows = await db.fetch(ORDER_COUNT.format(where=where), params)
     return int(rows[0][0]) if rows else 0  # no rows: a value PostgreSQL cannot hold, which matches nothing
 
 
-async def page_bodies(
-    db: Db, customer_id: str, partner_id: str, query: HistoryFilter, offset: int, limit: int
-) -> list[bytes]:
-    where, params = _where(customer_id, partner_id, query)
+async def page_bodies(db: Db, customer_id: str, partner_id: str, conditions: HistoryConditions, window: Window,
+                      offset: int, limit: int) -> list[bytes]:
+    where, params = _where(customer_id, partner_id, conditions, window)
     order_ids = [row[0] for row in await db.fetch(ORDER_PAGE.format(where=where), [*params, limit, offset])]
     bodies = await order_bodies(db, order_ids)
     return [bodies[order_id] for order_id in order_ids if order_id in bodies]

@@ -175,7 +175,8 @@ async def _mark_returned_lines(db: Db, original_id: str) -> None:
     original = await load_order(db, original_id)
     if original is None:
         return
-    returned = {number: quantity for number, quantity in await db.fetch(COMPLETED_RETURNS, (original_id, STATUS_COMPLETE))}
+    rows = await db.fetch(COMPLETED_RETURNS, (original_id, STATUS_COMPLETE))
+    returned = {number: quantity for number, quantity in rows}
     lines = tuple(
         dataclasses.replace(line, status=STATUS_CANCELLED)
         if returned.get(line.ext_line_item_number, 0) >= line.quantity

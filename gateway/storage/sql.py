@@ -10,6 +10,7 @@ from gateway.idempotency import Answer, Claim
 from gateway.orders import Order
 import gateway.storage.changes as changes
 import gateway.storage.history as history
+from gateway.storage.history import Window
 import gateway.storage.imports as imports
 import gateway.storage.orders as orders
 import gateway.storage.answers as answers
@@ -18,7 +19,7 @@ from gateway.storage.db import Backend, Db
 from gateway.storage.types import (
     Credential,
     CustomerScope,
-    HistoryFilter,
+    HistoryConditions,
     ImportCounts,
     ImportRecord,
     IndexChanges,
@@ -117,13 +118,13 @@ class SqlStorage:
     async def order_body(self, customer_id: str, order_id: str, partner_id: str) -> bytes | None:
         return await history.order_body(self._reader, customer_id, order_id, partner_id)
 
-    async def count_orders(self, customer_id: str, partner_id: str, query: HistoryFilter) -> int:
-        return await history.count_orders(self._reader, customer_id, partner_id, query)
+    async def count_orders(self, customer_id: str, partner_id: str, conditions: HistoryConditions,
+                           window: Window = (None, None)) -> int:
+        return await history.count_orders(self._reader, customer_id, partner_id, conditions, window)
 
-    async def page_bodies(
-        self, customer_id: str, partner_id: str, query: HistoryFilter, offset: int, limit: int
-    ) -> list[bytes]:
-        return await history.page_bodies(self._reader, customer_id, partner_id, query, offset, limit)
+    async def page_bodies(self, customer_id: str, partner_id: str, conditions: HistoryConditions, window: Window,
+                          offset: int, limit: int) -> list[bytes]:
+        return await history.page_bodies(self._reader, customer_id, partner_id, conditions, window, offset, limit)
 
     async def import_records(self, records: Iterable[tuple[int, ImportRecord]]) -> ImportCounts:
         return await self._backend.write(lambda db: imports.import_records(db, records))

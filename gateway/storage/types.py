@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Protocol
 
 from gateway.idempotency import Answer
 from gateway.orders import Order
@@ -52,19 +53,23 @@ class IndexChanges:
     everything: bool
 
 
-@dataclasses.dataclass(frozen=True)
-class HistoryFilter:
-    """A history query as SQL runs it, for customers whose index is not cached."""
+class HistoryConditions(Protocol):
+    """The filters of a history query, as SQL pages a customer whose index is not cached."""
 
-    order_types: frozenset[str] = frozenset()
-    statuses: frozenset[str] = frozenset()
-    offer_ids: frozenset[str] = frozenset()
-    subscription_ids: frozenset[str] = frozenset()
-    reference_order_id: str | None = None
-    external_reference_id: str | None = None
-    reseller_id: str | None = None
-    low: int | None = None  # inclusive bounds on creation, whole seconds
-    high: int | None = None
+    @property
+    def order_types(self) -> frozenset[str]: ...
+    @property
+    def statuses(self) -> frozenset[str]: ...
+    @property
+    def offer_ids(self) -> frozenset[str]: ...
+    @property
+    def subscription_ids(self) -> frozenset[str]: ...
+    @property
+    def reference_order_id(self) -> str | None: ...
+    @property
+    def external_reference_id(self) -> str | None: ...
+    @property
+    def reseller_id(self) -> str | None: ...
 
 
 @dataclasses.dataclass(frozen=True)
