@@ -27,6 +27,8 @@ and build/build_postgres load any layout the same way.
 """
 from __future__ import annotations
 
+import argparse
+
 import asyncio
 import json
 import os
@@ -296,6 +298,18 @@ def pg_schema(url: str, default: str) -> str:
     if not _IDENTIFIER.fullmatch(default):
         raise ValueError(f"schema name {default!r}: use lower-case letters, digits and _ (at most 63)")
     return default
+
+
+def check_postgres_argument(parser: argparse.ArgumentParser, url: str | None, default_schema: str) -> None:
+    """Refuses (a usage error) a --postgres value that is not a PostgreSQL URL with a usable schema name."""
+    if url is None:
+        return
+    if not url.startswith(("postgresql://", "postgres://")):
+        parser.error("--postgres takes a postgresql:// URL")
+    try:
+        pg_schema(url, default_schema)
+    except ValueError as exc:
+        parser.error(f"--postgres: {exc}")
 
 
 def _columns(insert_sql: str) -> list[str]:

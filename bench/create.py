@@ -376,13 +376,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.concurrency < 1 or args.max_orders < 1 or (args.processes or 1) < 1:
         parser.error("need --seconds > 0 and --concurrency, --max-orders, --processes >= 1")
-    if args.postgres is not None:
-        if not args.postgres.startswith(("postgresql://", "postgres://")):
-            parser.error("--postgres takes a postgresql:// URL")
-        try:
-            _data.pg_schema(args.postgres, PG_DEFAULT_SCHEMA)
-        except ValueError as exc:
-            parser.error(f"--postgres: {exc}")
+    _data.check_postgres_argument(parser, args.postgres, PG_DEFAULT_SCHEMA)
     return args
 
 

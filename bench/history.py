@@ -448,13 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("need --orders >= 10000, --seconds > 0, --reps >= 1, --concurrency >= 1")
     if profile.whale_orders and profile.whale_orders < MIN_WHALE_ORDERS:
         parser.error(f"need --whale-orders >= {MIN_WHALE_ORDERS} (or --no-whale)")
-    if args.postgres is not None:
-        if not args.postgres.startswith(("postgresql://", "postgres://")):
-            parser.error("--postgres takes a postgresql:// URL")
-        try:
-            _data.pg_schema(args.postgres, _data.PG_BASE_SCHEMA)
-        except ValueError as exc:
-            parser.error(f"--postgres: {exc}")
+    _data.check_postgres_argument(parser, args.postgres, _data.PG_BASE_SCHEMA)
     print(f"Python {sys.version.split()[0]}, aiohttp {aiohttp.__version__}, {os.cpu_count()} CPUs; {profile}")
     print(f"gateway code: {gateway_source()}")
     started = time.perf_counter()

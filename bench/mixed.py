@@ -146,14 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"need --seconds > 0, --max-requests >= {CREATE_EVERY}, --customers >= 1")
     if args.orders_per_customer < 2 * LIMIT:
         parser.error(f"need --orders-per-customer >= {2 * LIMIT}")
-    if args.postgres is not None:
-        if not args.postgres.startswith(("postgresql://", "postgres://")):
-            parser.error("--postgres takes a postgresql:// URL")
-        try:
-            _data.pg_schema(args.postgres, PG_DEFAULT_SCHEMA)
-        except ValueError as exc:
-            parser.error(f"--postgres: {exc}")
-    elif args.no_sqlite:
+    _data.check_postgres_argument(parser, args.postgres, PG_DEFAULT_SCHEMA)
+    if args.postgres is None and args.no_sqlite:
         parser.error("--no-sqlite needs --postgres")
     print(f"Python {sys.version.split()[0]}, aiohttp {aiohttp.__version__}; gateway code: {gateway_source()}; "
           f"{args.customers} customers x {args.orders_per_customer:,} orders; reads : creations = "
