@@ -28,7 +28,6 @@ and build/build_postgres load any layout the same way.
 from __future__ import annotations
 
 import argparse
-
 import asyncio
 import json
 import os
