@@ -35,7 +35,9 @@ async def token_service(settings: Settings, storage: Storage) -> TokenService:
 
 async def _storage_context(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    async with open_storage(settings.database_url, settings.db_pool_min_size, settings.db_pool_max_size) as storage:
+    async with open_storage(
+        settings.database_url, settings.db_pool_min_size, settings.db_pool_max_size, settings.db_busy_timeout_seconds
+    ) as storage:
         app[STORAGE] = storage
         app[TOKENS] = await token_service(settings, storage)
         app[CREDENTIALS] = CredentialCache(storage, settings.credential_cache_seconds)

@@ -22,7 +22,7 @@ from gateway.keys import SETTINGS, STORAGE
 from gateway.logconfig import configure_logging
 from gateway.partners import create_credential, create_partner, revoke_credential
 from gateway.settings import ENV_PREFIX, Settings, SettingsError
-from gateway.storage import Storage, StorageError, open_storage
+from gateway.storage import Storage, StorageError, StorageUnavailable, open_storage
 from schemas.enums import STATUSES
 
 EXIT_USAGE = 2
@@ -87,6 +87,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except (StorageError, ImportLineError) as exc:
         print(f"order-gateway: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except StorageUnavailable as exc:
+        print(f"order-gateway: the database is busy or unavailable, nothing was written; try again ({exc})",
+              file=sys.stderr)
+        return EXIT_FAILED
     except (OSError, sqlite3.Error, ValueError) as exc:
         # The database (or the address) cannot be used: say which, in one line.
         print(f"order-gateway: cannot start with {settings.database_url}: {exc}", file=sys.stderr)
@@ -96,7 +100,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 async def _with_storage(
     settings: Settings, command: Callable[[Storage, argparse.Namespace], Awaitable[int]], args: argparse.Namespace
 ) -> int:
-    async with open_storage(settings.database_url, settings.db_pool_min_size, settings.db_pool_max_size) as storage:
+    async with open_storage(
+        settings.database_url, settings.db_pool_min_size, settings.db_pool_max_size, settings.db_busy_timeout_seconds
+    ) as storage:
         return await command(storage, args)
 
 

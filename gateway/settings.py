@@ -42,6 +42,8 @@ class Settings:
     idempotency_retention_seconds: int = 10 * 86400
     # How often expired outcomes are purged in the background.
     idempotency_purge_interval_seconds: float = 3600.0
+    # How long a busy, locked or unreachable database is waited for and retried before a 503.
+    db_busy_timeout_seconds: float = 5.0
     # How long SIGTERM waits for in-flight requests.
     shutdown_timeout_seconds: float = 30.0
 
@@ -68,6 +70,7 @@ class Settings:
             ("idempotency_retention_seconds", self.idempotency_retention_seconds >= 60, "must be at least 60"),
             ("idempotency_purge_interval_seconds", self.idempotency_purge_interval_seconds > 0, "must be > 0"),
             ("shutdown_timeout_seconds", self.shutdown_timeout_seconds >= 0, "must be >= 0"),
+            ("db_busy_timeout_seconds", 0 <= self.db_busy_timeout_seconds <= 60, "must be 0..60"),
             ("database_url", self.database_url.startswith(("sqlite://", "postgresql://", "postgres://")),
              "must start with sqlite:/// or postgresql://"),
         ]

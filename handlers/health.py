@@ -28,14 +28,14 @@ async def healthz(request: web.Request) -> web.Response:
 
 @docs(
     tags=["operations"],
-    summary="The database answers",
+    summary="The database answers and can take a write now",
     responses={**_CRASH, 503: {"schema": ProbeSchema, "description": "Database unavailable"}},
 )
 @response_schema(ProbeSchema, 200, description="Ready")
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     try:
-        await asyncio.wait_for(request.app[STORAGE].ping(), READY_TIMEOUT_SECONDS)
+        await asyncio.wait_for(request.app[STORAGE].ready(), READY_TIMEOUT_SECONDS)
     except Exception:  # any failure of the database means "not ready", whatever the driver raises
         return web.json_response({"status": "unavailable"}, status=503)
     return web.json_response({"status": "ok"})

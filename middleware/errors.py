@@ -9,7 +9,9 @@ from aiohttp.typedefs import Handler
 
 from gateway.errors import ERROR_CODES, INTERNAL_ERROR, ApiError
 from gateway.keys import ERROR, ERROR_CODE
+from gateway.storage import StorageUnavailable
 
+DATABASE_RETRY_AFTER_SECONDS = 1
 # aiohttp's own refusals that have a code of their own in the API.
 _HTTP_CODES = {404: "404", 405: "405", 413: "413"}
 
@@ -49,6 +51,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         refusal = _from_http(exc)
         request[ERROR_CODE] = refusal.code
         return error_response(refusal)
+    except StorageUnavailable:
+        # Waited for and retried within the busy timeout already: the client is told when to come back.
+        busy = ApiError("503", headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})
+        request[ERROR_CODE] = busy.code
+        return error_response(busy)
     except asyncio.CancelledError:
         raise
     except Exception as exc:

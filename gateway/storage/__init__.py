@@ -17,6 +17,7 @@ from gateway.storage.types import (
     IndexRow,
     Reseller,
     StorageError,
+    StorageUnavailable,
     StoredAnswer,
 )
 
@@ -25,16 +26,19 @@ Transaction = SqlTransaction
 
 __all__ = [
     "Credential", "Customer", "CustomerScope", "HistoryConditions", "ImportCounts", "ImportRecord", "IndexChanges",
-    "IndexRow", "Reseller", "Storage", "StorageError", "StoredAnswer", "Transaction", "open_storage",
+    "IndexRow", "Reseller", "Storage", "StorageError", "StorageUnavailable", "StoredAnswer", "Transaction", "open_storage",
 ]
 
 
 @asynccontextmanager
-async def open_storage(url: str, pool_min_size: int = 1, pool_max_size: int = 10) -> AsyncIterator[Storage]:
+async def open_storage(url: str, pool_min_size: int = 1, pool_max_size: int = 10,
+                       busy_timeout_seconds: float = 5.0) -> AsyncIterator[Storage]:
+    """`busy_timeout_seconds` bounds how long a busy or unreachable database is waited for and retried
+    before StorageUnavailable."""
     if url.startswith("sqlite://"):
         from gateway.storage.sqlite import open_sqlite
 
-        async with open_sqlite(url) as sqlite_backend:
+        async with open_sqlite(url, busy_timeout_seconds) as sqlite_backend:
             yield SqlStorage(sqlite_backend)
     elif url.startswith(("postgresql://", "postgres://")):
         from gateway.storage.postgres import open_postgres

@@ -14,6 +14,15 @@ async def ping(db: Db) -> None:
     await db.fetch(PING)
 
 
+# Inside a write transaction, changes nothing: the database took the write lock (SQLite) or a read-write
+# transaction (PostgreSQL: not a standby, not failing over) within the busy timeout.
+WRITE_PROBE = "UPDATE meta SET value = value WHERE key = ?"
+
+
+async def probe_write(db: Db) -> None:
+    await db.execute(WRITE_PROBE, (SIGNING_KEY,))
+
+
 GET_META = "SELECT value FROM meta WHERE key = ?"
 INSERT_META = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"
 SIGNING_KEY = "jwt_signing_key"

@@ -69,6 +69,11 @@ class SqlStorage:
     async def ping(self) -> None:
         await partners.ping(self._reader)
 
+    async def ready(self) -> None:
+        """The database answers and can take a write now; StorageUnavailable (or the driver's error) if not."""
+        await partners.ping(self._reader)
+        await self._backend.write(partners.probe_write)
+
     async def signing_key(self, candidate: str) -> str:
         return await self._backend.write(lambda db: partners.signing_key(db, candidate))
 

@@ -21,8 +21,8 @@ import aiosqlite
 
 from gateway.storage.db import Db, T, Unit
 from gateway.storage.schema import migrations
+from gateway.storage.types import StorageUnavailable
 
-BUSY_TIMEOUT_MS = 10_000
 GROUP_COMMIT_MAX = 64  # units sharing one transaction at most: bounds the work a failed commit undoes
 
 MIGRATIONS = migrations(bigint="INTEGER", blob="BLOB", without_rowid="WITHOUT ROWID")
@@ -31,8 +31,22 @@ PRAGMAS = (
     # FULL: a commit is on disk before a 201 is sent, even if the machine loses power.
     "PRAGMA synchronous = FULL",
     "PRAGMA foreign_keys = ON",
-    f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
 )
+# SQLite's own retry of a locked database (busy_timeout) is the gateway's wait; then the database is
+# unavailable. So are a full disk and an I/O error: the transaction rolled back, nothing was written.
+UNAVAILABLE_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR})
+
+
+def _pragmas(busy_timeout_seconds: float) -> tuple[str, ...]:
+    return (*PRAGMAS, f"PRAGMA busy_timeout = {int(busy_timeout_seconds * 1000)}")
+
+
+def unavailable(error: BaseException) -> BaseException:
+    """StorageUnavailable for the failures that mean "not now", the error itself for any other."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if isinstance(error, sqlite3.OperationalError) and code is not None and code & 0xFF in UNAVAILABLE_CODES:
+        return StorageUnavailable(f"SQLite: {error}")
+    return error
 
 
 def database_path(url: str) -> str:
@@ -48,7 +62,10 @@ class ReaderDb:
         self._connection = connection
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return list(await self._connection.execute_fetchall(sql, params))
+        try:
+            return list(await self._connection.execute_fetchall(sql, params))
+        except sqlite3.Error as error:
+            raise unavailable(error) from error
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         raise TypeError("the SQLite reader does not write")
@@ -117,7 +134,7 @@ class GroupWriter:
             try:
                 results = await loop.run_in_executor(self._thread, self._commit, [unit for unit, _ in batch])
             except BaseException as failure:  # the commit itself failed: nothing of the batch was written
-                results = [(failure, None)] * len(batch)
+                results = [(unavailable(failure), None)] * len(batch)
             for (_, future), (error, value) in zip(batch, results):
                 if future.done():  # its caller went away; the write stands, as a replay will show
                     continue
@@ -137,7 +154,7 @@ class GroupWriter:
                     results.append((None, _run_to_completion(unit(self._db))))
                 except Exception as error:
                     execute("ROLLBACK TO unit")
-                    results.append((error, None))
+                    results.append((unavailable(error), None))
                 execute("RELEASE unit")
             execute("COMMIT")
         except BaseException:
@@ -167,13 +184,14 @@ class SqliteBackend:
 
 
 @asynccontextmanager
-async def open_sqlite(url: str) -> AsyncIterator[SqliteBackend]:
+async def open_sqlite(url: str, busy_timeout_seconds: float = 5.0) -> AsyncIterator[SqliteBackend]:
     path = database_path(url)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     # Fail here, in the caller's thread, when the file cannot be opened.
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    pragmas = _pragmas(busy_timeout_seconds)
     try:
-        for pragma in PRAGMAS:
+        for pragma in pragmas:
             connection.execute(pragma)
         _migrate(connection)
     except BaseException:
@@ -182,7 +200,7 @@ async def open_sqlite(url: str) -> AsyncIterator[SqliteBackend]:
     writer = GroupWriter(connection)
     try:
         async with aiosqlite.connect(path, isolation_level=None) as reader:
-            for pragma in PRAGMAS:
+            for pragma in pragmas:
                 await reader.execute(pragma)
             yield SqliteBackend(reader, writer)
     finally:
