@@ -23,38 +23,38 @@ def demo_records(now: int) -> list[ImportRecord]:
         Customer("1234567001", "demo-reseller-1", "Globex Print", None),
         Customer("1234567002", "demo-reseller-2", "Initech Media", coterm),
     ]
-    offers = ("80004567CA01A12", "80004561CA02A12", "65304479CA01A12")
-    for n in range(36):
-        customer = (DEMO_CUSTOMER, "1234567001", "1234567002")[n % 3]
-        status = ("1000", "1002", "1000", "1004")[n % 4]
-        order_type = ("NEW", "RENEWAL", "NEW", "TRANSFER")[n % 4]
-        lines = tuple(
-            LineItem(
-                ext_line_item_number=i + 1,
-                offer_id=offers[(n + i) % 3],
-                quantity=1 + (n + i) % 5,
-                subscription_id=f"{86756300 + n * 3 + i}" if status == "1000" else "",
-                status=status,
-                currency_code="USD",
-                deployment_id="12345" if i == 1 else None,
-                promotions=(Promotion("SUMMER_SALE_123", "SUCCESS"),) if n % 5 == 0 else None,
-            )
-            for i in range(1 + n % 2)
-        )
-        records.append(
-            Order(
-                order_id=str(5120008000 + n),
-                customer_id=customer,
-                reseller_id="",
-                order_type=order_type,
-                status=status,
-                created=now - (n * 9 + 1) * DAY,
-                line_items=lines,
-                external_reference_id=f"PO-{700 + n}",
-                currency_code="USD",
-            )
-        )
+    records += [_demo_order(n, now) for n in range(36)]
     return records
+
+
+def _demo_order(n: int, now: int) -> Order:
+    """The n-th demo order: customers, statuses, types, offers and promotions in rotation."""
+    offers = ("80004567CA01A12", "80004561CA02A12", "65304479CA01A12")
+    status = ("1000", "1002", "1000", "1004")[n % 4]
+    lines = tuple(
+        LineItem(
+            ext_line_item_number=i + 1,
+            offer_id=offers[(n + i) % 3],
+            quantity=1 + (n + i) % 5,
+            subscription_id=f"{86756300 + n * 3 + i}" if status == "1000" else "",
+            status=status,
+            currency_code="USD",
+            deployment_id="12345" if i == 1 else None,
+            promotions=(Promotion("SUMMER_SALE_123", "SUCCESS"),) if n % 5 == 0 else None,
+        )
+        for i in range(1 + n % 2)
+    )
+    return Order(
+        order_id=str(5120008000 + n),
+        customer_id=(DEMO_CUSTOMER, "1234567001", "1234567002")[n % 3],
+        reseller_id="",
+        order_type=("NEW", "RENEWAL", "NEW", "TRANSFER")[n % 4],
+        status=status,
+        created=now - (n * 9 + 1) * DAY,
+        line_items=lines,
+        external_reference_id=f"PO-{700 + n}",
+        currency_code="USD",
+    )
 
 
 async def load_demo(storage: Storage) -> IssuedCredential:
