@@ -20,7 +20,9 @@ from urllib.parse import urlencode
 import orjson
 from cachetools import LRUCache
 from dateutil.relativedelta import relativedelta
+from multidict import MultiMapping
 
+from gateway import contract
 from gateway.errors import ApiError
 from gateway.orders import link, orders_uri
 from gateway.history_index import CustomerIndex
@@ -33,6 +35,9 @@ REFRESH_ATTEMPTS = 3
 ASSUMED_ROW_BYTES = 450
 OVERSIZED_REMEMBERED = 10_000
 EVERY_ORDER = HistoryQuery()  # no filter
+# Integrations page with the same few queries over and over: each is validated once, then remembered.
+PARSED_QUERIES = 4096
+MAX_REMEMBERED_QUERY = 1024  # characters; longer query strings are validated every time
 
 
 def term_start(coterm_date: str | None) -> int | None:
@@ -56,6 +61,16 @@ class HistoryService:
         self._entry_budget = cache_bytes // 2
         self._refreshing: dict[tuple[str, str], asyncio.Task[CustomerIndex | None]] = {}
         self._oversized: LRUCache[tuple[str, str], bool] = LRUCache(maxsize=OVERSIZED_REMEMBERED)
+        self._queries: LRUCache[str, HistoryQuery] = LRUCache(maxsize=PARSED_QUERIES)
+
+    def query(self, query_string: str, params: MultiMapping[str]) -> HistoryQuery:
+        """The validated query (ApiError 1132 for a bad one), from the request contract or its memory."""
+        query = self._queries.get(query_string)
+        if query is None:
+            query = contract.history_query(params)
+            if len(query_string) <= MAX_REMEMBERED_QUERY:
+                self._queries[query_string] = query
+        return query
 
     async def page(self, partner_id: str, customer_id: str, query: HistoryQuery, now: float | None = None) -> bytes:
         """The history page as JSON bytes; ApiError 1116 when the partner cannot see the customer."""

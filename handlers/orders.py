@@ -49,7 +49,7 @@ def _json(body: bytes) -> web.Response:
 @response_schema(OrderPageSchema, 200, description="One page of orders")
 @routes.get("/v3/customers/{customerId}/orders")
 async def order_history(request: web.Request) -> web.Response:
-    query = contract.history_query(request.query)
+    query = request.app[HISTORY].query(request.query_string, request.query)
     page = await request.app[HISTORY].page(request[PARTNER_ID], request.match_info["customerId"], query)
     return _json(page)
 
