@@ -78,9 +78,15 @@ class PostgresBackend:
             return await unit(PostgresDb(connection))
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """A released connection goes back to the pool as it is, without asyncpg's reset query (a round trip per
+    statement on the pool, per write): no session state outlives its use here (locks are transaction-scoped,
+    no SET, LISTEN or cursor), and asyncpg still rolls back a transaction left open."""
+
+
 @asynccontextmanager
 async def open_postgres(url: str, min_size: int = 1, max_size: int = 10) -> AsyncIterator[PostgresBackend]:
-    async with asyncpg.create_pool(url, min_size=min_size, max_size=max_size) as pool:
+    async with asyncpg.create_pool(url, min_size=min_size, max_size=max_size, reset=_keep_session) as pool:
         async with pool.acquire() as connection:
             await _migrate(connection)
         yield PostgresBackend(pool)
