@@ -43,6 +43,8 @@ def _affected(status: str) -> int:
 
 
 class PostgresDb:
+    writable_ctes = True
+
     def __init__(self, connection: asyncpg.Connection | asyncpg.Pool) -> None:
         self._connection = connection
 
