@@ -17,6 +17,10 @@ MAX_IN_PARAMS = 900  # far below every backend's limit on parameters of one stat
 class Db(Protocol):
     """One connection (or one transaction on it), as the shared storage uses it."""
 
+    # Capability: data-modifying statements in WITH (PostgreSQL). Where a statement has a form that does two
+    # writes in one round trip, it sits beside the portable form and this picks one.
+    writable_ctes: bool
+
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:

@@ -52,11 +52,40 @@ def line_rows(order: Order) -> list[tuple[Any, ...]]:
     ]
 
 
-async def insert_order(db: Db, order: Order) -> bool:
-    """False when the order id is taken (nothing is written then)."""
+# The order and its lines in one statement where the backend has writable CTEs (the lines as arrays, one
+# per column): no line is written when the order id is taken; the count says whether the order was.
+INSERT_ORDER_WITH_LINES = """
+    WITH inserted AS (
+        INSERT INTO orders (order_id, customer_id, reseller_id, order_type, status, created, external_reference_id,
+                            reference_order_id, currency_code, source, body)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+        ON CONFLICT (order_id) DO NOTHING RETURNING order_id
+    ), lines AS (
+        INSERT INTO line_items (order_id, ext_line_item_number, offer_id, quantity, subscription_id, status,
+                                currency_code, deployment_id, promotions)
+        SELECT inserted.order_id, line.* FROM inserted,
+            unnest(?12::integer[], ?13::text[], ?14::integer[], ?15::text[], ?16::text[], ?17::text[], ?18::text[],
+                   ?19::text[]) AS line
+    )
+    SELECT count(*) FROM inserted
+"""
+
+
+async def _insert_rows(db: Db, order: Order) -> bool:
+    lines = line_rows(order)
+    if db.writable_ctes:
+        columns = [list(column) for column in zip(*lines)][1:] if lines else [[] for _ in range(8)]
+        return bool((await db.fetch(INSERT_ORDER_WITH_LINES, (*order_row(order), *columns)))[0][0])
     if not await db.execute(INSERT_ORDER, order_row(order)):
         return False
-    await db.executemany(INSERT_LINE, line_rows(order))
+    await db.executemany(INSERT_LINE, lines)
+    return True
+
+
+async def insert_order(db: Db, order: Order) -> bool:
+    """False when the order id is taken (nothing is written then)."""
+    if not await _insert_rows(db, order):
+        return False
     await record_changes(db, {order.customer_id: [order.order_id]})
     return True
 

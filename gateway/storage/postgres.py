@@ -9,6 +9,7 @@ together migrate once.
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -42,6 +43,8 @@ def _affected(status: str) -> int:
 
 
 class PostgresDb:
+    writable_ctes = True
+
     def __init__(self, connection: asyncpg.Connection | asyncpg.Pool) -> None:
         self._connection = connection
 
@@ -58,10 +61,54 @@ class PostgresDb:
         if rows:
             await self._connection.executemany(to_postgres(sql), rows)
 
-    LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+    # Only the integer key is inlined: a simple query, so that a transaction's BEGIN can go out with it.
+    LOCK = "SELECT pg_advisory_xact_lock({key:d})"
 
     async def lock(self, name: str) -> None:
-        await self._connection.execute(self.LOCK, name)
+        await self._connection.execute(self.LOCK.format(key=lock_key(name)))
+
+
+def lock_key(name: str) -> int:
+    """The advisory lock of a name: the same signed 64-bit key in every process (blake2b, not `hash`)."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+BEGIN = "BEGIN"
+COMMIT = "COMMIT"
+ROLLBACK = "ROLLBACK"
+
+
+class PostgresTransaction(PostgresDb):
+    """A write on one connection. BEGIN goes out with its first statement when that is a lock (one simple
+    query, one round trip), else on its own just before; a unit that ran no statement sends nothing."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        super().__init__(connection)
+        self.begun = False
+
+    async def _begin(self) -> None:
+        if not self.begun:
+            self.begun = True
+            await self._connection.execute(BEGIN)
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        await self._begin()
+        return await super().fetch(sql, params)
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        await self._begin()
+        return await super().execute(sql, params)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self._begin()
+        await super().executemany(sql, rows)
+
+    async def lock(self, name: str) -> None:
+        statement = self.LOCK.format(key=lock_key(name))
+        if not self.begun:
+            self.begun = True
+            statement = f"{BEGIN}; {statement}"
+        await self._connection.execute(statement)
 
 
 class PostgresBackend:
@@ -74,13 +121,28 @@ class PostgresBackend:
         return self._pool_db
 
     async def write(self, unit: Unit[T]) -> T:
-        async with self._pool.acquire() as connection, connection.transaction():
-            return await unit(PostgresDb(connection))
+        async with self._pool.acquire() as connection:
+            transaction = PostgresTransaction(connection)
+            try:
+                result = await unit(transaction)
+            except BaseException:
+                if not connection.is_closed() and connection.is_in_transaction():
+                    await connection.execute(ROLLBACK)
+                raise
+            if transaction.begun:
+                await connection.execute(COMMIT)
+            return result
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """A released connection goes back to the pool as it is, without asyncpg's reset query (a round trip per
+    statement on the pool, per write): no session state outlives its use here (locks are transaction-scoped,
+    no SET, LISTEN or cursor), and asyncpg still rolls back a transaction left open."""
 
 
 @asynccontextmanager
 async def open_postgres(url: str, min_size: int = 1, max_size: int = 10) -> AsyncIterator[PostgresBackend]:
-    async with asyncpg.create_pool(url, min_size=min_size, max_size=max_size) as pool:
+    async with asyncpg.create_pool(url, min_size=min_size, max_size=max_size, reset=_keep_session) as pool:
         async with pool.acquire() as connection:
             await _migrate(connection)
         yield PostgresBackend(pool)

@@ -58,6 +58,8 @@ def database_path(url: str) -> str:
 
 
 class ReaderDb:
+    writable_ctes = False
+
     def __init__(self, connection: aiosqlite.Connection) -> None:
         self._connection = connection
 
@@ -79,6 +81,8 @@ class ReaderDb:
 
 class WriterDb:
     """The writer connection, called on the writer thread: its coroutines never suspend."""
+
+    writable_ctes = False
 
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._connection = connection
