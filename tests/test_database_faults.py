@@ -2,9 +2,12 @@
 Retry-After in the error shape, stores nothing, and the same X-Correlation-Id succeeds once it can."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import itertools
 import sqlite3
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +15,7 @@ from typing import Any
 import pytest
 
 from conftest import (
+    POSTGRES_URL,
     TEST_SIGNING_KEY,
     customer_record,
     partner_headers,
@@ -28,9 +32,9 @@ NEW = {"orderType": "NEW", "currencyCode": "USD", "lineItems": [{"extLineItemNum
 BUSY_TIMEOUT = 0.3  # seconds: the test's locks outlast it
 
 
-async def gateway(aiohttp_client: Any, db_url: str) -> Any:
+async def gateway(aiohttp_client: Any, db_url: str, busy_timeout: float = BUSY_TIMEOUT) -> Any:
     settings = Settings(database_url=db_url, jwt_secret=TEST_SIGNING_KEY, credential_cache_seconds=0,
-                        db_busy_timeout_seconds=BUSY_TIMEOUT)
+                        db_busy_timeout_seconds=busy_timeout)
     return await aiohttp_client(create_app(settings))
 
 
@@ -115,3 +119,67 @@ async def test_a_full_disk(aiohttp_client: Any, small_disk: Path) -> None:
     assert retried.status == 201 and "Idempotent-Replayed" not in retried.headers
     history = await (await client.get(f"{ORDERS}?limit=100", headers=headers)).json()
     assert history["totalCount"] == len(answers)  # every 201 stored once, and the 503's order by its retry
+
+
+async def _terminate_backends(admin_url: str, application_name: str, stop: asyncio.Event) -> int:
+    """Terminates the gateway's own PostgreSQL backends (never the server) every half second; how many."""
+    import asyncpg
+
+    connection = await asyncpg.connect(admin_url)
+    terminated = 0
+    try:
+        while not stop.is_set():
+            rows = await connection.fetch(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", application_name
+            )
+            terminated += len(rows)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), TERMINATE_EVERY_SECONDS)
+    finally:
+        await connection.close()
+    return terminated
+
+
+TERMINATE_EVERY_SECONDS = 0.5
+FAULT_SECONDS = 5.0
+
+
+async def test_postgres_backends_terminated_under_load(aiohttp_client: Any, make_partner: Any, load: Any,
+                                                       db_url: str) -> None:
+    if db_url.startswith("sqlite://"):
+        pytest.skip("terminates PostgreSQL backends")
+    partner = await seeded(make_partner, load)
+    name = f"gw-fault-{uuid.uuid4().hex[:8]}"
+    client = await gateway(aiohttp_client, f"{db_url}&application_name={name}", busy_timeout=1.0)
+    headers = await partner_headers(client, partner)
+    stop = asyncio.Event()
+    killer = asyncio.create_task(_terminate_backends(POSTGRES_URL, name, stop))
+    answers: dict[str, int] = {}
+    placed: dict[str, str] = {}
+    deadline = asyncio.get_running_loop().time() + FAULT_SECONDS
+
+    async def writer(worker: int) -> None:
+        for n in itertools.count():
+            if asyncio.get_running_loop().time() > deadline:
+                return
+            key = f"fault-{worker}-{n}"
+            response = await client.post(ORDERS, json=NEW, headers={**headers, "X-Correlation-Id": key})
+            answers[key] = response.status
+            if response.status == 201:
+                placed[key] = (await response.json())["orderId"]
+            elif response.status == 503:
+                await assert_unavailable(response)
+            listed = await client.get(ORDERS, headers=headers)
+            assert listed.status in (200, 503), await listed.text()
+
+    await asyncio.gather(*(writer(worker) for worker in range(4)))
+    stop.set()
+    assert await killer > 0  # the fault did happen
+    assert set(answers.values()) <= {201, 503}, answers
+    for key, status in answers.items():  # the same correlation id succeeds once the database can serve
+        if status == 503:
+            again = await client.post(ORDERS, json=NEW, headers={**headers, "X-Correlation-Id": key})
+            assert again.status == 201, await again.text()
+            placed[key] = (await again.json())["orderId"]
+    history = await (await client.get(f"{ORDERS}?limit=1", headers=headers)).json()
+    assert len(set(placed.values())) == len(answers) == history["totalCount"]  # each stored exactly once

@@ -43,7 +43,7 @@ async def open_storage(url: str, pool_min_size: int = 1, pool_max_size: int = 10
     elif url.startswith(("postgresql://", "postgres://")):
         from gateway.storage.postgres import open_postgres
 
-        async with open_postgres(url, pool_min_size, pool_max_size) as pg_backend:
+        async with open_postgres(url, pool_min_size, pool_max_size, busy_timeout_seconds) as pg_backend:
             yield SqlStorage(pg_backend)
     else:
         raise ValueError(f"unsupported database URL scheme: {url.split(':', 1)[0]}")

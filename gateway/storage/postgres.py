@@ -8,10 +8,11 @@ together migrate once.
 """
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import re
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,12 +20,49 @@ import asyncpg
 
 from gateway.storage.db import Db, T, Unit
 from gateway.storage.schema import migrations
+from gateway.storage.types import StorageUnavailable
 
 MIGRATION_LOCK = 0x6F72646572  # any constant shared by every gateway process ("order")
 
 MIGRATIONS = migrations(bigint="BIGINT", blob="BYTEA", without_rowid="")
 
 _NUMBERED = re.compile(r"\?(\d+)")
+
+# Failures after which the statement did not take effect, or its transaction was rolled back: the server
+# cannot be reached or went away (terminated backend, restart, failover to a standby), it is out of
+# connections or resources, or it chose this transaction as a serialization or deadlock victim.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.InterfaceError,  # "connection is closed" after a loss
+    asyncpg.exceptions.InternalClientError,  # "another operation is in progress": a connection broken by a loss
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.ReadOnlySQLTransactionError,
+)
+FIRST_RETRY_SECONDS = 0.05
+LAST_RETRY_SECONDS = 0.5
+
+
+async def retrying(attempt: Callable[[], Awaitable[T]], busy_timeout_seconds: float) -> T:
+    """`attempt` again after a transient failure (with a growing pause) until it succeeds or the busy
+    timeout has passed; then StorageUnavailable. Only for attempts that took no effect when they failed."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + busy_timeout_seconds
+    pause = FIRST_RETRY_SECONDS
+    while True:
+        try:
+            return await attempt()
+        except TRANSIENT as failure:
+            if loop.time() + pause > deadline:
+                raise StorageUnavailable(f"PostgreSQL: {type(failure).__name__}") from failure
+        await asyncio.sleep(pause)
+        pause = min(2 * pause, LAST_RETRY_SECONDS)
 
 
 @functools.lru_cache(maxsize=512)
@@ -111,26 +149,67 @@ class PostgresTransaction(PostgresDb):
         await self._connection.execute(statement)
 
 
-class PostgresBackend:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+class PoolReader(PostgresDb):
+    """Single reads on the pool, retried after a transient failure within the busy timeout."""
+
+    def __init__(self, pool: asyncpg.Pool, busy_timeout_seconds: float) -> None:
+        super().__init__(pool)
         self._pool = pool
-        self._pool_db = PostgresDb(pool)
+        self._busy_timeout = busy_timeout_seconds
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return await retrying(lambda: self._fetch_once(sql, params), self._busy_timeout)
+
+    async def _fetch_once(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        async with self._pool.acquire() as connection:
+            try:
+                return await PostgresDb(connection).fetch(sql, params)
+            except TRANSIENT:
+                connection.terminate()  # whatever state a loss left it in, the pool opens a fresh one
+                raise
+
+
+class _CommitFailed(Exception):
+    """COMMIT was sent and no answer came: the transaction may or may not have committed."""
+
+
+class PostgresBackend:
+    def __init__(self, pool: asyncpg.Pool, busy_timeout_seconds: float) -> None:
+        self._pool = pool
+        self._pool_db = PoolReader(pool, busy_timeout_seconds)
+        self._busy_timeout = busy_timeout_seconds
 
     @property
     def reader(self) -> Db:
         return self._pool_db
 
     async def write(self, unit: Unit[T]) -> T:
+        """Retried as a whole while it fails before COMMIT (nothing committed); a COMMIT that got no answer
+        is not retried (its outcome is unknown): StorageUnavailable, and the client's retry with the same
+        correlation id finds the stored answer if it did commit."""
+        try:
+            return await retrying(lambda: self._write_once(unit), self._busy_timeout)
+        except _CommitFailed as unknown:
+            raise StorageUnavailable("PostgreSQL: no answer to COMMIT") from unknown.__cause__
+
+    async def _write_once(self, unit: Unit[T]) -> T:
         async with self._pool.acquire() as connection:
             transaction = PostgresTransaction(connection)
             try:
                 result = await unit(transaction)
+            except TRANSIENT:
+                connection.terminate()  # the server ends the transaction with the connection
+                raise
             except BaseException:
                 if not connection.is_closed() and connection.is_in_transaction():
                     await connection.execute(ROLLBACK)
                 raise
             if transaction.begun:
-                await connection.execute(COMMIT)
+                try:
+                    await connection.execute(COMMIT)
+                except TRANSIENT as failure:
+                    connection.terminate()
+                    raise _CommitFailed() from failure
             return result
 
 
@@ -141,11 +220,12 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
 
 
 @asynccontextmanager
-async def open_postgres(url: str, min_size: int = 1, max_size: int = 10) -> AsyncIterator[PostgresBackend]:
+async def open_postgres(url: str, min_size: int = 1, max_size: int = 10,
+                        busy_timeout_seconds: float = 5.0) -> AsyncIterator[PostgresBackend]:
     async with asyncpg.create_pool(url, min_size=min_size, max_size=max_size, reset=_keep_session) as pool:
         async with pool.acquire() as connection:
             await _migrate(connection)
-        yield PostgresBackend(pool)
+        yield PostgresBackend(pool, busy_timeout_seconds)
 
 
 async def _migrate(connection: asyncpg.Connection) -> None:
