@@ -44,7 +44,11 @@ from _servers import (ROOT, Server, Servers, client_cpu, gateway_bin, gateway_he
                       gateway_source, server_env, system_busy, wait_ready)
 
 RUN_DIR = _data.DATA_DIR / "create"
-CUSTOMER = "BENCH-C"
+CUSTOMER = "BENCH-C"  # with --customers N: BENCH-C0 .. BENCH-C{N-1}, order n for customer n mod N
+
+
+def customers(count: int) -> list[str]:
+    return [CUSTOMER] if count == 1 else [f"{CUSTOMER}{i}" for i in range(count)]
 TARGET_RATE = 1000.0  # durable creations/s, at least
 TARGET_RATIO = 3.0  # replays/s over creations/s, at least
 PG_DEFAULT_SCHEMA = "bench_create"
@@ -147,6 +151,7 @@ class Bench:
     gateways: list[Server]
     run_id: str  # in every correlation id: a reused database must not answer this run's creations as replays
     concurrency: int
+    customers: list[str]
 
 
 # -- the load ----------------------------------------------------------------------------------------------
@@ -168,7 +173,8 @@ async def _send(bench: Bench, phase: Phase, server: Server, auth: dict[str, str]
                 expected: bytes | None) -> None:
     headers = {**auth, "X-Correlation-Id": f"create-{bench.run_id}-{n}"}
     try:
-        async with bench.session.post(f"{server.base}/v3/customers/{CUSTOMER}/orders", json=_body(n),
+        customer = bench.customers[n % len(bench.customers)]
+        async with bench.session.post(f"{server.base}/v3/customers/{customer}/orders", json=_body(n),
                                       headers=headers) as response:
             body = await response.read()
             replayed = response.headers.get("Idempotent-Replayed") == "true"
@@ -209,13 +215,16 @@ async def run_phase(bench: Bench, name: str, keys: list[int], seconds: float,
     return phase
 
 
-async def total_count(session: aiohttp.ClientSession, server: Server) -> int:
-    """The customer's history totalCount, as this gateway process answers it (one order a page)."""
-    url = f"{server.base}/v3/customers/{CUSTOMER}/orders?limit=1"
-    async with session.get(url, headers=server.headers()) as response:
-        if response.status != 200:
-            raise RuntimeError(f"{server.name}: {url} answered {response.status}: {await response.text()}")
-        return int((await response.json())["totalCount"])
+async def total_count(session: aiohttp.ClientSession, server: Server, customer_ids: list[str]) -> int:
+    """The customers' history totalCounts added up, as this gateway process answers them (one order a page)."""
+    total = 0
+    for customer in customer_ids:
+        url = f"{server.base}/v3/customers/{customer}/orders?limit=1"
+        async with session.get(url, headers=server.headers()) as response:
+            if response.status != 200:
+                raise RuntimeError(f"{server.name}: {url} answered {response.status}: {await response.text()}")
+            total += int((await response.json())["totalCount"])
+    return total
 
 
 def consistency(creations: list[Phase], grown: list[int]) -> tuple[str, bool]:
@@ -237,8 +246,8 @@ async def run_backend(backend: str, gateways: list[Server], partner: dict[str, s
         for server in gateways:
             await wait_ready(session, server, "/readyz")
             await gateway_headers(session, server, partner, prefix=f"create-{run_id}-{server.name}")
-        bench = Bench(session, gateways, run_id, args.concurrency)
-        before = [await total_count(session, server) for server in gateways]
+        bench = Bench(session, gateways, run_id, args.concurrency, customers(args.customers))
+        before = [await total_count(session, server, bench.customers) for server in gateways]
         warm = await run_phase(bench, "warm-up", list(range(-WARMUP_ORDERS, 0)), WARMUP_SECONDS, None)
         warm_replay = await run_phase(bench, "warm-up replay", sorted(warm.answers), WARMUP_SECONDS, warm.answers)
         print(f"{backend}: warm-up done; phases of at most {args.seconds:g} s or {args.max_orders:,} orders, "
@@ -246,7 +255,7 @@ async def run_backend(backend: str, gateways: list[Server], partner: dict[str, s
         create = await run_phase(bench, "create", list(range(args.max_orders)), args.seconds, None)
         print(f"{backend}: create {create.rate:.0f}/s", flush=True)
         replay = await run_phase(bench, "replay", sorted(create.answers), args.seconds, create.answers)
-        after = [await total_count(session, server) for server in gateways]
+        after = [await total_count(session, server, bench.customers) for server in gateways]
     check, ok = consistency([warm, create], [a - b for a, b in zip(after, before)])
     return Result(backend, len(gateways), [warm, warm_replay, create, replay], check, ok)
 
@@ -296,11 +305,12 @@ def _cli(db_url: str, *args: str) -> str:
     return subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT, env=server_env()).stdout
 
 
-def seed(db_url: str) -> dict[str, str]:
-    """A partner with a reseller and the customer the orders are for; the partner's credential."""
+def seed(db_url: str, customer_count: int) -> dict[str, str]:
+    """A partner with a reseller and the customers the orders are for; the partner's credential."""
     partner: dict[str, str] = json.loads(_cli(db_url, "partners", "create", "--name", "Bench"))
-    records = [{"type": "reseller", "resellerId": "BENCH-R", "partnerId": partner["partnerId"], "name": "R"},
-               {"type": "customer", "customerId": CUSTOMER, "resellerId": "BENCH-R", "companyName": "C"}]
+    records = [{"type": "reseller", "resellerId": "BENCH-R", "partnerId": partner["partnerId"], "name": "R"}]
+    records += [{"type": "customer", "customerId": customer, "resellerId": "BENCH-R", "companyName": "C"}
+                for customer in customers(customer_count)]
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     (RUN_DIR / "seed.jsonl").write_text("\n".join(json.dumps(r) for r in records))
     _cli(db_url, "import", str(RUN_DIR / "seed.jsonl"))
@@ -345,8 +355,9 @@ def durability(db_url: str) -> str:
 
 def bench_one(backend: str, db_url: str, processes: int, args: argparse.Namespace) -> Result:
     """Seeds the database, starts the gateways on it, measures, stops them (whatever happened) and reports."""
-    partner = seed(db_url)
-    print(f"{backend}: database {db_url}; durability: {durability(db_url)}")
+    partner = seed(db_url, args.customers)
+    print(f"{backend}: database {db_url}; durability: {durability(db_url)}; orders spread over "
+          f"{args.customers} customer(s)")
     servers = Servers()
     try:
         prefix = "create-pg" if backend == "PostgreSQL" else "create-sqlite"
@@ -369,13 +380,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-orders", type=int, default=20_000, help="count bound of each phase (default 20000)")
     parser.add_argument("--processes", type=int, help="gateway processes on the one database "
                                                       "(default 1 on SQLite, 2 on PostgreSQL)")
+    parser.add_argument("--customers", type=int, default=1,
+                        help="customers the orders are spread over (default 1: one customer's creations commit one "
+                             "after another, on its version row)")
     parser.add_argument("--database", help="database URL (default: a fresh SQLite file under bench/data/create)")
     parser.add_argument("--postgres", metavar="URL",
                         help="then the same on PostgreSQL, in a fresh schema: the URL's search_path "
                              f"(default {PG_DEFAULT_SCHEMA}), dropped and created first")
     args = parser.parse_args(argv)
-    if args.seconds <= 0 or args.concurrency < 1 or args.max_orders < 1 or (args.processes or 1) < 1:
-        parser.error("need --seconds > 0 and --concurrency, --max-orders, --processes >= 1")
+    if min(args.concurrency, args.max_orders, args.processes or 1, args.customers) < 1 or args.seconds <= 0:
+        parser.error("need --seconds > 0 and --concurrency, --max-orders, --processes, --customers >= 1")
     _data.check_postgres_argument(parser, args.postgres, PG_DEFAULT_SCHEMA)
     return args
 
