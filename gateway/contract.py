@@ -62,6 +62,7 @@ KIND_CODES: dict[str, str] = {
     REQUIRED: "1122",
     UNKNOWN: "1121",
     INVALID: "1117",
+    TOO_LONG: "1117",  # a string over MAX_STRING; externalReferenceId has its own limit and code
     NUL: "1117",
     QUERY: "1117",
 }

@@ -7,9 +7,10 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import customer_record, order_record, partner_headers, reseller_record
+from conftest import cli, customer_record, order_record, partner_headers, reseller_record
 
 from schemas.bodies import MAX_DEPTH
+from schemas.problems import MAX_LINK_URI, MAX_STRING
 
 ORDERS = "/v3/customers/C1/orders"
 _keys = itertools.count(1)
@@ -78,3 +79,117 @@ async def test_refusals_of_the_body_layer_are_not_stored_for_replay(client, part
     for _ in range(2):
         status, body = await send(client, partner, twice, key="other-key")
         assert (status, body["code"]) == (400, "1117")
+
+
+@pytest.mark.parametrize("field", ["offerId", "deploymentId", "subscriptionId", "status", "unknownEcho"])
+async def test_line_strings_over_the_limit_are_1117_with_the_line(client, partner, field):
+    line = {"extLineItemNumber": 7, "offerId": "OFFER-A", "quantity": 1, field: "x" * MAX_STRING}
+    accepted = await send(client, partner, orjson.dumps(order(lineItems=[line])))
+    if field != "unknownEcho":
+        assert accepted[0] == 200, accepted
+    line[field] = "x" * (MAX_STRING + 1)
+    status, body = await send(client, partner, orjson.dumps(order(lineItems=[line])))
+    assert (status, body["code"] if field != "unknownEcho" else "1117") == (400, "1117"), body
+    assert field in body["invalidFields"]
+    assert f"Line Item: 7, Reason: {field} is longer than {MAX_STRING} characters" in body["additionalDetails"]
+
+
+async def test_a_900_kb_offer_id_is_refused(client, partner):
+    line = {"extLineItemNumber": 1, "offerId": "O" * 900_000, "quantity": 1}
+    status, body = await send(client, partner, orjson.dumps(order("NEW", lineItems=[line])))
+    assert (status, body["code"], body["invalidFields"]) == (400, "1117", ["offerId"])
+    assert len(orjson.dumps(body)) < 1000  # the value is not echoed
+
+
+@pytest.mark.parametrize(("overrides", "field"), [
+    ({"referenceOrderId": "R" * (MAX_STRING + 1)}, "referenceOrderId"),
+    ({"status": "S" * (MAX_STRING + 1)}, "status"),
+    ({"pricing": {"note": "n" * (MAX_STRING + 1)}}, "note"),
+    ({"links": {"self": {"uri": "/" * (MAX_LINK_URI + 1), "method": "GET", "headers": []}}}, "uri"),
+    ({"links": {"self": {"uri": "/", "method": "M" * (MAX_STRING + 1), "headers": []}}}, "method"),
+])
+async def test_order_strings_over_their_limit_are_1117(client, partner, overrides, field):
+    status, body = await send(client, partner, orjson.dumps(order("RETURN", **overrides)))
+    assert (status, body["code"]) == (400, "1117"), body
+    assert field in body["invalidFields"]
+
+
+async def test_echoed_links_may_carry_a_uri_of_255(client, partner):
+    links = {"self": {"uri": "/" * MAX_LINK_URI, "method": "GET", "headers": []}}
+    line = {"extLineItemNumber": 1, "offerId": "OFFER-A", "quantity": 1, "links": links}
+    status, body = await send(client, partner, orjson.dumps(order(links=links, lineItems=[line])))
+    assert status == 200, body
+
+
+async def test_patch_strings_keep_their_limits(client, partner):
+    path = f"{ORDERS}/5000000001"
+    status, body = await send(client, partner, orjson.dumps({"externalReferenceId": "X" * 36}), method="PATCH",
+                              path=path)
+    assert (status, body["code"]) == (400, "2126")
+    raw = b'{"externalReferenceId":"A","externalReferenceId":"B"}'
+    status, body = await send(client, partner, raw, method="PATCH", path=path)
+    assert (status, body["code"], body["invalidFields"]) == (400, "1117", ["externalReferenceId"])
+
+
+async def test_post_query_values_over_the_limit_are_1117(client, partner):
+    status, body = await send(client, partner, orjson.dumps(order()), params={"fetch-price": "t" * 5000})
+    assert (status, body["code"], body["invalidFields"]) == (400, "1117", ["fetch-price"])
+
+
+@pytest.mark.parametrize("name", ["offer-id", "subscription-id", "reference-order-id", "external-reference-id",
+                                  "reseller-id", "status", "order-type", "start-date", "limit", "offset"])
+async def test_history_values_over_the_limit_are_1132(client, partner, name):
+    headers = await partner_headers(client, partner)
+    response = await client.get(ORDERS, params={name: "1" * (MAX_STRING + 1)}, headers=headers)
+    body = await response.json()
+    assert (response.status, body["code"], body["invalidFields"]) == (400, "1132", [name])
+
+
+@pytest.mark.parametrize("name", ["offset", "limit"])
+async def test_thousands_of_digits_are_1132_not_500(client, partner, name):
+    headers = await partner_headers(client, partner)
+    response = await client.get(ORDERS, params={name: "9" * 4301}, headers=headers)
+    body = await response.json()
+    assert (response.status, body["code"], body["invalidFields"]) == (400, "1132", [name])
+
+
+async def test_history_id_values_of_the_limit_are_read(client, partner):
+    headers = await partner_headers(client, partner)
+    response = await client.get(ORDERS, params={"offer-id": "1" * MAX_STRING}, headers=headers)
+    assert response.status == 200
+
+
+def _import(db_url, tmp_path, line: bytes):
+    cli(db_url, "partners", "create", "--name", "N", "--partner-id", "P1")
+    records = [reseller_record("R1", "P1"), customer_record("C1", "R1")]
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records) + line + b"\n")
+    return cli(db_url, "import", str(path), check=False)
+
+
+def _order_line(**overrides: Any) -> dict[str, Any]:
+    return {**order_record("2000000009", "C1", "2029-01-01T00:00:00Z"), **overrides}
+
+
+@pytest.mark.parametrize(("line", "reason"), [
+    (orjson.dumps(_order_line(externalReferenceId="X" * 36)), "externalReferenceId"),
+    (orjson.dumps(_order_line(resellerId="R" * (MAX_STRING + 1))), f"resellerId is longer than {MAX_STRING}"),
+    (orjson.dumps(_order_line(lineItems=[{"extLineItemNumber": 1, "offerId": "O" * 900_000, "quantity": 1}])),
+     f"offerId is longer than {MAX_STRING}"),
+    (orjson.dumps(_order_line(links={"self": {"uri": "/" * (MAX_LINK_URI + 1)}})), "uri is longer than 255"),
+    (orjson.dumps(_order_line())[:-1] + b',"orderId":"2000000010"}', "orderId sent twice"),
+    (orjson.dumps(_order_line())[:-1] + b',"links":' + b"[" * 600 + b"]" * 600 + b"}", f"{MAX_DEPTH} levels"),
+    (orjson.dumps(_order_line())[:-1] + b',"links":' + b"[" * 5000 + b"]" * 5000 + b"}", f"{MAX_DEPTH} levels"),
+])
+def test_import_applies_the_string_and_nesting_limits(db_url, tmp_path, line, reason):
+    result = _import(db_url, tmp_path, line)
+    assert result.returncode == 1
+    assert "line 3" in result.stderr and reason in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_import_takes_strings_at_their_limits(db_url, tmp_path):
+    line = _order_line(externalReferenceId="X" * 35, links={"self": {"uri": "/" * MAX_LINK_URI}},
+                       lineItems=[{"extLineItemNumber": 1, "offerId": "O" * MAX_STRING, "quantity": 1}])
+    result = _import(db_url, tmp_path, orjson.dumps(line))
+    assert result.returncode == 0, result.stderr
