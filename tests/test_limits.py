@@ -5,14 +5,17 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 from conftest import cli, customer_record, order_record, partner_headers, reseller_record
 
 from schemas.bodies import MAX_DEPTH
 from schemas.problems import MAX_LINK_URI, MAX_STRING
+from schemas.tokens import MAX_FORM_FIELDS
 
 ORDERS = "/v3/customers/C1/orders"
+TOKEN = "/ims/token/v3"
 _keys = itertools.count(1)
 
 
@@ -193,3 +196,49 @@ def test_import_takes_strings_at_their_limits(db_url, tmp_path):
                        lineItems=[{"extLineItemNumber": 1, "offerId": "O" * MAX_STRING, "quantity": 1}])
     result = _import(db_url, tmp_path, orjson.dumps(line))
     assert result.returncode == 0, result.stderr
+
+
+async def token(client, partner, body: str, query: str = "") -> tuple[int, dict[str, Any]]:
+    body = body.replace("KEY", partner.api_key).replace("SECRET", partner.client_secret)
+    query = query.replace("KEY", partner.api_key).replace("SECRET", partner.client_secret)
+    response = await client.post(f"{TOKEN}?{query}", data=body.encode(),
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    return response.status, await response.json()
+
+
+GOOD = "grant_type=client_credentials&client_id=KEY&client_secret=SECRET"
+
+
+@pytest.mark.parametrize(("body", "query"), [
+    ("grant_type=password&grant_type=client_credentials&client_id=KEY&client_secret=SECRET", ""),
+    ("grant_type=client_credentials&grant_type=client_credentials&client_id=KEY&client_secret=SECRET", ""),
+    (GOOD + "&client_secret=SECRET", ""),
+    ("", GOOD + "&client_id=KEY"),
+    ("grant_type=client_credentials", "client_id=KEY&client_id=KEY&client_secret=SECRET"),
+])
+async def test_a_token_parameter_sent_twice_in_one_place_is_invalid_request(client, partner, body, query):
+    status, answer = await token(client, partner, body, query)
+    assert (status, answer["error"]) == (400, "invalid_request"), answer
+    assert "sent more than once" in answer["error_description"]
+
+
+async def test_a_token_parameter_in_the_body_and_the_query_is_not_sent_twice(client, partner):
+    status, body = await token(client, partner, GOOD, GOOD)
+    assert status == 200, body
+
+
+@pytest.mark.parametrize("fields", [MAX_FORM_FIELDS + 1, 1000, 10_000])
+async def test_a_token_form_of_more_than_20_fields_is_invalid_request(client, partner, fields):
+    padding = "".join(f"&extra{n}=x" for n in range(fields - 3))
+    status, body = await token(client, partner, GOOD + padding)
+    assert (status, body["error"]) == (400, "invalid_request")
+    status, body = await token(client, partner, GOOD + "".join(f"&extra{n}=x" for n in range(MAX_FORM_FIELDS - 3)))
+    assert status == 200, body
+
+
+@pytest.mark.parametrize("fields", [MAX_FORM_FIELDS + 1, 2000])
+async def test_a_multipart_token_form_of_many_fields_is_invalid_request(client, partner, fields):
+    form = aiohttp.FormData([("grant_type", "client_credentials"), *((f"x{n}", "y") for n in range(fields))])
+    form.add_field("file", b"x", filename="x")  # makes it multipart/form-data
+    response = await client.post(TOKEN, data=form)
+    assert (response.status, (await response.json())["error"]) == (400, "invalid_request")
