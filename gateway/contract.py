@@ -44,7 +44,7 @@ from schemas.problems import (
     Problem,
     is_int,
 )
-from schemas.tokens import TokenRequest, TokenRequestSchema
+from schemas.tokens import MAX_FORM_FIELDS, TokenRequest, TokenRequestSchema, repeated_parameters
 
 # The codes of the problems that have one of their own, by the field they name.
 FIELD_CODES: dict[tuple[str, str], str] = {
@@ -62,6 +62,7 @@ KIND_CODES: dict[str, str] = {
     REQUIRED: "1122",
     UNKNOWN: "1121",
     INVALID: "1117",
+    TOO_LONG: "1117",  # a string over MAX_STRING; externalReferenceId has its own limit and code
     NUL: "1117",
     QUERY: "1117",
 }
@@ -101,10 +102,17 @@ def history_query(params: MultiMapping[str]) -> HistoryQuery:
         raise _query_refusal(cast(dict[str, Any], error.messages)) from None
 
 
-def token_request(params: Mapping[str, str]) -> TokenRequest:
-    """The token request, or the OAuthError for its grant type (checked first, RFC 6749 5.2)."""
+def token_request(form: Sequence[tuple[str, str]], query: Sequence[tuple[str, str]]) -> TokenRequest:
+    """The token request of a form body and a query (the body wins), or the OAuthError for a malformed form
+    (a parameter sent twice in one place; more than MAX_FORM_FIELDS fields) and then for its grant type
+    (checked before the credentials, RFC 6749 5.2)."""
+    if len(form) > MAX_FORM_FIELDS:
+        raise OAuthError(400, "invalid_request", f"a form has at most {MAX_FORM_FIELDS} fields")
+    repeated = repeated_parameters(form) + repeated_parameters(query)
+    if repeated:
+        raise OAuthError(400, "invalid_request", f"{', '.join(dict.fromkeys(repeated))} sent more than once")
     try:
-        return cast(TokenRequest, _TOKEN.load(params))
+        return cast(TokenRequest, _TOKEN.load({**dict(query), **dict(form)}))
     except ValidationError as error:
         first = _problems(next(iter(cast(dict[str, Any], error.messages).values())))[0]
         status, code = TOKEN_ERRORS[first.kind]

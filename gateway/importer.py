@@ -11,7 +11,9 @@ from marshmallow import Schema, ValidationError
 
 from gateway.orders import LineItem, Order, Promotion
 from gateway.storage import Customer, ImportCounts, ImportRecord, Reseller, Storage
+from schemas.bodies import TOO_DEEP, BodyProblem, text_too_deep, within_limits
 from schemas.imports import CustomerRecordSchema, OrderRecordSchema, ResellerRecordSchema
+from schemas.problems import shorter_than_their_limits
 
 _SCHEMAS: dict[str, Schema] = {
     "reseller": ResellerRecordSchema(),
@@ -36,23 +38,37 @@ def parse_records(lines: IO[bytes], on_line: Callable[[int], None] | None = None
 
 
 def parse_record(line_no: int, raw: bytes) -> ImportRecord:
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ImportLineError(line_no, f"not JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ImportLineError(line_no, "not a JSON object")
+    data = _json_object(line_no, raw)
     if b"\\u0000" in raw:  # JSON's only spelling of NUL; no stored text may hold one
         raise ImportLineError(line_no, "NUL characters are not allowed")
     kind = data.get("type")
     schema = _SCHEMAS.get(kind) if isinstance(kind, str) else None
     if schema is None or not isinstance(kind, str):
         raise ImportLineError(line_no, f"type must be one of {', '.join(_SCHEMAS)}, not {kind!r}")
+    if kind == "order":  # the string limits of SPEC 6; externalReferenceId's is the schema's
+        long = shorter_than_their_limits(data, {"externalReferenceId"})
+        if long:
+            raise ImportLineError(line_no, "; ".join(problem.reason for problem in long))
     try:
         record = schema.load(data)
     except ValidationError as exc:
         raise ImportLineError(line_no, _describe(exc.messages_dict)) from None
     return _BUILDERS[kind](record)
+
+
+def _json_object(line_no: int, raw: bytes) -> dict[str, Any]:
+    """The line's JSON object, nested at most MAX_DEPTH levels and with no member name twice in one object."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ImportLineError(line_no, TOO_DEEP if text_too_deep(raw) else f"not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ImportLineError(line_no, "not a JSON object")
+    try:
+        within_limits(raw, data)
+    except BodyProblem as problem:
+        raise ImportLineError(line_no, problem.reason) from None
+    return data
 
 
 def _describe(messages: Any, prefix: str = "") -> str:

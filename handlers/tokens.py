@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from urllib.parse import unquote_plus
+from urllib.parse import parse_qsl, unquote_plus
 
 from aiohttp import web
 from aiohttp_apispec import docs, form_schema, querystring_schema, response_schema
@@ -14,7 +14,7 @@ from gateway.errors import OAuthError
 from gateway.keys import CREDENTIALS, SETTINGS, TOKENS
 from schemas.common import ErrorSchema, OAuthErrorSchema
 from schemas.headers import CHALLENGE_HEADER, TOKEN_SECURITY
-from schemas.tokens import TokenQuerySchema, TokenRequestSchema, TokenSchema
+from schemas.tokens import MAX_FORM_FIELDS, TokenQuerySchema, TokenRequestSchema, TokenSchema
 
 routes = web.RouteTableDef()
 
@@ -47,8 +47,26 @@ def _basic_credentials(request: web.Request) -> tuple[str, str] | None:
     return unquote_plus(client_id), unquote_plus(secret)
 
 
-async def _parameters(request: web.Request) -> dict[str, str]:
-    """Each parameter may come in the query string or the form body; the body wins."""
+async def _form(request: web.Request) -> list[tuple[str, str]]:
+    """The form body's fields, each as sent, repeated names included. A urlencoded body is read whole (within
+    the body size limit) and split here, so that a form of many fields is the client's malformed request
+    (RFC 6749 5.2) rather than aiohttp's 413; a multipart one is left to aiohttp's reader."""
+    if request.content_type == "multipart/form-data":
+        return await _multipart_form(request)
+    if request.content_type not in ("", "application/x-www-form-urlencoded"):
+        return []
+    try:
+        text = (await request.read()).rstrip().decode(request.charset or "utf-8")
+    except (UnicodeDecodeError, LookupError):
+        raise OAuthError(400, "invalid_request", "the body is not a readable form") from None
+    except web.RequestPayloadError:  # an undecodable Content-Encoding
+        raise OAuthError(400, "invalid_request", "the body is not a readable form") from None
+    if text.count("&") >= MAX_FORM_FIELDS:
+        raise OAuthError(400, "invalid_request", f"a form has at most {MAX_FORM_FIELDS} fields")
+    return parse_qsl(text, keep_blank_values=True, encoding=request.charset or "utf-8")
+
+
+async def _multipart_form(request: web.Request) -> list[tuple[str, str]]:
     try:
         form = await request.post()
     # What aiohttp raises for a body it cannot read as a form: malformed multipart or bytes that are not in
@@ -56,12 +74,18 @@ async def _parameters(request: web.Request) -> dict[str, str]:
     # undecodable Content-Encoding (RequestPayloadError).
     except (ValueError, LookupError, RuntimeError, web.RequestPayloadError):
         raise OAuthError(400, "invalid_request", "the body is not a readable form") from None
-    return {**request.query, **{k: v for k, v in form.items() if isinstance(v, str)}}
+    except web.HTTPRequestEntityTooLarge as error:
+        # aiohttp's own limit of form fields (1000, far above ours) says so in its text; a body over the size
+        # limit stays a 413.
+        if (error.text or "").startswith("Maximum number of form fields"):
+            raise OAuthError(400, "invalid_request", f"a form has at most {MAX_FORM_FIELDS} fields") from None
+        raise
+    return [(name, value) for name, value in form.items() if isinstance(value, str)]
 
 
 async def _issue(request: web.Request, expires_scale: int) -> web.Response:
     try:
-        form = contract.token_request(await _parameters(request))
+        form = contract.token_request(await _form(request), list(request.query.items()))
         client_id, secret = form.client_id, form.client_secret
         basic = _basic_credentials(request)
         challenge = {"WWW-Authenticate": 'Basic realm="order-gateway"'} if basic else None

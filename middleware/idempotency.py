@@ -18,6 +18,7 @@ from gateway.keys import CLAIM, IDEMPOTENCY, IN_FLIGHT, JSON_BODY, PARTNER_ID, R
 from gateway.ordering import JSON, keep_answer, replay
 from gateway.stored_answers import respond
 from gateway.wire import is_partner_path
+from schemas.bodies import BodyProblem, parse_object
 
 WRITE_METHODS = frozenset({"POST", "PATCH"})
 
@@ -41,13 +42,13 @@ async def idempotency_middleware(request: web.Request, handler: Handler) -> web.
 
 
 async def _json_object(request: web.Request) -> dict[str, object]:
+    """The body as a JSON object within the limits of SPEC 6. A refusal here is not stored for replay: a
+    body with a repeated member has no one canonical form to fingerprint (both of `{"orderType":"PREVIEW",
+    "orderType":"NEW"}` and `{"orderType":"NEW"}` would have the same), like a body that is not JSON."""
     try:
-        body = orjson.loads(await request.read())
-    except orjson.JSONDecodeError:
-        body = None
-    if not isinstance(body, dict):
-        raise ApiError("1117", "The request body must be a JSON object")
-    return body
+        return parse_object(await request.read())
+    except BodyProblem as problem:
+        raise ApiError("1117", problem.reason, details=[problem.reason], fields=problem.fields) from None
 
 
 def _claim(request: web.Request, body: dict[str, object]) -> Claim:

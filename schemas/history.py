@@ -12,7 +12,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, post_load, pre_l
 from multidict import MultiMapping
 
 from schemas.enums import STATUSES, STORED_ORDER_TYPES
-from schemas.problems import CONFLICT, Problem
+from schemas.problems import CONFLICT, MAX_STRING, Problem
 
 MAX_LIMIT = 100  # the partner API caps pages at 100 orders
 DEFAULT_LIMIT = 25
@@ -124,17 +124,20 @@ class Count(fields.Field):
         self.minimum = minimum
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
-        if not isinstance(value, str) or not _DIGITS.fullmatch(value) or int(value) < self.minimum:
+        # The length first: int() refuses text of more than 4,300 digits with a ValueError of its own.
+        if not isinstance(value, str) or len(value) > MAX_STRING or not _DIGITS.fullmatch(value):
+            raise self.make_error("invalid", minimum=self.minimum)
+        if int(value) < self.minimum:
             raise self.make_error("invalid", minimum=self.minimum)
         return int(value)
 
 
 def _id(name: str, repeatable: bool, description: str) -> fields.Field:
-    item = fields.String(validate=validate.Length(min=1))
+    item = fields.String(validate=validate.Length(min=1, max=MAX_STRING))
     meta = {"description": description}
     if repeatable:
         return fields.List(item, data_key=name, metadata=meta)
-    return fields.String(data_key=name, validate=validate.Length(min=1), metadata=meta)
+    return fields.String(data_key=name, validate=validate.Length(min=1, max=MAX_STRING), metadata=meta)
 
 
 class HistoryQuerySchema(Schema):

@@ -8,6 +8,7 @@ from typing import Any
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from schemas.enums import STATUSES, STORED_ORDER_TYPES
+from schemas.order_requests import MAX_EXTERNAL_REFERENCE
 from schemas.orders import MAX_QUANTITY
 
 MAX_CUSTOMER_ID = 40
@@ -76,7 +77,7 @@ class OrderRecordSchema(_Strict):
     orderType = fields.String(required=True, validate=validate.OneOf(STORED_ORDER_TYPES))
     status = fields.String(required=True, validate=validate.OneOf(STATUSES))
     creationDate = fields.String(required=True, validate=_creation_date)
-    externalReferenceId = fields.String(load_default="")
+    externalReferenceId = fields.String(load_default="", validate=validate.Length(max=MAX_EXTERNAL_REFERENCE))
     referenceOrderId = fields.String(load_default="")
     currencyCode = fields.String(load_default="")
     source = fields.String(load_default="API")

@@ -14,6 +14,8 @@ from schemas.problems import (
     INVALID,
     LINE_KEY,
     LIST_KEY,
+    LONG_KEY,
+    MAX_STRING,
     OUT_OF_RANGE,
     REQUIRED,
     TOO_MANY,
@@ -23,6 +25,7 @@ from schemas.problems import (
     Problem,
     is_int,
     field_messages,
+    long_problems,
     unknown_problems,
 )
 
@@ -138,7 +141,7 @@ class LineItemRequestSchema(Schema):
 
     # The answer lists a line's problems in this order.
     REPORT_ORDER: ClassVar[tuple[str, ...]] = (
-        LINE_KEY, UNKNOWN_KEY, "extLineItemNumber", "offerId", "quantity", "subscriptionId", "currencyCode",
+        LINE_KEY, UNKNOWN_KEY, LONG_KEY, "extLineItemNumber", "offerId", "quantity", "subscriptionId", "currencyCode",
         "deploymentId", *DISCOUNT_FIELDS,
     )
 
@@ -153,6 +156,7 @@ class LineItemRequestSchema(Schema):
     offerId = fields.String(
         required=True, validate=Coded(validate.Length(min=1), _OFFER),
         error_messages=field_messages(required=_required("offerId"), null=_required("offerId"), invalid=_OFFER),
+        metadata={"maxLength": MAX_STRING},  # checked with every string of the line, by _rules
     )
     quantity = WholeNumber(
         required=True,
@@ -161,13 +165,17 @@ class LineItemRequestSchema(Schema):
                         Problem(OUT_OF_RANGE, "quantity", f"quantity must be at most {MAX_QUANTITY}"))],
         error_messages=field_messages(required=_required("quantity"), null=_required("quantity"), invalid=_QUANTITY),
     )
-    subscriptionId = Sent(metadata={"description": "Required on RENEWAL lines; ignored on others"})
+    subscriptionId = Sent(metadata={"description": "Required on RENEWAL lines; ignored on others",
+                                    "maxLength": MAX_STRING})
     currencyCode = currency_code(null_is_absent=False, metadata={"description": "ISO 4217; the order's when absent"})
-    deploymentId = String(null_is_absent=True, error_messages=field_messages(invalid=_DEPLOYMENT))
+    deploymentId = String(null_is_absent=True, error_messages=field_messages(invalid=_DEPLOYMENT),
+                          metadata={"maxLength": MAX_STRING})
 
     @validates_schema(pass_original=True, skip_on_field_errors=False)
     def _rules(self, data: dict[str, Any], original: Mapping[str, Any], **kwargs: Any) -> None:
-        found: dict[str, list[Problem]] = {UNKNOWN_KEY: unknown_problems(original, _LINE_FIELDS)}
+        found: dict[str, list[Problem]] = {
+            UNKNOWN_KEY: unknown_problems(original, _LINE_FIELDS), LONG_KEY: long_problems(original),
+        }
         found.update(discount_problems(original, "the line would be billed without them"))
         found = {key: value for key, value in found.items() if value}
         if found:

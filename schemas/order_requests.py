@@ -29,6 +29,8 @@ from schemas.lines import (
 )
 from schemas.problems import (
     INVALID,
+    LONG_KEY,
+    MAX_STRING,
     NUL_KEY,
     QUERY,
     QUERY_KEY,
@@ -42,6 +44,7 @@ from schemas.problems import (
     fail,
     field_messages,
     nul_problems,
+    shorter_than_their_limits,
     unknown_problems,
 )
 
@@ -60,6 +63,9 @@ _ORDER_FIELDS = frozenset({
     "orderType", "externalReferenceId", "referenceOrderId", "currencyCode", "lineItems", "customerId",
     "cancellingItems", *DISCOUNT_FIELDS, *ORDER_ECHO,
 })
+
+# Strings with a limit of their own (MAX_EXTERNAL_REFERENCE, 2126); every other one has MAX_STRING.
+_OWN_LIMITS = frozenset({"externalReferenceId"})
 
 # The customer of the request's path, which a customerId in the body must equal (marshmallow 3.24 deprecated
 # schema context in favour of a ContextVar).
@@ -136,7 +142,7 @@ class CreateOrderRequestSchema(Schema):
 
     # The answer lists problems in this order; when orderType is invalid, nothing after it (GATE).
     REPORT_ORDER: ClassVar[tuple[str, ...]] = (
-        NUL_KEY, QUERY_KEY, "orderType", UNKNOWN_KEY, "customerId", "referenceOrderId", "externalReferenceId",
+        NUL_KEY, QUERY_KEY, "orderType", UNKNOWN_KEY, LONG_KEY, "customerId", "referenceOrderId", "externalReferenceId",
         "currencyCode", *DISCOUNT_FIELDS, "cancellingItems", "lineItems", SHARED_KEY,
     )
     GATE: ClassVar[str | None] = "orderType"
@@ -147,10 +153,10 @@ class CreateOrderRequestSchema(Schema):
                                       invalid=_ONE_OF, null=_ONE_OF),
     )
     externalReferenceId = _external_reference(required=False)
-    referenceOrderId = Sent(metadata={"description": "Required on RETURN; empty otherwise"})
+    referenceOrderId = Sent(metadata={"description": "Required on RETURN; empty otherwise", "maxLength": MAX_STRING})
     currencyCode = currency_code(null_is_absent=True,
                                 metadata={"description": "ISO 4217; here or on every line, the same everywhere"})
-    customerId = Sent(metadata={"description": "Accepted when equal to the path's"})
+    customerId = Sent(metadata={"description": "Accepted when equal to the path's", "maxLength": MAX_STRING})
     lineItems = Lines(fields.Nested(LineItemRequestSchema), required=True,
                       metadata={"description": f"1 to {MAX_LINES} lines"})
 
@@ -160,6 +166,8 @@ class CreateOrderRequestSchema(Schema):
         order_type = data.get("orderType")
         found: dict[str, Any] = {
             NUL_KEY: nul_problems(original), UNKNOWN_KEY: unknown_problems(original, _ORDER_FIELDS),
+            # Each line reports its own long strings, with its Line Item detail.
+            LONG_KEY: shorter_than_their_limits(original, _OWN_LIMITS | {"lineItems"}),
         }
         if "customerId" in original and original["customerId"] != _PATH_CUSTOMER.get():
             found["customerId"] = _problem(INVALID, "customerId", "customerId differs from the customer of the path")
@@ -208,7 +216,7 @@ class UpdateOrderRequestSchema(Schema):
     class Meta:
         unknown = EXCLUDE  # reported by _rules, in the order sent
 
-    REPORT_ORDER: ClassVar[tuple[str, ...]] = (QUERY_KEY, NUL_KEY, UNKNOWN_KEY, "externalReferenceId")
+    REPORT_ORDER: ClassVar[tuple[str, ...]] = (QUERY_KEY, NUL_KEY, UNKNOWN_KEY, LONG_KEY, "externalReferenceId")
     GATE: ClassVar[str | None] = None
 
     externalReferenceId = _external_reference(required=True)
@@ -220,6 +228,7 @@ class UpdateOrderRequestSchema(Schema):
             UNKNOWN_KEY: unknown_problems(
                 original, {"externalReferenceId"}, ": only externalReferenceId can be changed"
             ),
+            LONG_KEY: shorter_than_their_limits(original, _OWN_LIMITS),
         }
         found = {key: value for key, value in found.items() if value}
         if found:

@@ -15,6 +15,10 @@ from typing import Any
 
 from marshmallow import ValidationError, validate
 
+MAX_STRING = 64  # characters of any string value of a request, unless a field has a limit of its own (SPEC 6)
+MAX_LINK_URI = 255  # characters of the `uri` of an echoed links object (SPEC 6)
+LINKS = "links"
+
 # Kinds of problem. The translator's table gives each its code, per field where the API has a specific one.
 REQUIRED = "required"
 UNKNOWN = "unknown"
@@ -31,6 +35,7 @@ QUERY = "query"  # a query parameter a write does not take: always 1117, whateve
 
 # Keys of a schema's messages that name a check rather than a field: the Problems under them name theirs.
 NUL_KEY = "_nul"
+LONG_KEY = "_long"
 UNKNOWN_KEY = "_unknown"
 QUERY_KEY = "_query"
 SHARED_KEY = "_shared"
@@ -109,3 +114,24 @@ def unknown_problems(data: Mapping[str, Any], known: typing.Collection[str], suf
     """Members no schema field or accepted echo names, in the order sent."""
     return [Problem(UNKNOWN, name, f"unknown field {name}{suffix}") for name in data if name not in known]
 
+
+
+def long_problems(value: Any, field: str = "", in_links: bool = False) -> list[Problem]:
+    """Strings longer than MAX_STRING (MAX_LINK_URI for a `uri` inside a links object), at any depth, each
+    named by the member that holds it."""
+    if isinstance(value, str):
+        limit = MAX_LINK_URI if in_links and field == "uri" else MAX_STRING
+        return [Problem(TOO_LONG, field, f"{field} is longer than {limit} characters")] if len(value) > limit else []
+    if isinstance(value, Mapping):
+        return [
+            problem for name, item in value.items()
+            for problem in long_problems(item, str(name), in_links or name == LINKS)
+        ]
+    if isinstance(value, list):
+        return [problem for item in value for problem in long_problems(item, field, in_links)]
+    return []
+
+
+def shorter_than_their_limits(data: Mapping[str, Any], own_limits: typing.Collection[str]) -> list[Problem]:
+    """long_problems of a request's members but those in `own_limits`, whose fields check a limit of their own."""
+    return long_problems({name: value for name, value in data.items() if name not in own_limits})

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
@@ -9,6 +10,14 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, val
 from schemas.problems import REQUIRED, UNSUPPORTED, Coded, Problem, field_messages
 
 GRANT_TYPE = "client_credentials"  # the only grant (RFC 6749 4.4)
+MAX_FORM_FIELDS = 20  # fields of a token request's form body (SPEC 3); more is a malformed request
+
+
+def repeated_parameters(pairs: Sequence[tuple[str, str]]) -> list[str]:
+    """Names sent more than once in one place, the form body or the query (RFC 6749 3.2: parameters MUST NOT
+    be included more than once); one name in both places is not repeated: the body wins."""
+    names = [name for name, _ in pairs]
+    return list(dict.fromkeys(name for name in names if names.count(name) > 1))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from conftest import customer_record, partner_headers, reseller_record
 
+from schemas.problems import MAX_STRING
+
 ORDERS = "/v3/customers/C1/orders"
 DOCUMENT = "/api/docs/openapi.json"
 
@@ -150,3 +152,34 @@ async def test_correlation_id_length(client, partner, document):
     for length in (documented["minLength"] - 1, documented["maxLength"] + 1):
         response = await client.get(ORDERS, headers={**headers, "X-Correlation-Id": "c" * length})
         assert (response.status, (await response.json())["code"]) == (400, "4119")
+
+
+@pytest.mark.parametrize(("component", "field"), [
+    ("LineItemRequest", "offerId"), ("LineItemRequest", "deploymentId"), ("LineItemRequest", "subscriptionId"),
+    ("CreateOrderRequest", "referenceOrderId"),
+])
+async def test_string_length(client, partner, document, component, field):
+    longest = schema_of(document, component, field)["maxLength"]
+    assert longest == MAX_STRING  # the one limit of every string without one of its own (SPEC 6)
+
+    def body(value: str) -> dict[str, Any]:
+        if component == "LineItemRequest":
+            return order([line(1, **{field: value})])
+        return order(orderType="RETURN", **{field: value})
+
+    if component == "LineItemRequest":
+        await assert_accepted(client, partner, body("X" * longest))
+    await assert_refused(client, partner, body("X" * (longest + 1)), "1117", field)
+
+
+@pytest.mark.parametrize("name", ["offer-id", "subscription-id", "reference-order-id", "external-reference-id",
+                                  "reseller-id"])
+async def test_history_string_length(client, partner, document, name):
+    documented = parameter_of(document, "/v3/customers/{customerId}/orders", "get", name)
+    longest = documented.get("items", documented)["maxLength"]
+    assert longest == MAX_STRING
+    headers = await partner_headers(client, partner)
+    assert (await client.get(ORDERS, params={name: "X" * longest}, headers=headers)).status == 200
+    response = await client.get(ORDERS, params={name: "X" * (longest + 1)}, headers=headers)
+    body = await response.json()
+    assert (response.status, body["code"], body["invalidFields"]) == (400, "1132", [name])

@@ -1,0 +1,94 @@
+"""What a JSON body is (SPEC 6): an object of at most MAX_DEPTH levels of nesting, with no member name twice in
+one object. Used for the bodies of POST and PATCH and for each line of an import file.
+
+orjson parses every body, as fast as before; the two rules then cost a walk of the parsed value that stops at
+MAX_DEPTH (so it never recurses deeper) and one regular-expression pass over the text. Only a body whose text
+has more members than its parsed value (some name was sent twice, and the last one won) is parsed a second
+time, by the standard library, to name the repeated members.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import orjson
+
+MAX_DEPTH = 32  # levels of nesting: the body object itself is level 1
+
+# A JSON string, escapes included: what the scans below leave out (a ':' or a bracket in a string is text).
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
+_INNERMOST = re.compile(rb"\[\]|\{\}")
+
+NOT_AN_OBJECT = "The request body must be a JSON object"
+TOO_DEEP = f"JSON nested more than {MAX_DEPTH} levels deep"
+
+
+class BodyProblem(ValueError):
+    """The body is not a JSON object within the limits; `fields` names the repeated members, if any."""
+
+    def __init__(self, reason: str, fields: tuple[str, ...] = ()) -> None:
+        super().__init__(reason)
+        self.reason, self.fields = reason, fields
+
+
+def parse_object(raw: bytes) -> dict[str, Any]:
+    """The JSON object of `raw`, or BodyProblem saying why it is not one within the limits."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        # orjson stops at 1024 levels itself: say so rather than "not JSON" when that is the reason.
+        raise BodyProblem(TOO_DEEP if text_too_deep(raw) else NOT_AN_OBJECT) from None
+    if not isinstance(value, dict):
+        raise BodyProblem(NOT_AN_OBJECT)
+    within_limits(raw, value)
+    return value
+
+
+def within_limits(raw: bytes, value: dict[str, Any]) -> None:
+    """BodyProblem unless `value`, parsed from `raw` by orjson, is nested at most MAX_DEPTH levels deep and
+    `raw` sends no member name twice in one object (orjson keeps the last one silently)."""
+    members = _members(value, 1)
+    # Each member has one ':' outside strings; counting those in strings too is exact for most bodies.
+    if members != raw.count(b":") and members != _STRING.sub(b"", raw).count(b":"):
+        repeated = _repeated_members(raw)
+        if repeated:
+            raise BodyProblem(f"member {', '.join(repeated)} sent twice in one object", tuple(repeated))
+
+
+def text_too_deep(raw: bytes) -> bool:
+    """Whether text orjson could not parse nests brackets deeper than MAX_DEPTH: each pass removes the
+    innermost pairs."""
+    brackets = _NOT_BRACKET.sub(b"", _STRING.sub(b"", raw))
+    for _ in range(MAX_DEPTH):
+        brackets, removed = _INNERMOST.subn(b"", brackets)
+        if not removed:
+            return False
+    return _INNERMOST.search(brackets) is not None
+
+
+def _members(value: Any, depth: int) -> int:
+    """The members of every object in `value`, at `depth`; BodyProblem past MAX_DEPTH."""
+    if depth > MAX_DEPTH:
+        raise BodyProblem(TOO_DEEP)
+    items = value.values() if isinstance(value, dict) else value
+    nested = sum(_members(item, depth + 1) for item in items if isinstance(item, (dict, list)))
+    return nested + len(value) if isinstance(value, dict) else nested
+
+
+def _repeated_members(raw: bytes) -> list[str]:
+    """The names sent twice in one object, in the order found. Called only for text orjson parsed, within
+    MAX_DEPTH: numbers are kept as text (the standard library would refuse an integer of 4,301 digits)."""
+    repeated: dict[str, None] = {}
+
+    def pairs(members: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for name, _ in members:
+            if name in seen:
+                repeated[name] = None
+            seen.add(name)
+        return dict(members)
+
+    json.loads(raw, object_pairs_hook=pairs, parse_int=str, parse_float=str)
+    return list(repeated)
