@@ -45,6 +45,8 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.DeadlockDetectedError,
     asyncpg.ReadOnlySQLTransactionError,
 )
+# After these a connection's state is unknown (a lost server, or a statement cancelled midway): it is closed.
+ABANDONED: tuple[type[BaseException], ...] = (*TRANSIENT, asyncio.CancelledError)
 FIRST_RETRY_SECONDS = 0.05
 LAST_RETRY_SECONDS = 0.5
 
@@ -164,8 +166,10 @@ class PoolReader(PostgresDb):
         async with self._pool.acquire() as connection:
             try:
                 return await PostgresDb(connection).fetch(sql, params)
-            except TRANSIENT:
-                connection.terminate()  # whatever state a loss left it in, the pool opens a fresh one
+            except ABANDONED:
+                # A loss or a cancelled statement leaves the connection in a state nobody knows: closed, the
+                # server ends whatever it was doing, and the pool opens a fresh one.
+                connection.terminate()
                 raise
 
 
@@ -197,20 +201,32 @@ class PostgresBackend:
             transaction = PostgresTransaction(connection)
             try:
                 result = await unit(transaction)
-            except TRANSIENT:
-                connection.terminate()  # the server ends the transaction with the connection
+            except ABANDONED:
+                connection.terminate()  # the server rolls the transaction back with the connection
                 raise
             except BaseException:
-                if not connection.is_closed() and connection.is_in_transaction():
-                    await connection.execute(ROLLBACK)
+                await _roll_back(connection)
                 raise
             if transaction.begun:
                 try:
                     await connection.execute(COMMIT)
-                except TRANSIENT as failure:
+                except ABANDONED as failure:
                     connection.terminate()
+                    if isinstance(failure, asyncio.CancelledError):
+                        raise
                     raise _CommitFailed() from failure
             return result
+
+
+async def _roll_back(connection: asyncpg.Connection) -> None:
+    """Ends the transaction a unit left open; a connection that cannot even do that is closed instead."""
+    if connection.is_closed() or not connection.is_in_transaction():
+        return
+    try:
+        await connection.execute(ROLLBACK)
+    except BaseException:
+        connection.terminate()
+        raise
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:
