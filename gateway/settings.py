@@ -44,6 +44,8 @@ class Settings:
     idempotency_purge_interval_seconds: float = 3600.0
     # How long SIGTERM waits for in-flight requests.
     shutdown_timeout_seconds: float = 30.0
+    # How long a request's body may take to arrive in full before it is refused with 408.
+    body_timeout_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         for name, ok, why in self._rules():
@@ -68,6 +70,7 @@ class Settings:
             ("idempotency_retention_seconds", self.idempotency_retention_seconds >= 60, "must be at least 60"),
             ("idempotency_purge_interval_seconds", self.idempotency_purge_interval_seconds > 0, "must be > 0"),
             ("shutdown_timeout_seconds", self.shutdown_timeout_seconds >= 0, "must be >= 0"),
+            ("body_timeout_seconds", self.body_timeout_seconds > 0, "must be > 0"),
             ("database_url", self.database_url.startswith(("sqlite://", "postgresql://", "postgres://")),
              "must start with sqlite:/// or postgresql://"),
         ]
