@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from gateway.app import create_app, token_service
 from gateway.demo import DEMO_CUSTOMER, load_demo
+from gateway.http_server import serve_app
 from gateway.importer import ImportLineError, import_file
 from gateway.keys import SETTINGS, STORAGE
 from gateway.logconfig import configure_logging
@@ -166,14 +167,7 @@ def serve(settings: Settings, demo: bool = False) -> int:
     app = create_app(settings)
     if demo:
         app.on_startup.append(_announce_demo)
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        shutdown_timeout=settings.shutdown_timeout_seconds,
-        print=None,
-        access_log=None,
-    )
+    serve_app(app, settings)
     return 0
 
 

@@ -7,7 +7,11 @@ from collections.abc import Mapping, Sequence
 ERROR_CODES: dict[str, tuple[int, str]] = {
     "404": (404, "Not found"),
     "405": (405, "Method not allowed"),
+    "408": (408, "Request body not received in time"),
     "413": (413, "Request body too large"),
+    "414": (414, "Request target too long"),
+    "415": (415, "Unsupported Content-Encoding"),
+    "431": (431, "Request header fields too large"),
     "1116": (404, "Customer not found"),
     "1117": (400, "Invalid request"),
     "1121": (400, "Unknown field"),

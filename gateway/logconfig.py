@@ -24,6 +24,37 @@ def _orjson_dumps(value: Any, **kwargs: Any) -> str:
         return json.dumps(value, default=str)
 
 
+class WithheldError(Exception):
+    """Stands in for a library's exception in a log record: its type and traceback, not its message."""
+
+
+class _WithholdRequestBytes(logging.Filter):
+    """No standard library record (aiohttp's, asyncpg's, asyncio's, any library's) can carry a header value
+    or body byte of a request into the log. Such bytes can only reach a record through data handed to the
+    logging call: the arguments formatted into the message, or the exception's text (aiohttp's parser
+    errors quote up to 100 bytes of the offending line). The message template is code and is kept; the
+    arguments are dropped (the template is written as is), and an exception is replaced by WithheldError,
+    naming its type and keeping its traceback, whose frames are rendered without local variables.
+
+    It holds for every record because the filter sits on the one handler the process has, which is also
+    logging.lastResort (used for loggers that do not propagate), and warnings are routed through it; the
+    gateway's own events (structlog, not the standard library) carry only the named fields of SPEC 8.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.msg, record.args = str(record.msg), None
+        elif not isinstance(record.msg, str):
+            record.msg = type(record.msg).__name__
+        if record.exc_info and record.exc_info[1] is not None:
+            _, exc, traceback = record.exc_info
+            kind = type(exc)
+            withheld = WithheldError(f"{kind.__module__}.{kind.__qualname__} (message withheld)")
+            record.exc_info = (WithheldError, withheld.with_traceback(traceback), traceback)
+            record.exc_text = None
+        return True
+
+
 def configure_logging(log_format: str = "json", stream: TextIO | None = None, level: int = logging.INFO) -> None:
     out = stream or sys.stderr
     shared: list[Any] = [
@@ -33,7 +64,10 @@ def configure_logging(log_format: str = "json", stream: TextIO | None = None, le
     ]
     renderer: Any
     if log_format == "console":
-        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+        # Plain tracebacks: the console default (rich) shows local variables, which can hold request bytes.
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=out.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
         exceptions: list[Any] = []
     else:
         renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
@@ -54,8 +88,11 @@ def configure_logging(log_format: str = "json", stream: TextIO | None = None, le
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *exceptions, renderer],
         )
     )
+    handler.addFilter(_WithholdRequestBytes())
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    logging.lastResort = handler
+    logging.captureWarnings(True)
     root.setLevel(level)
     # aiohttp.access would duplicate the request line this gateway writes itself.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

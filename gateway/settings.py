@@ -46,6 +46,8 @@ class Settings:
     db_busy_timeout_seconds: float = 5.0
     # How long SIGTERM waits for in-flight requests.
     shutdown_timeout_seconds: float = 30.0
+    # How long a request's body may take to arrive in full before it is refused with 408.
+    body_timeout_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         for name, ok, why in self._rules():
@@ -71,6 +73,7 @@ class Settings:
             ("idempotency_purge_interval_seconds", self.idempotency_purge_interval_seconds > 0, "must be > 0"),
             ("shutdown_timeout_seconds", self.shutdown_timeout_seconds >= 0, "must be >= 0"),
             ("db_busy_timeout_seconds", 0 <= self.db_busy_timeout_seconds <= 60, "must be 0..60"),
+            ("body_timeout_seconds", self.body_timeout_seconds > 0, "must be > 0"),
             ("database_url", self.database_url.startswith(("sqlite://", "postgresql://", "postgres://")),
              "must start with sqlite:/// or postgresql://"),
         ]

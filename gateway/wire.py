@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 
 PARTNER_PREFIX = "/v3"
+# A request that ends without an answer (the client went away, shutdown): nginx's name for it.
+CLIENT_CLOSED = 499
 
 # Control characters, and the surrogates aiohttp decodes bytes that are not UTF-8 to: such a value can be
 # neither sent back in a header nor stored.

@@ -8,12 +8,18 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.errors import ERROR_CODES, INTERNAL_ERROR, ApiError
-from gateway.keys import ERROR, ERROR_CODE
+from gateway.http_limits import BodyTimeout, body_deadline, check_headers
+from gateway.keys import ERROR, ERROR_CODE, SETTINGS
 from gateway.storage import StorageUnavailable
+from gateway.wire import CLIENT_CLOSED
 
 DATABASE_RETRY_AFTER_SECONDS = 1
 # aiohttp's own refusals that have a code of their own in the API.
 _HTTP_CODES = {404: "404", 405: "405", 413: "413"}
+
+
+# Answers after which the connection is closed: a 408's body may still be arriving, byte by byte.
+_CLOSING = frozenset({408})
 
 
 def error_response(error: ApiError) -> web.Response:
@@ -21,7 +27,20 @@ def error_response(error: ApiError) -> web.Response:
         body=orjson.dumps(error.body()), status=error.status, content_type="application/json"
     )
     response.headers.update(error.headers)
+    if error.status in _CLOSING:
+        response.force_close()
     return response
+
+
+def _client_gone(request: web.Request) -> web.Response:
+    """The client went away before its request was read in full: no one is left to answer, and it is not a
+    server error. The request log writes its 499 line at level info."""
+    request[ERROR_CODE] = "client_closed"
+    return web.Response(status=CLIENT_CLOSED)
+
+
+def _connection_lost(request: web.Request) -> bool:
+    return request.transport is None or request.transport.is_closing()
 
 
 def _from_http(exc: web.HTTPException) -> ApiError:
@@ -35,12 +54,21 @@ def _from_http(exc: web.HTTPException) -> ApiError:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    deadline = body_deadline(request, request.app[SETTINGS].body_timeout_seconds)
     try:
+        check_headers(request)
         return await handler(request)
+    except BodyTimeout:
+        request[ERROR_CODE] = "408"
+        return error_response(ApiError("408"))
     except ApiError as error:
         request[ERROR_CODE] = error.code
         return error_response(error)
+    except ConnectionError:
+        return _client_gone(request)
     except web.RequestPayloadError:
+        if _connection_lost(request):
+            return _client_gone(request)
         # A body that cannot be read as sent: an unknown Content-Encoding, broken compression or chunking.
         unreadable = ApiError("1117", "The request body could not be read")
         request[ERROR_CODE] = unreadable.code
@@ -62,3 +90,5 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         request[ERROR] = exc
         request[ERROR_CODE] = INTERNAL_ERROR
         return error_response(ApiError(INTERNAL_ERROR))
+    finally:
+        deadline.cancel()

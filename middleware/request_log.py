@@ -10,19 +10,16 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.keys import API_KEY_ID, ERROR, ERROR_CODE, IDEMPOTENCY, METRICS, PARTNER_ID, REQUEST_ID
-from gateway.wire import header_safe
+from gateway.metrics import Metrics
+from gateway.wire import CLIENT_CLOSED, header_safe
 
 log = structlog.get_logger("gateway.request")
 
-# Probes and scrapes would drown the log at info level: they are logged at debug.
+# Probes and scrapes would drown the log at info level: when they succeed they are logged at debug.
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
-# A request that ends without an answer (the client went away, shutdown): nginx's name for it.
-CLIENT_CLOSED = 499
-
-
-def _new_request_id() -> str:
+def new_request_id() -> str:
     """A random UUID: an identifier, not a secret, so it need not cost a system call as uuid4() does."""
     return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
@@ -32,7 +29,7 @@ async def request_log_middleware(request: web.Request, handler: Handler) -> web.
     started = time.perf_counter()
     sent = request.headers.get("X-Request-Id")
     # One that could not be echoed is treated as absent.
-    request_id = sent if sent and header_safe(sent) else _new_request_id()
+    request_id = sent if sent and header_safe(sent) else new_request_id()
     request[REQUEST_ID] = request_id
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -57,32 +54,43 @@ def _log_request(request: web.Request, status: int, elapsed: float, correlation_
     """The one line (and the metrics) of a request, however it ended."""
     if status == CLIENT_CLOSED and ERROR_CODE not in request:
         request[ERROR_CODE] = "client_closed"
-    error = request.get(ERROR)
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else None
-    idempotency = request.get(IDEMPOTENCY)
-    error_code = request.get(ERROR_CODE)
-    # Unmatched paths share one label, so probing for routes cannot grow the metric without bound.
-    request.app[METRICS].observe(route or "unmatched", request.method, status, elapsed, error_code, idempotency)
     fields = {
         "method": request.method,
         "path": request.path,
         "route": route,
-        "status": status,
-        "duration_ms": round(elapsed * 1000, 3),
         "correlation_id": correlation_id,
         "partner_id": request.get(PARTNER_ID),
         "api_key_id": request.get(API_KEY_ID),
         "customer_id": request.match_info.get("customerId"),
-        "error_code": error_code,
-        "remote": request.remote,
         "user_agent": request.headers.get("User-Agent"),
     }
+    _emit(request.app[METRICS], fields, status, elapsed, request.get(ERROR_CODE), request.get(IDEMPOTENCY),
+          remote=request.remote, error=request.get(ERROR))
+
+
+def log_refusal(metrics: Metrics, status: int, error_code: str, request_id: str, remote: str | None) -> None:
+    """The line of a request the HTTP layer refused before it was parsed: nothing of it is known but where it
+    came from (and its bytes must not be logged), so method, path and the rest are null."""
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    fields = dict.fromkeys(("method", "path", "route", "correlation_id", "partner_id", "api_key_id",
+                            "customer_id", "user_agent"))
+    _emit(metrics, fields, status, 0.0, error_code, None, remote=remote, error=None)
+
+
+def _emit(metrics: Metrics, fields: dict[str, object], status: int, elapsed: float, error_code: str | None,
+          idempotency: str | None, *, remote: str | None, error: BaseException | None) -> None:
+    # Unmatched paths share one label, so probing for routes cannot grow the metric without bound.
+    metrics.observe(str(fields["route"] or "unmatched"), str(fields["method"] or "UNKNOWN"), status, elapsed,
+                    error_code, idempotency)
+    fields.update(status=status, duration_ms=round(elapsed * 1000, 3), error_code=error_code, remote=remote)
     if idempotency is not None:
         fields["idempotency"] = idempotency
     if error is not None:
         log.error("request", exc_info=error, **fields)
-    elif request.path in QUIET_PATHS:
+    elif fields["path"] in QUIET_PATHS and status < 400:
         log.debug("request", **fields)
     else:
         log.info("request", **fields)

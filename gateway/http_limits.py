@@ -1,0 +1,74 @@
+"""SPEC 2's limits on a request as sent, and the API's answer when one is exceeded.
+
+Two places enforce them: the HTTP parser (gateway.http_server), for what it refuses before any middleware
+runs, and the error middleware (admit), for what the parser lets through. Both answer through `refusal`, so
+the codes come from one table and no answer quotes a byte of the request.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError, LineTooLong
+
+from gateway.errors import ApiError
+
+# 8 KiB: the request target, one header line, all header fields together.
+MAX_TARGET_BYTES = 8192
+# aiohttp counts a header's name and value, not the ": " between them nor the line end: 8 KiB less those
+# 2 + 2 bytes is a header line of at most 8 KiB. It differs from MAX_TARGET_BYTES, and that is how a too long
+# target (414) is told from a too long header line (431): the parser's error carries the limit it hit.
+MAX_FIELD_BYTES = MAX_TARGET_BYTES - 4
+MAX_HEADERS_BYTES = 8192
+MAX_HEADER_FIELDS = 100
+# What aiohttp decodes itself; anything else would reach the handlers as undecoded bytes.
+ACCEPTED_ENCODINGS = frozenset({"gzip", "deflate", "identity"})
+_HEADER_LINE_OVERHEAD = 4  # ": " and CRLF
+
+# The keyword arguments of aiohttp's RequestHandler that make the parser enforce the limits above.
+PARSER_LIMITS = {
+    "max_line_size": MAX_TARGET_BYTES,
+    "max_field_size": MAX_FIELD_BYTES,
+    "max_headers": MAX_HEADER_FIELDS,
+}
+
+
+def refusal(exc: HttpProcessingError) -> ApiError:
+    """The API's answer to a request aiohttp's parser refused. The parser's message quotes the request's
+    bytes, so it is never used: each answer carries the table's own message."""
+    if isinstance(exc, LineTooLong):
+        return ApiError("414" if exc.args[1:2] == (MAX_TARGET_BYTES,) else "431")
+    if isinstance(exc, ContentEncodingError):
+        return ApiError("415")
+    if exc.message == "Too many headers received":
+        return ApiError("431")
+    return ApiError("1117", "The request could not be parsed")
+
+
+def check_headers(request: web.BaseRequest) -> None:
+    """The limits the parser does not enforce: the size of all header fields together, the encoding."""
+    size = sum(len(name) + len(value) + _HEADER_LINE_OVERHEAD for name, value in request.raw_headers)
+    if size > MAX_HEADERS_BYTES:
+        raise ApiError("431")
+    for header in request.headers.getall("Content-Encoding", ()):
+        for coding in header.split(","):
+            if coding.strip().lower() not in ACCEPTED_ENCODINGS:
+                raise ApiError("415")
+
+
+class BodyTimeout(TimeoutError):
+    """The body did not arrive in full in time. A TimeoutError, so that aiohttp's own reading of an unread
+    body after the answer (its "lingering close") takes it as the end of that body."""
+
+
+def body_deadline(request: web.BaseRequest, timeout: float) -> asyncio.TimerHandle:
+    """After `timeout` seconds, a body still arriving fails every read of it, now or later, with
+    BodyTimeout: a client that sends a byte now and then cannot hold a connection for ever. The deadline
+    makes no read of its own, so the order of the checks stays (credentials are refused before a body is
+    read); the caller cancels the handle when the request is answered."""
+
+    def expire() -> None:
+        if not request.content.is_eof():
+            request.content.set_exception(BodyTimeout())
+
+    return asyncio.get_running_loop().call_later(timeout, expire)

@@ -1,0 +1,98 @@
+"""The HTTP server under the application: aiohttp's, with the API's answer to requests it cannot parse.
+
+A request aiohttp's parser refuses (a line over the limits, too many headers, a bad request line, an
+encoding it cannot decode) never reaches a middleware: aiohttp answers it in RequestHandler.handle_error, in
+plain text quoting the offending bytes, and logs them. handle_error is the method aiohttp provides for this
+("Handle errors. Returns HTTP response with specific status code"); aiohttp has no setting for the handler
+class, so a Server subclass builds ours, and a runner builds that server in `_make_server`, the factory
+method BaseRunner leaves to its subclasses. web.run_app cannot take a runner, so `serve` does what it does:
+set up, listen, wait for SIGTERM or SIGINT, and clean up (in-flight requests finish within the timeout).
+"""
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
+
+from gateway.errors import INTERNAL_ERROR, ApiError
+from gateway.http_limits import PARSER_LIMITS, refusal
+from gateway.keys import METRICS
+from gateway.metrics import Metrics
+from gateway.settings import Settings
+from middleware.errors import error_response
+from middleware.request_log import log_refusal, new_request_id
+
+# web.run_app's default: how long an idle keep-alive connection is kept.
+KEEPALIVE_SECONDS = 75.0
+
+
+class _RefusingHandler(RequestHandler):
+    metrics: Metrics  # set by the server that builds it: kept here, as the connection may drop its server
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        """After an answer, aiohttp reads what is left of an unread body ("lingering close"); a body the client
+        broke (bad chunking or compression) fails that read again, and aiohttp logs it as an unhandled
+        exception and closes the connection. The answer is out: it is the client's fault, not a server error."""
+        if isinstance(kw.get("exc_info"), web.RequestPayloadError):
+            self.log_debug(*args, **kw)
+            return
+        super().log_exception(*args, **kw)
+
+    def handle_error(
+        self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """Called for a request the parser refused (exc an HttpProcessingError), or for an exception that
+        escaped the application (the error middleware lets none but cancellation through)."""
+        if request.writer.output_size > 0:
+            # As aiohttp: part of an answer is out, no other can follow; the connection is dropped.
+            raise ConnectionError("Response is sent already")
+        error = refusal(exc) if isinstance(exc, HttpProcessingError) else ApiError(INTERNAL_ERROR)
+        request_id = new_request_id()
+        response = error_response(error)
+        response.headers["X-Request-Id"] = request_id
+        response.force_close()
+        log_refusal(self.metrics, error.status, error.code, request_id, request.remote)
+        return response
+
+
+class _GatewayServer(web.Server):
+    def __init__(self, built: web.Server, metrics: Metrics) -> None:
+        """The server AppRunner built, with our handler: the same request handler, factory and arguments
+        (Server keeps the handler arguments and loop in private attributes, which its subclass reads)."""
+        super().__init__(built.request_handler, request_factory=built.request_factory,
+                         handler_cancellation=built.handler_cancellation, loop=built._loop, **built._kwargs)
+        self.metrics = metrics
+
+    def __call__(self) -> RequestHandler:
+        handler = _RefusingHandler(self, loop=self._loop, **self._kwargs)
+        handler.metrics = self.metrics
+        return handler
+
+
+class _GatewayRunner(web.AppRunner):
+    async def _make_server(self) -> web.Server:
+        return _GatewayServer(await super()._make_server(), self.app[METRICS])
+
+
+def serve_app(app: web.Application, settings: Settings) -> None:
+    asyncio.run(_serve(app, settings))
+
+
+async def _serve(app: web.Application, settings: Settings) -> None:
+    handler_args: dict[str, Any] = {"keepalive_timeout": KEEPALIVE_SECONDS, "access_log": None, **PARSER_LIMITS}
+    runner = _GatewayRunner(app, shutdown_timeout=settings.shutdown_timeout_seconds, **handler_args)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.host, settings.port).start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()

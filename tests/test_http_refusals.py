@@ -1,0 +1,202 @@
+"""SPEC 2, "Requests the HTTP layer itself refuses", and SPEC 8's 499 rule, against a real gateway process
+through raw sockets: aiohttp_client (and any HTTP client library) cannot send these requests, since it
+builds well-formed requests and refuses oversized or malformed ones before they leave.
+
+Each refusal is in the API's error shape, carries X-Request-Id and has its one `request` log line; the LOG
+test sends credentials through every kind of refused request and finds none of their bytes in the output."""
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+from conftest import seed_with_cli
+from raw_http import Answer, Gateway, exchange, gateway
+
+BODY_TIMEOUT = "1"
+FORM = b"Content-Type: application/x-www-form-urlencoded\r\n"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    tmp = tmp_path_factory.mktemp("refusals")
+    with gateway(f"sqlite:///{tmp}/gateway.db", tmp, "--body-timeout-seconds", BODY_TIMEOUT) as running:
+        yield running
+
+
+def get(target: bytes = b"/healthz", headers: bytes = b"") -> bytes:
+    return b"GET " + target + b" HTTP/1.1\r\nHost: gw\r\n" + headers + b"\r\n"
+
+
+def post(body: bytes, headers: bytes = b"", target: bytes = b"/ims/token/v3") -> bytes:
+    length = b"Content-Length: %d\r\n" % len(body)
+    return b"POST " + target + b" HTTP/1.1\r\nHost: gw\r\n" + FORM + length + headers + b"\r\n" + body
+
+
+def refused(served: Gateway, request: bytes, status: int, code: str, **kwargs: Any) -> Answer:
+    answer = exchange(served.port, request, **kwargs)
+    assert answer is not None
+    assert answer.status == status, answer
+    assert answer.is_error_shape(code), answer.body
+    assert answer.headers["content-type"].startswith("application/json")
+    request_id = answer.headers["x-request-id"]
+    lines = [line for line in served.log_lines() if line.get("request_id") == request_id]
+    assert [(line["event"], line["status"], line["error_code"], line["level"]) for line in lines] == [
+        ("request", status, code, "info")
+    ]
+    return answer
+
+
+def test_a_header_line_over_8_kib_is_431(served):
+    refused(served, get(headers=b"X-Api-Key: " + b"k" * 8200 + b"\r\n"), 431, "431")
+    refused(served, get(headers=b"X-" + b"n" * 8200 + b": v\r\n"), 431, "431")
+
+
+def test_header_fields_of_8_kib_in_all_are_accepted(served):
+    line = b"X-Pad: " + b"v" * (8192 - len(b"Host: gw\r\n") - len(b"X-Pad: \r\n"))
+    answer = exchange(served.port, get(headers=line + b"\r\n"))
+    assert answer is not None and answer.status == 200
+
+
+def test_all_header_fields_together_over_8_kib_is_431(served):
+    fields = b"".join(b"X-Pad-%d: %s\r\n" % (i, b"v" * 1000) for i in range(9))
+    refused(served, get(headers=fields), 431, "431")
+
+
+def test_more_than_100_header_fields_is_431(served):
+    many = b"".join(b"X-%d: v\r\n" % i for i in range(100))  # with Host, 101
+    refused(served, get(headers=many), 431, "431")
+    answer = exchange(served.port, get(headers=many[: -len(b"X-99: v\r\n")]))  # 100 in all
+    assert answer is not None and answer.status == 200
+
+
+def test_a_request_target_over_8_kib_is_414(served):
+    refused(served, get(b"/v3/customers/" + b"c" * 8200 + b"/orders"), 414, "414")
+
+
+@pytest.mark.parametrize("coding", [b"br", b"zstd", b"compress", b"xyz", b"gzip, br", b"identity, x"])
+def test_a_content_encoding_other_than_gzip_deflate_identity_is_415(served, coding):
+    answer = refused(served, post(b"grant_type=x", b"Content-Encoding: " + coding + b"\r\n"), 415, "415")
+    assert b"Brotli" not in answer.body and b"install" not in answer.body
+
+
+def test_a_body_not_received_in_time_is_408_and_the_connection_closed(served):
+    request = post(b"grant_type=client_credentials")
+    head, body = request[: -len(b"grant_type=client_credentials")], b"grant_type=client_credentials"
+    answer = refused(served, head + body[:2], 408, "408", drip=body[2:], every=0.3)
+    assert answer.closed and answer.headers.get("connection", "").lower() == "close"
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /a\x01b HTTP/1.1\r\nHost: gw\r\n\r\n",  # a control character in the path
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",  # TLS on the plain port
+        b"GET / HTTP/9.9\r\nHost: gw\r\n\r\n",
+        b"GET / HTTP/1.1\r\n\r\n",  # no Host
+        b"POST /ims/token/v3 HTTP/1.1\r\nHost: gw\r\nContent-Length: abc\r\n\r\n",
+        b"POST /ims/token/v3 HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"GET / HTTP/1.1\r\nHost: gw\r\nBad Header\r\n\r\n",
+        b"NOT A REQUEST\r\n\r\n",
+    ],
+)
+def test_any_other_malformed_request_is_400_1117(served, request_bytes):
+    refused(served, request_bytes, 400, "1117")
+
+
+def test_a_client_that_goes_away_mid_body_is_499_client_closed_at_info(served):
+    before = len(served.log_lines())
+    exchange(served.port, post(b"x" * 10)[:-5], close_after_send=True)
+    exchange(served.port, post(b'{"a": 1}', target=b"/v3/customers/C1/orders")[:-3], close_after_send=True)
+    lines = _wait_for_lines(served, before + 2)
+    gone = [line for line in lines[before:] if line.get("event") == "request"]
+    # The two connections end concurrently: their lines may come in either order.
+    assert sorted((line["status"], line["error_code"], line["level"]) for line in gone) == [
+        (403, "4115", "info"),  # credentials are checked before the body is read
+        (499, "client_closed", "info"),
+    ]
+    assert not any("exception" in line for line in lines)
+
+
+def _wait_for_lines(served: Gateway, count: int) -> list[dict[str, Any]]:
+    import time
+
+    deadline = time.monotonic() + 5
+    while len(lines := served.log_lines()) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return lines
+
+
+def _secret_pieces(secrets: list[str]) -> set[str]:
+    """Each secret, every 16-character piece of it, and the same of its base64 forms."""
+    forms = list(secrets)
+    for secret in secrets:
+        forms.append(base64.b64encode(secret.encode()).decode())
+    forms.append(base64.b64encode(f"{secrets[0]}:{secrets[1]}".encode()).decode())
+    return {form[i : i + 16] for form in forms for i in range(max(1, len(form) - 15))}
+
+
+def _secret_requests(key: str, secret: str, token: str) -> list[bytes]:
+    k, s, t = key.encode(), secret.encode(), token.encode()
+    basic = b"Basic " + base64.b64encode(k + b":" + s)
+    pad = b"A" * 9000
+    form = b"grant_type=client_credentials&client_id=" + k + b"&client_secret=" + s
+    return [
+        get(headers=b"X-Api-Key: " + k + pad + b"\r\n"),
+        get(headers=b"X-Api-Key: " + pad + k + b"\r\n"),
+        post(form, b"Authorization: " + basic + pad + b"\r\n"),
+        get(headers=b"Authorization: Bearer " + t + pad + b"\r\n"),
+        get(headers=b"".join(b"X-%d: %s %s %s\r\n" % (i, k, s, t) for i in range(120))),
+        get(b"/v3/customers?client_secret=" + s + b"&key=" + k + b"&" + pad),
+        get(b"/v3/" + s + b"\x01" + k),
+        post(form, b"Content-Encoding: br\r\n"),
+        post(form, b"Content-Encoding: gzip\r\n"),  # not gzip at all
+        post(form, b"Content-Encoding: " + s + b"\r\n"),
+        post(form, b"Transfer-Encoding: chunked\r\n").replace(b"Content-Length", b"X-Was"),
+        b"GET /" + k + b" HTTP/9.9\r\nAuthorization: " + basic + b"\r\n\r\n",
+        b"\x16\x03\x01" + s + b"\r\n" + t + b"\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: gw\r\nX-Api-Key\x01: " + k + b"\r\n\r\n",
+        b"POST /ims/token/v3 HTTP/1.1\r\nHost: gw\r\nContent-Length: " + s + b"\r\n\r\n" + form,
+        b"POST /v3/customers/C1/orders HTTP/1.1\r\nHost: gw\r\nX-Api-Key: " + k + b"\r\nAuthorization: Bearer "
+        + t + b"\r\nX-Correlation-Id: c\r\nContent-Length: 9999\r\n\r\n{\"secret\": \"" + s,
+    ]
+
+
+def test_no_secret_reaches_the_output_from_refused_requests(db_url, tmp_path):
+    """LOG: an API key, a client secret (HTTP Basic and form body) and a bearer token, sent through every
+    kind of oversized or malformed request, appear nowhere in what the process wrote, nor any 16-character
+    piece of them, nor their base64."""
+    partner = seed_with_cli(db_url, tmp_path)
+    with gateway(db_url, tmp_path, "--body-timeout-seconds", BODY_TIMEOUT) as running:
+        token = _token(running, partner)
+        requests = _secret_requests(partner["apiKey"], partner["clientSecret"], token)
+        for request in requests:
+            exchange(running.port, request, timeout=15)
+        for request in requests:  # the same, cut short by a client that goes away
+            exchange(running.port, request[: len(request) * 2 // 3], close_after_send=True)
+        _wait_for_lines(running, 2 * len(requests))
+    output = running.output()
+    assert sum(1 for line in output.splitlines() if '"event":"request"' in line) >= len(requests)
+    leaked = sorted(piece for piece in _secret_pieces([partner["apiKey"], partner["clientSecret"], token])
+                    if piece in output)
+    assert not leaked, leaked[:5]
+
+
+def _token(running: Gateway, partner: dict[str, str]) -> str:
+    form = f"grant_type=client_credentials&client_id={partner['apiKey']}&client_secret={partner['clientSecret']}"
+    answer = exchange(running.port, post(form.encode()))
+    assert answer is not None and answer.status == 200, answer
+    return str(orjson.loads(answer.body)["access_token"])
+
+
+def test_the_setting_has_a_flag_and_a_variable():
+    from gateway.cli import build_parser
+    from gateway.settings import Settings
+
+    assert Settings().body_timeout_seconds == 30
+    assert Settings.from_env({"GATEWAY_BODY_TIMEOUT_SECONDS": "5"}).body_timeout_seconds == 5
+    args = build_parser().parse_args(["serve", "--body-timeout-seconds", "7"])
+    assert args.body_timeout_seconds == "7"
+
