@@ -16,7 +16,6 @@ import zlib
 from collections.abc import Callable
 
 import orjson
-import pytest
 from conftest import seed_with_cli
 from raw_http import Answer, exchange, gateway
 
