@@ -51,9 +51,14 @@ async def _storage_context(app: web.Application) -> AsyncIterator[None]:
                 await purger
 
 
+FIRST_PURGE_AFTER_SECONDS = 60.0
+
+
 async def _purge_outcomes(storage: Storage, settings: Settings) -> None:
     """Drops correlation-id outcomes past their retention, now and then, for the life of the app."""
     log = structlog.get_logger("gateway.idempotency")
+    # The first purge waits too: a process that starts and stops at once has nothing to gain from one.
+    await asyncio.sleep(min(settings.idempotency_purge_interval_seconds, FIRST_PURGE_AFTER_SECONDS))
     while True:
         try:
             purged = await storage.purge(int(time.time()) - settings.idempotency_retention_seconds)

@@ -78,9 +78,14 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         pytest.skip(SKIP_POSTGRES)
     schema = f"test_{uuid.uuid4().hex[:16]}"
     _in_thread(_pg(POSTGRES_URL, f'CREATE SCHEMA "{schema}"'))
-    # asyncpg passes unknown URL parameters on as server settings.
-    yield f"{POSTGRES_URL}{'&' if '?' in POSTGRES_URL else '?'}search_path={schema}"
-    _in_thread(_pg(POSTGRES_URL, f'DROP SCHEMA "{schema}" CASCADE'))
+    # asyncpg passes unknown URL parameters on as server settings: the test's sessions carry its schema's name,
+    # so that none a test left behind (a process it killed, an app it did not close) can block the drop.
+    yield f"{POSTGRES_URL}{'&' if '?' in POSTGRES_URL else '?'}search_path={schema}&application_name={schema}"
+    _in_thread(_pg(
+        POSTGRES_URL,
+        f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{schema}'",
+        f'DROP SCHEMA "{schema}" CASCADE',
+    ))
 
 
 def sqlite_only(db_url: str, why: str) -> None:
