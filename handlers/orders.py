@@ -31,15 +31,17 @@ _AUTH_ERRORS = {
 }
 
 
+# What every partner operation shares in the documents: its tag, its headers and its credentials.
+_PARTNER_OPERATION = {"tags": ["orders"], "parameters": PARTNER_HEADERS, "security": PARTNER_SECURITY}
+
+
 def _json(body: bytes) -> web.Response:
     return web.Response(body=body, content_type="application/json")
 
 
 @docs(
-    tags=["orders"],
+    **_PARTNER_OPERATION,
     summary="A customer's order history, newest first",
-    parameters=PARTNER_HEADERS,
-    security=PARTNER_SECURITY,
     responses={
         **_AUTH_ERRORS,
         404: {"schema": ErrorSchema, "description": "Customer not found (1116)"},
@@ -55,10 +57,8 @@ async def order_history(request: web.Request) -> web.Response:
 
 
 @docs(
-    tags=["orders"],
+    **_PARTNER_OPERATION,
     summary="One order of a customer",
-    parameters=PARTNER_HEADERS,
-    security=PARTNER_SECURITY,
     responses={
         **_AUTH_ERRORS,
         404: {"schema": ErrorSchema, "description": "Customer (1116) or order (2115) not found"},
@@ -92,10 +92,8 @@ _WRITE_ERRORS = {
 
 
 @docs(
-    tags=["orders"],
+    **_PARTNER_OPERATION,
     summary="Place (NEW, RENEWAL, RETURN) or preview an order; safe to retry with the same X-Correlation-Id",
-    parameters=PARTNER_HEADERS,
-    security=PARTNER_SECURITY,
     responses={
         **_WRITE_ERRORS,
         201: {"schema": CreatedOrderSchema, "description": "Placed", "headers": {"Location": LOCATION_HEADER}},
@@ -117,10 +115,8 @@ async def place_order(request: web.Request) -> web.Response:
 
 
 @docs(
-    tags=["orders"],
+    **_PARTNER_OPERATION,
     summary="Change an order's externalReferenceId; safe to retry with the same X-Correlation-Id",
-    parameters=PARTNER_HEADERS,
-    security=PARTNER_SECURITY,
     responses=_WRITE_ERRORS,
 )
 @querystring_schema(WriteQuerySchema)
