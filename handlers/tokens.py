@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from urllib.parse import parse_qsl, unquote_plus
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from aiohttp_apispec import docs, form_schema, querystring_schema, response_schema
 
 from gateway import contract
@@ -121,19 +123,30 @@ _TOKEN_DOCS = {
 }
 
 
-@docs(summary="Issue an access token; expires_in in seconds", **_TOKEN_DOCS)
-@querystring_schema(TokenQuerySchema)
-@form_schema(TokenRequestSchema)
-@response_schema(TokenSchema, 200, description="An access token")
-@routes.post("/ims/token/v3")
+def _token_operation(path: str, summary: str) -> Callable[[Handler], Handler]:
+    """The route and the documents of a token endpoint: v3 and v2 differ only in path and summary (and in the
+    unit of expires_in, which their handlers give)."""
+
+    def document(handler: Handler) -> Handler:
+        decorators = (
+            routes.post(path),
+            response_schema(TokenSchema, 200, description="An access token"),
+            form_schema(TokenRequestSchema),
+            querystring_schema(TokenQuerySchema),
+            docs(summary=summary, **_TOKEN_DOCS),
+        )
+        for decorate in decorators:  # innermost first, as if stacked above the function
+            handler = decorate(handler)
+        return handler
+
+    return document
+
+
+@_token_operation("/ims/token/v3", "Issue an access token; expires_in in seconds")
 async def token_v3(request: web.Request) -> web.Response:
     return await _issue(request, expires_scale=1)
 
 
-@docs(summary="Issue an access token; expires_in in milliseconds (the older protocol)", **_TOKEN_DOCS)
-@querystring_schema(TokenQuerySchema)
-@form_schema(TokenRequestSchema)
-@response_schema(TokenSchema, 200, description="An access token")
-@routes.post("/ims/token/v2")
+@_token_operation("/ims/token/v2", "Issue an access token; expires_in in milliseconds (the older protocol)")
 async def token_v2(request: web.Request) -> web.Response:
     return await _issue(request, expires_scale=1000)
