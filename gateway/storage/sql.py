@@ -16,16 +16,8 @@ import gateway.storage.orders as orders
 import gateway.storage.answers as answers
 import gateway.storage.partners as partners
 from gateway.storage.db import Backend, Db
-from gateway.storage.types import (
-    Credential,
-    CustomerScope,
-    HistoryConditions,
-    ImportCounts,
-    ImportRecord,
-    IndexChanges,
-    IndexRow,
-    StoredAnswer,
-)
+from gateway.storage.types import Credential, CustomerScope, HistoryConditions, ImportCounts, ImportRecord
+from gateway.storage.types import IndexChanges, IndexRow, StoredAnswer
 
 T = TypeVar("T")
 
