@@ -3,7 +3,7 @@
 The schema comes from opening the file through gateway.storage.open_storage (which migrates it), the
 partner and its credential from gateway.partners.create_partner; resellers, customers, orders and line items
 are then bulk-inserted with the standard library's sqlite3, each row built by gateway.storage.sqlite's
-order_row/line_rows from a gateway.orders.Order, so every stored body is exactly what the gateway serves.
+order_row/line_rows from a gateway.order_model.Order, so every stored body is exactly what the gateway serves.
 
 Everything is generated from fixed seeds. The hot customer's 10,000 orders are the same in every database
 (same ids, same bodies) given the same anchor time, which the second database built takes from the first
@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from gateway.orders import LineItem, Order, Promotion
+from gateway.order_model import LineItem, Order, Promotion
 from gateway.partners import create_partner
 from gateway.storage import open_storage
 from gateway.storage.orders import INSERT_LINE, line_rows, order_row

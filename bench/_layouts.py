@@ -14,7 +14,7 @@ import random
 from collections.abc import Iterator
 
 import _data
-from gateway.orders import Order
+from gateway.order_model import Order
 
 WHALE_CUSTOMER = "9200000000"
 WHALE_RESELLER = "8200000000"

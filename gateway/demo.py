@@ -5,7 +5,7 @@ import time
 from datetime import date, timedelta
 
 from gateway.credentials import IssuedCredential
-from gateway.orders import LineItem, Order, Promotion
+from gateway.order_model import LineItem, Order, Promotion
 from gateway.partners import create_credential, create_partner
 from gateway.storage import Customer, ImportRecord, Reseller, Storage
 

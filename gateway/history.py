@@ -24,7 +24,7 @@ from multidict import MultiMapping
 
 from gateway import contract
 from gateway.errors import ApiError
-from gateway.orders import link, orders_uri
+from gateway.order_model import link, orders_uri
 from gateway.history_index import CustomerIndex
 from gateway.storage import CustomerScope, Storage
 from schemas.history import HistoryQuery

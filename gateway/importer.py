@@ -9,7 +9,7 @@ from typing import IO, Any
 import orjson
 from marshmallow import Schema, ValidationError
 
-from gateway.orders import LineItem, Order, Promotion
+from gateway.order_model import LineItem, Order, Promotion
 from gateway.storage import Customer, ImportCounts, ImportRecord, Reseller, Storage
 from schemas.bodies import TOO_DEEP, BodyProblem, text_too_deep, within_limits
 from schemas.imports import CustomerRecordSchema, OrderRecordSchema, ResellerRecordSchema

@@ -4,7 +4,7 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp_apispec import docs, json_schema, querystring_schema, response_schema
 
-from gateway import contract, ordering
+from gateway import contract, order_writes
 from gateway.errors import ApiError
 from gateway.stored_answers import respond
 from gateway.keys import CLAIM, HISTORY, JSON_BODY, PARTNER_ID, STORAGE
@@ -108,9 +108,9 @@ async def place_order(request: web.Request) -> web.Response:
     order_request = contract.order_request(request[JSON_BODY], customer_id, request.query)
     storage = request.app[STORAGE]
     if order_request.order_type == "PREVIEW":
-        reply = await ordering.keep_answer(storage, claim, ordering.preview(customer_id, order_request, claim.now))
+        reply = await order_writes.keep_answer(storage, claim, order_writes.preview(customer_id, order_request, claim.now))
     else:
-        reply = await ordering.place(storage, claim, customer_id, order_request)
+        reply = await order_writes.place(storage, claim, customer_id, order_request)
     return respond(request, reply.answer, reply.replayed)
 
 
@@ -125,7 +125,7 @@ async def place_order(request: web.Request) -> web.Response:
 @routes.patch("/v3/customers/{customerId}/orders/{orderId}")
 async def update_order(request: web.Request) -> web.Response:
     update = contract.order_update(request[JSON_BODY], request.query)
-    reply = await ordering.update_reference(
+    reply = await order_writes.update_reference(
         request.app[STORAGE], request[CLAIM], request.match_info["customerId"], request.match_info["orderId"],
         update.external_reference_id,
     )

@@ -2,7 +2,7 @@
 
 A repeated key with the same request gets the stored answer; with another request, 422 4123; while the
 first is still executing in this process, 409 4122. The decisive check is repeated inside the write
-transaction (gateway.ordering), so duplicates racing through different processes still make one order.
+transaction (gateway.order_writes), so duplicates racing through different processes still make one order.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from aiohttp.typedefs import Handler
 from gateway.errors import ApiError
 from gateway.idempotency import RETRY_AFTER_SECONDS, Answer, Claim, fingerprint
 from gateway.keys import CLAIM, IDEMPOTENCY, IN_FLIGHT, JSON_BODY, PARTNER_ID, REQUEST_ID, SETTINGS, STORAGE
-from gateway.ordering import JSON, keep_answer, replay
+from gateway.order_writes import JSON, keep_answer, replay
 from gateway.stored_answers import respond
 from gateway.wire import is_partner_path
 from schemas.bodies import BodyProblem, parse_object

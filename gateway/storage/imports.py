@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
-from gateway.orders import Order
+from gateway.order_model import Order
 from gateway.storage.changes import EVERY_ORDER, record_changes
 from gateway.storage.db import Db, chunks, fetch_in, marks
 from gateway.storage.orders import INSERT_LINE, line_rows, order_row

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from gateway.orders import (
+from gateway.order_model import (
     INACTIVE_STATUSES,
     STATUS_CANCELLED,
     STATUS_COMPLETE,

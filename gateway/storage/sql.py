@@ -7,7 +7,7 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, TypeVar
 
 from gateway.idempotency import Answer, Claim
-from gateway.orders import Order
+from gateway.order_model import Order
 import gateway.storage.changes as changes
 import gateway.storage.history as history
 from gateway.storage.history import Window

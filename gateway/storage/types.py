@@ -5,7 +5,7 @@ import dataclasses
 from typing import Protocol
 
 from gateway.idempotency import Answer
-from gateway.orders import Order
+from gateway.order_model import Order
 
 
 class StorageError(Exception):

@@ -8,7 +8,7 @@ import orjson
 
 from gateway.errors import ApiError, Problems
 from gateway.idempotency import Answer, Claim
-from gateway.orders import STATUS_PENDING, LineItem, Order, link, new_order_id, order_uri, orders_uri
+from gateway.order_model import STATUS_PENDING, LineItem, Order, link, new_order_id, order_uri, orders_uri
 from gateway.storage import Storage, StoredAnswer, Transaction
 from schemas.lines import LineRequest
 from schemas.order_requests import OrderRequest
