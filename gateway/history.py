@@ -1,10 +1,9 @@
-"""Order history: query parsing, the per-customer order index cache, filtering and paging.
+"""Order history pages: from a byte-bounded cache of customer indexes (gateway.history_index), or from SQL.
 
-Counting and skipping in SQL cost time proportional to the customer's order count (COUNT(*) and OFFSET
-walk the index), so the gateway keeps, per (customer, partner), the customer's orders sorted the way pages
-are served: a date window is two binary searches, an offset is a list index. Each entry is tagged with the
-customer's `version`, which every write to the customer's orders moves in the same transaction, and every
-request reads the current version first: a cached page is never stale, whichever process wrote.
+Every request reads the customer's current `version` first (every write to its orders moves it, in the
+write's transaction). A cached index at that version or later serves the page; an older one is refreshed
+in place from the change journal (just the orders that changed), or reloaded when the journal cannot say.
+So a cached page is never stale, whichever process wrote, and a write costs the next read one small query.
 """
 from __future__ import annotations
 

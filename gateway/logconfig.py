@@ -81,6 +81,12 @@ def configure_logging(log_format: str = "json", stream: TextIO | None = None, le
         cache_logger_on_first_use=True,
     )
 
+    _route_stdlib_logging(out, shared, exceptions, renderer, level)
+
+
+def _route_stdlib_logging(out: TextIO, shared: list[Any], exceptions: list[Any], renderer: Any, level: int) -> None:
+    """Every standard-library logger (aiohttp, asyncpg, warnings) through the same renderer, and through the
+    filter that withholds request bytes."""
     handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
