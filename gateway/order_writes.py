@@ -57,9 +57,10 @@ async def place(storage: Storage, claim: Claim, customer_id: str, request: Order
 
     async def unit(tx: Transaction) -> Reply:
         partner_id, now = claim.partner_id, claim.now
-        stored, reseller_id = await tx.claim_for_customer(partner_id, claim.key, claim.not_before, customer_id)
+        stored = await tx.claim(partner_id, claim.key, claim.not_before)
         if stored is not None:
             return replay(stored, claim)
+        reseller_id = await tx.customer_reseller(customer_id, partner_id)
         if reseller_id is None:
             raise ApiError("1116")
         if request.order_type == "RETURN":

@@ -31,11 +31,6 @@ class SqlTransaction:
     async def claim(self, partner_id: str, key: str, not_before: int) -> StoredAnswer | None:
         return await answers.claim(self._db, partner_id, key, not_before)
 
-    async def claim_for_customer(self, partner_id: str, key: str, not_before: int,
-                                 customer_id: str) -> tuple[StoredAnswer | None, str | None]:
-        """`claim`, with the reseller of the customer the partner can see (`customer_reseller`) read along."""
-        return await answers.claim_for_customer(self._db, partner_id, key, not_before, customer_id)
-
     async def store_answer(self, claim: Claim, answer: Answer, created: int) -> None:
         await answers.store_answer(self._db, claim, answer, created)
 
