@@ -165,17 +165,17 @@ class HistoryService:
 
     async def _bodies(self, index: CustomerIndex, key: tuple[str, str], order_ids: list[str]) -> list[bytes]:
         missing = [order_id for order_id in order_ids if order_id not in index.bodies]
-        if missing:
-            version = index.version
-            fetched = await self._storage.order_bodies(missing)
-            # Bodies read before a refresh of this index may be older than it: use them, do not keep them.
-            if index.version == version and index.nbytes + sum(map(len, fetched.values())) <= self._entry_budget:
-                for order_id, body in fetched.items():
-                    index.add_body(order_id, body)
-                self._keep(key, index)
-            found = {**index.bodies, **fetched} if fetched else index.bodies
-            return [found[order_id] for order_id in order_ids if order_id in found]
-        return [index.bodies[order_id] for order_id in order_ids]
+        if not missing:
+            return [index.bodies[order_id] for order_id in order_ids]
+        version = index.version
+        fetched = await self._storage.order_bodies(missing)
+        # Bodies read before a refresh of this index may be older than it: use them, do not keep them.
+        if index.version == version and index.nbytes + sum(map(len, fetched.values())) <= self._entry_budget:
+            for order_id, body in fetched.items():
+                index.add_body(order_id, body)
+            self._keep(key, index)
+        bodies = (fetched.get(order_id) or index.bodies.get(order_id) for order_id in order_ids)
+        return [body for body in bodies if body is not None]
 
 
 def _index_bytes(index: CustomerIndex) -> int:

@@ -39,6 +39,12 @@ def _client_gone(request: web.Request) -> web.Response:
     return web.Response(status=CLIENT_CLOSED)
 
 
+def _refuse(request: web.Request, error: ApiError) -> web.Response:
+    """The error's answer, its code noted for the request log and the metrics."""
+    request[ERROR_CODE] = error.code
+    return error_response(error)
+
+
 def _connection_lost(request: web.Request) -> bool:
     return request.transport is None or request.transport.is_closing()
 
@@ -59,31 +65,23 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         check_headers(request)
         return await handler(request)
     except BodyTimeout:
-        request[ERROR_CODE] = "408"
-        return error_response(ApiError("408"))
+        return _refuse(request, ApiError("408"))
     except ApiError as error:
-        request[ERROR_CODE] = error.code
-        return error_response(error)
+        return _refuse(request, error)
     except ConnectionError:
         return _client_gone(request)
     except web.RequestPayloadError:
         if _connection_lost(request):
             return _client_gone(request)
         # A body that cannot be read as sent: an unknown Content-Encoding, broken compression or chunking.
-        unreadable = ApiError("1117", "The request body could not be read")
-        request[ERROR_CODE] = unreadable.code
-        return error_response(unreadable)
+        return _refuse(request, ApiError("1117", "The request body could not be read"))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        refusal = _from_http(exc)
-        request[ERROR_CODE] = refusal.code
-        return error_response(refusal)
+        return _refuse(request, _from_http(exc))
     except StorageUnavailable:
         # Waited for and retried within the busy timeout already: the client is told when to come back.
-        busy = ApiError("503", headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})
-        request[ERROR_CODE] = busy.code
-        return error_response(busy)
+        return _refuse(request, ApiError("503", headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)}))
     except asyncio.CancelledError:
         raise
     except Exception as exc:
