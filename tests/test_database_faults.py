@@ -83,6 +83,21 @@ async def test_a_write_lock_held_past_the_busy_timeout(aiohttp_client: Any, make
     assert (await (await client.get(ORDERS, headers=headers)).json())["totalCount"] == 1
 
 
+async def test_a_patch_refused_by_a_locked_database_is_not_stored(aiohttp_client: Any, make_partner: Any,
+                                                                  load: Any, db_url: str) -> None:
+    sqlite_only(db_url, "holds SQLite's write lock from another connection")
+    partner = await seeded(make_partner, load)
+    client = await gateway(aiohttp_client, db_url)
+    headers = await partner_headers(client, partner)
+    order_id = (await (await client.post(ORDERS, json=NEW, headers=headers)).json())["orderId"]
+    patch = {"headers": {**headers, "X-Correlation-Id": "patch-1"}, "json": {"externalReferenceId": "PO-1"}}
+    with write_lock(db_url):
+        await assert_unavailable(await client.patch(f"{ORDERS}/{order_id}", **patch))
+    updated = await client.patch(f"{ORDERS}/{order_id}", **patch)
+    assert updated.status == 200 and "Idempotent-Replayed" not in updated.headers
+    assert (await updated.json())["externalReferenceId"] == "PO-1"
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A filesystem of 2 MB that the test can fill: a tmpfs mount (needs root, as in CI)."""
