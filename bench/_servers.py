@@ -113,10 +113,11 @@ class Servers:
         self.started.append(server)
         return server
 
-    def start_gateway(self, name: str, label: str, database_url: str, db_app: str | None = None) -> Server:
-        """`order-gateway --database URL serve` on a free port."""
+    def start_gateway(self, name: str, label: str, database_url: str, db_app: str | None = None,
+                      flags: tuple[str, ...] = ()) -> Server:
+        """`order-gateway --database URL serve [FLAGS]` on a free port."""
         port = free_port()
-        argv = [gateway_bin(), "--database", database_url, "serve", "--port", str(port)]
+        argv = [gateway_bin(), "--database", database_url, "serve", "--port", str(port), *flags]
         return self.start(name, label, argv, gateway=True, port=port, db_app=db_app)
 
     def stop_all(self) -> None:

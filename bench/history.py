@@ -11,14 +11,15 @@ What it does:
    which (the "hot" customer, no cotermDate) has 10,000 orders within the last 300 days, and a second
    database holding only that customer's 10,000 orders (bench/_data.py).
 2. Starts, each as its own process on 127.0.0.1: the gateway on the big database (`order-gateway serve`,
-   every middleware on, its JSON request log written to bench/data/logs/), the gateway on the small
-   database, and the two references of bench/_refs.py on the big database (bare aiohttp; FastAPI on
+   every middleware on, the rate limit set far above reach, its JSON request log written to
+   bench/data/logs/), the same with rate limiting off (`--rate-limit-per-second 0`), the gateway on the
+   small database, and the two references of bench/_refs.py on the big database (bare aiohttp; FastAPI on
    uvicorn, one worker), which serve the same page with no auth, validation or logging.
 3. Checks that every server returns the same totalCount and the same orders for each scenario.
 4. Warms every server up, then runs rounds with a fixed number of concurrent keep-alive connections
    (aiohttp client), each round bounded in requests and in seconds, interleaved server by server and
-   repeated (the server order rotates every repetition): page 1 (offset 0, limit 25) on all four servers,
-   the deep page (offset 9900, limit 25) on the three big-database servers.
+   repeated (the server order rotates every repetition): page 1 (offset 0, limit 25) on all five servers,
+   the deep page (offset 9900, limit 25) on the four big-database servers.
 5. Prints req/s (median over rounds), p50/p99 latency (over all requests of all rounds) and the server
    process's CPU time per request, then the ratios against the targets. Every server is stopped at the end,
    on error too.
@@ -78,6 +79,9 @@ TARGET_VS_AIOHTTP = 1.0
 TARGET_VS_FASTAPI = 1.3
 TARGET_DEEP_VS_PAGE1 = 2.0
 TARGET_BIG_VS_SMALL = 1.2
+# The rate limiter (each partner's shared token bucket, at the benchmark's limit far above reach) against a
+# gateway with rate limiting off (GATEWAY_RATE_LIMIT_PER_SECOND=0) on the same database, in the same run.
+TARGET_LIMITER_ON_VS_OFF = 0.95
 
 
 @dataclass(frozen=True)
@@ -155,18 +159,20 @@ class Group:
     aio: Server
     fast: Server
     gw_small: Server
+    gw_unlimited: Server  # the gateway on the big database with rate limiting off
     whale: dict[str, Any] | None = None
     gw_whale: Server | None = None  # the gateway on the database of the customer above the cache budget
 
     @property
     def servers(self) -> list[Server]:
-        return [self.gw, self.aio, self.fast, self.gw_small] + ([self.gw_whale] if self.gw_whale else [])
+        return ([self.gw, self.aio, self.fast, self.gw_small, self.gw_unlimited]
+                + ([self.gw_whale] if self.gw_whale else []))
 
     def plan(self, scenario: str) -> list[Server]:
         if scenario == "page 1":
-            return [self.gw, self.aio, self.fast, self.gw_small]
+            return [self.gw, self.aio, self.fast, self.gw_small, self.gw_unlimited]
         if scenario == "deep page":
-            return [self.gw, self.aio, self.fast]
+            return [self.gw, self.aio, self.fast, self.gw_unlimited]
         return [self.gw_whale] if self.gw_whale else []  # the whale's scenarios
 
 
@@ -202,9 +208,9 @@ def start_group(
         app = f"bench-{name}"
         return _data.pg_url(db, application_name=app), app
 
-    def gateway(name: str, label: str, db: str) -> Server:
+    def gateway(name: str, label: str, db: str, flags: tuple[str, ...] = ()) -> Server:
         url, app = database(db, name)
-        return servers.start_gateway(name, label, url if postgres else f"sqlite:///{db}", db_app=app)
+        return servers.start_gateway(name, label, url if postgres else f"sqlite:///{db}", db_app=app, flags=flags)
 
     def ref(kind: str, label: str) -> Server:
         port = free_port()
@@ -220,6 +226,8 @@ def start_group(
         aio=ref("aiohttp", f"aiohttp ref ({big_label} DB)"),
         fast=ref("fastapi", f"FastAPI ref ({big_label} DB)"),
         gw_small=gateway(f"{prefix}gateway-small", f"gateway ({small_label} DB)", small_db),
+        gw_unlimited=gateway(f"{prefix}gateway-unlimited", f"gw, no rate limit ({big_label})", big_db,
+                             ("--rate-limit-per-second", "0")),
         whale=whale[0] if whale else None,
         gw_whale=gateway(f"{prefix}gateway-whale", f"gateway ({_size(whale[0]['orders'])} customer)", whale[1])
         if whale else None,
@@ -257,6 +265,7 @@ async def bench(
             for group in groups:
                 await gateway_headers(control, group.gw, group.big)
                 await gateway_headers(control, group.gw_small, group.small)
+                await gateway_headers(control, group.gw_unlimited, group.big)
                 if group.gw_whale and group.whale:
                     await gateway_headers(control, group.gw_whale, group.whale)
         for server in everything:
@@ -353,6 +362,10 @@ def report(group: Group, stats: dict[tuple[str, str], Stats], show_db: bool) -> 
                                verdict(value, target, True) == "PASS"))
             else:
                 checks.append((f"{scenario}: gateway / {name} req/s", value, "(info)", True))
+    for scenario in SCENARIOS:
+        on_off = st(scenario, gw).rate / st(scenario, group.gw_unlimited).rate
+        checks.append((f"{scenario}: rate limits on / off req/s (ratios kept)", on_off,
+                       f">= {TARGET_LIMITER_ON_VS_OFF}x", on_off >= TARGET_LIMITER_ON_VS_OFF))
     deep = st("page 1", gw).rate / st("deep page", gw).rate
     checks.append(("gateway deep / page 1 service time (1/req/s)", deep, f"<= {TARGET_DEEP_VS_PAGE1}x",
                    deep <= TARGET_DEEP_VS_PAGE1))

@@ -10,11 +10,14 @@ import structlog
 from aiohttp import web
 from aiohttp_apispec import setup_aiohttp_apispec
 
+from gateway.auth_failures import FailedAuthentications
 from gateway.credential_cache import CredentialCache
 from gateway.history import HistoryService
-from gateway.keys import API_DOCS, CREDENTIALS, HISTORY, IN_FLIGHT, METRICS, SETTINGS, STORAGE, TOKENS
+from gateway.keys import API_DOCS, AUTH_FAILURES, CREDENTIALS, HISTORY, IN_FLIGHT, METRICS, RATE_LIMITER, SETTINGS
+from gateway.keys import STORAGE, TOKENS
 from gateway.metrics import Metrics
 from gateway.openapi import API_TITLE, API_VERSION, api_docs
+from gateway.rate_limit import Limit, RateLimiter
 from gateway.settings import Settings
 from gateway.storage import Storage, open_storage
 from gateway.tokens import TokenService, new_signing_key
@@ -23,6 +26,7 @@ from middleware.auth import auth_middleware
 from middleware.correlation import correlation_middleware
 from middleware.errors import error_middleware
 from middleware.idempotency import idempotency_middleware
+from middleware.rate_limit import rate_limit_middleware
 from middleware.request_log import request_log_middleware
 from schemas.headers import SECURITY_DEFINITIONS
 
@@ -42,6 +46,8 @@ async def _storage_context(app: web.Application) -> AsyncIterator[None]:
         app[TOKENS] = await token_service(settings, storage)
         app[CREDENTIALS] = CredentialCache(storage, settings.credential_cache_seconds)
         app[HISTORY] = HistoryService(storage, settings.history_cache_bytes)
+        default_limit = Limit(settings.rate_limit_per_second, settings.rate_limit_burst)
+        app[RATE_LIMITER] = RateLimiter(storage, default_limit, settings.credential_cache_seconds)
         purger = asyncio.create_task(_purge_outcomes(storage, settings))
         try:
             yield
@@ -78,18 +84,21 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         # First is outermost: the log sees every answer, the error layer shapes every failure, and the
-        # credential and correlation checks run before anything that reads the request; replay is innermost.
+        # credential and correlation checks run before anything that reads the request, then the partner's rate
+        # limit; replay is innermost.
         middlewares=[
             request_log_middleware,
             error_middleware,
             auth_middleware,
             correlation_middleware,
+            *([rate_limit_middleware] if settings.rate_limit_per_second > 0 else []),
             idempotency_middleware,
         ],
     )
     app[SETTINGS] = settings
     app[IN_FLIGHT] = set()
     app[METRICS] = Metrics()
+    app[AUTH_FAILURES] = FailedAuthentications()
     app.cleanup_ctx.append(_storage_context)
     for module in (tokens, orders, health, docs):
         app.add_routes(module.routes)

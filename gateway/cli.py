@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import shlex
 import shutil
@@ -21,9 +22,9 @@ from gateway.http_server import serve_app
 from gateway.importer import ImportLineError, import_file
 from gateway.keys import SETTINGS, STORAGE
 from gateway.logconfig import configure_logging
-from gateway.partners import create_credential, create_partner, revoke_credential
+from gateway.partners import create_credential, create_partner, credential_line, partner_line, revoke_credential
 from gateway.settings import ENV_PREFIX, Settings, SettingsError
-from gateway.storage import Storage, StorageError, StorageUnavailable, open_storage
+from gateway.storage import RateOverride, Storage, StorageError, StorageUnavailable, open_storage
 from schemas.enums import STATUSES
 
 EXIT_USAGE = 2
@@ -54,11 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
     create = partners.add_parser("create", help="create a partner and its first credential")
     create.add_argument("--name", required=True)
     create.add_argument("--partner-id")
+    partners.add_parser("list", help="every partner, with its rate limit and number of active credentials")
+    rate = partners.add_parser("set-rate-limit", help="a partner's own rate limit, or back to the default")
+    rate.add_argument("partner_id")
+    chosen = rate.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--per-second", type=_positive_rate, metavar="R", help="requests per second (> 0)")
+    chosen.add_argument("--default", action="store_true", help="use the configured defaults again")
+    rate.add_argument("--burst", type=_positive_int, metavar="B", help="requests at once (>= 1)")
 
     credentials = commands.add_parser("credentials", help="manage API credentials")
     actions = credentials.add_subparsers(dest="action", required=True)
     actions.add_parser("create", help="a new credential for a partner").add_argument("partner_id")
     actions.add_parser("revoke", help="revoke a credential by its API key").add_argument("api_key")
+    actions.add_parser("list", help="a partner's credentials, by fingerprint").add_argument("partner_id")
 
     load = commands.add_parser("import", help="load resellers, customers and orders from JSON Lines")
     load.add_argument("file")
@@ -70,8 +79,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number > 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return int(text)
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "partners" and args.action == "set-rate-limit" and (args.burst is None) != args.default:
+        parser.error("partners set-rate-limit: give --per-second with --burst, or --default alone")
     env = os.environ if environ is None else environ
     try:
         flags = {field.name: getattr(args, field.name, None) for field in Settings.fields()}
@@ -98,13 +126,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return EXIT_FAILED
 
 
-async def _with_storage(
-    settings: Settings, command: Callable[[Storage, argparse.Namespace], Awaitable[int]], args: argparse.Namespace
-) -> int:
+Command = Callable[[Storage, argparse.Namespace, Settings], Awaitable[int]]
+
+
+async def _with_storage(settings: Settings, command: Command, args: argparse.Namespace) -> int:
     async with open_storage(
         settings.database_url, settings.db_pool_min_size, settings.db_pool_max_size, settings.db_busy_timeout_seconds
     ) as storage:
-        return await command(storage, args)
+        return await command(storage, args, settings)
 
 
 def _print_json(value: Any) -> None:
@@ -112,17 +141,17 @@ def _print_json(value: Any) -> None:
     sys.stdout.flush()
 
 
-async def _partners_create(storage: Storage, args: argparse.Namespace) -> int:
+async def _partners_create(storage: Storage, args: argparse.Namespace, settings: Settings) -> int:
     _print_json((await create_partner(storage, args.name, args.partner_id)).as_json())
     return 0
 
 
-async def _credentials_create(storage: Storage, args: argparse.Namespace) -> int:
+async def _credentials_create(storage: Storage, args: argparse.Namespace, settings: Settings) -> int:
     _print_json((await create_credential(storage, args.partner_id)).as_json())
     return 0
 
 
-async def _credentials_revoke(storage: Storage, args: argparse.Namespace) -> int:
+async def _credentials_revoke(storage: Storage, args: argparse.Namespace, settings: Settings) -> int:
     if not await revoke_credential(storage, args.api_key):
         print("order-gateway: no credential with that API key", file=sys.stderr)
         return EXIT_FAILED
@@ -130,7 +159,7 @@ async def _credentials_revoke(storage: Storage, args: argparse.Namespace) -> int
     return 0
 
 
-async def _import(storage: Storage, args: argparse.Namespace) -> int:
+async def _import(storage: Storage, args: argparse.Namespace, settings: Settings) -> int:
     try:
         handle = open(args.file, "rb")
     except OSError as exc:
@@ -145,7 +174,7 @@ async def _import(storage: Storage, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _set_status(storage: Storage, args: argparse.Namespace) -> int:
+async def _set_status(storage: Storage, args: argparse.Namespace, settings: Settings) -> int:
     order = await storage.set_order_status(args.order_id, args.status)
     if order is None:
         print(f"order-gateway: no order {args.order_id!r}", file=sys.stderr)
@@ -154,8 +183,31 @@ async def _set_status(storage: Storage, args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS: dict[tuple[str, str | None], Callable[[Storage, argparse.Namespace], Awaitable[int]]] = {
+async def _partners_list(storage: Storage, args: argparse.Namespace, settings: Settings) -> int:
+    for partner in await storage.list_partners():
+        _print_json(partner_line(partner, settings))
+    return 0
+
+
+async def _set_rate_limit(storage: Storage, args: argparse.Namespace, settings: Settings) -> int:
+    await storage.set_rate_override(args.partner_id, RateOverride(args.per_second, args.burst))
+    for partner in await storage.list_partners():
+        if partner.partner_id == args.partner_id:
+            _print_json(partner_line(partner, settings))
+    return 0
+
+
+async def _credentials_list(storage: Storage, args: argparse.Namespace, settings: Settings) -> int:
+    for credential in await storage.list_credentials(args.partner_id):
+        _print_json(credential_line(credential))
+    return 0
+
+
+_COMMANDS: dict[tuple[str, str | None], Command] = {
     ("partners", "create"): _partners_create,
+    ("partners", "list"): _partners_list,
+    ("partners", "set-rate-limit"): _set_rate_limit,
+    ("credentials", "list"): _credentials_list,
     ("credentials", "create"): _credentials_create,
     ("credentials", "revoke"): _credentials_revoke,
     ("import", None): _import,

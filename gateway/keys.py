@@ -7,11 +7,13 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from gateway.auth_failures import FailedAuthentications
     from gateway.credential_cache import CredentialCache
     from gateway.history import HistoryService
     from gateway.idempotency import Claim
     from gateway.metrics import Metrics
     from gateway.openapi import ApiDocs
+    from gateway.rate_limit import RateLimiter
     from gateway.settings import Settings
     from gateway.storage import Storage
     from gateway.tokens import TokenService
@@ -22,6 +24,8 @@ TOKENS: web.AppKey[TokenService] = web.AppKey("tokens")
 CREDENTIALS: web.AppKey[CredentialCache] = web.AppKey("credentials")
 HISTORY: web.AppKey[HistoryService] = web.AppKey("history")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
+AUTH_FAILURES: web.AppKey[FailedAuthentications] = web.AppKey("auth_failures")
 # The OpenAPI 3 document and the Swagger UI page, built once at startup.
 API_DOCS: web.AppKey[ApiDocs] = web.AppKey("api_docs")
 
@@ -31,6 +35,8 @@ PARTNER_ID: web.RequestKey[str] = web.RequestKey("partner_id")
 API_KEY_ID: web.RequestKey[str] = web.RequestKey("api_key_id")
 ERROR_CODE: web.RequestKey[str] = web.RequestKey("error_code")
 ERROR: web.RequestKey[BaseException] = web.RequestKey("error")
+# Headers every answer to the request carries from here on, whatever answers it (the RateLimit headers).
+ANSWER_HEADERS: web.RequestKey[dict[str, str]] = web.RequestKey("answer_headers")
 # How the idempotency layer answered: stored, replayed, conflict or mismatch.
 IDEMPOTENCY: web.RequestKey[str] = web.RequestKey("idempotency")
 # Set by the idempotency middleware for POST and PATCH: the parsed JSON body and the request's claim.

@@ -22,6 +22,12 @@ class Metrics:
             "gateway_idempotent_replays", "Stored answers replayed for a repeated X-Correlation-Id",
             registry=self.registry,
         )
+        # Labelled by what was limited ("partner": a /v3 request over its partner's rate; "token": a client id
+        # refused after failed authentications), never by partner: the label set stays fixed.
+        self.rate_limited = Counter(
+            "gateway_rate_limited", "Requests answered 429 by a rate limit, by limit",
+            ["limit"], registry=self.registry,
+        )
         self.auth_rejections = Counter(
             "gateway_auth_rejections", "Requests refused by authentication, by error code",
             ["code"], registry=self.registry,

@@ -23,7 +23,8 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from jinja2 import Template
 
-from schemas.headers import REQUEST_ID_HEADER, SECURITY_SCHEMES
+from gateway.wire import is_partner_path
+from schemas.headers import RATE_LIMIT_HEADERS, REQUEST_ID_HEADER, SECURITY_SCHEMES
 
 API_TITLE = "Partner Orders Gateway"
 API_VERSION = "v3"
@@ -49,6 +50,8 @@ _SCHEMA_KEYS = frozenset({
 # Operation fields of `docs(...)` that mean the same in both versions.
 _OPERATION_KEYS = ("tags", "summary", "description", "deprecated", "security")
 _REQUEST_ID_REF = {"$ref": "#/components/headers/X-Request-Id"}
+# Answers of the credential checks, which run before the rate limit: they carry no RateLimit headers.
+_BEFORE_RATE_LIMIT = frozenset({"401", "403"})
 
 Handler = Callable[..., Any]
 
@@ -78,7 +81,10 @@ def build_document(app: web.Application) -> dict[str, Any]:
     spec = APISpec(
         API_TITLE, API_VERSION, OPENAPI_VERSION, plugins=[plugin],
         # apispec 3 has no helper for header components: merged into the document as they are.
-        components={"headers": {"X-Request-Id": {**_header(REQUEST_ID_HEADER), "required": True}}},
+        components={"headers": {
+            "X-Request-Id": {**_header(REQUEST_ID_HEADER), "required": True},
+            **{name: _header(header) for name, header in RATE_LIMIT_HEADERS.items()},
+        }},
     )
     for name, scheme in SECURITY_SCHEMES.items():
         spec.components.security_scheme(name, scheme)
@@ -103,6 +109,10 @@ def _operation(plugin: MarshmallowPlugin, path: str, handler: Handler) -> dict[s
     produces = meta.get("produces", [JSON])
     responses = {str(code): response for code, response in meta.get("responses", {}).items()}
     operation["responses"] = {code: _response(responses[code], produces) for code in sorted(responses)}
+    if is_partner_path(path):
+        for code, response in operation["responses"].items():
+            if code not in _BEFORE_RATE_LIMIT:
+                response["headers"].update({name: _header_ref(name) for name in RATE_LIMIT_HEADERS})
     return operation
 
 
@@ -146,6 +156,10 @@ def _response(response: Mapping[str, Any], produces: list[str]) -> dict[str, Any
     headers = {name: _header(header) for name, header in response.get("headers", {}).items()}
     converted["headers"] = {"X-Request-Id": _REQUEST_ID_REF, **headers}  # set on every response
     return converted
+
+
+def _header_ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/headers/{name}"}
 
 
 def _parameter(parameter: Mapping[str, Any]) -> dict[str, Any]:

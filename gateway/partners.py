@@ -4,7 +4,9 @@ from __future__ import annotations
 import secrets
 
 from gateway.credentials import IssuedCredential, digest, fingerprint, new_api_key, new_client_secret
-from gateway.storage import Storage
+from gateway.order_model import format_time
+from gateway.settings import Settings
+from gateway.storage import CredentialRecord, PartnerRecord, Storage
 
 
 async def create_partner(storage: Storage, name: str, partner_id: str | None = None) -> IssuedCredential:
@@ -22,3 +24,28 @@ async def create_credential(storage: Storage, partner_id: str) -> IssuedCredenti
 
 async def revoke_credential(storage: Storage, api_key: str) -> bool:
     return await storage.revoke_credential(digest(api_key))
+
+
+def partner_line(partner: PartnerRecord, settings: Settings) -> dict[str, object]:
+    """A partner as `partners list` prints it: the rate limit in force, no credential."""
+    override = partner.override
+    per_second = override.per_second or settings.rate_limit_per_second
+    return {
+        "partnerId": partner.partner_id,
+        "name": partner.name,
+        "rateLimit": {
+            "perSecond": int(per_second) if per_second.is_integer() else per_second,
+            "burst": override.burst or settings.rate_limit_burst,
+            "default": override.per_second is None,
+        },
+        "activeCredentials": partner.active_credentials,
+    }
+
+
+def credential_line(credential: CredentialRecord) -> dict[str, object]:
+    """A credential as `credentials list` prints it: its fingerprint, never the key or the secret."""
+    return {
+        "apiKeyId": credential.fingerprint,
+        "created": format_time(credential.created),
+        "revoked": format_time(credential.revoked) if credential.revoked is not None else None,
+    }

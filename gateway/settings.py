@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -48,6 +49,11 @@ class Settings:
     shutdown_timeout_seconds: float = 30.0
     # How long a request's body may take to arrive in full before it is refused with 408.
     body_timeout_seconds: float = 30.0
+    # Each partner's token bucket (unless `partners set-rate-limit` overrides it): refilled at this many
+    # requests per second, holding at most `rate_limit_burst`. 0 turns rate limiting off (behind a proxy that
+    # limits already): no partner is limited, no answer carries the RateLimit headers.
+    rate_limit_per_second: float = 50.0
+    rate_limit_burst: int = 100
 
     def __post_init__(self) -> None:
         for name, ok, why in self._rules():
@@ -74,6 +80,8 @@ class Settings:
             ("shutdown_timeout_seconds", self.shutdown_timeout_seconds >= 0, "must be >= 0"),
             ("db_busy_timeout_seconds", 0 <= self.db_busy_timeout_seconds <= 60, "must be 0..60"),
             ("body_timeout_seconds", self.body_timeout_seconds > 0, "must be > 0"),
+            ("rate_limit_per_second", 0 <= self.rate_limit_per_second < math.inf, "must be a number >= 0 (0: off)"),
+            ("rate_limit_burst", self.rate_limit_burst >= 1, "must be at least 1"),
             ("database_url", self.database_url.startswith(("sqlite://", "postgresql://", "postgres://")),
              "must start with sqlite:/// or postgresql://"),
         ]

@@ -27,6 +27,8 @@ _AUTH_ERRORS = {
     401: {"schema": ErrorSchema, "description": "Missing (4117) or invalid (4116) bearer token",
           "headers": {"WWW-Authenticate": CHALLENGE_HEADER}},
     403: {"schema": ErrorSchema, "description": "Missing, unknown or revoked API key (4115)"},
+    429: {"schema": ErrorSchema, "description": "Over the partner's rate limit (4118); never stored for replay",
+          "headers": {"Retry-After": RETRY_AFTER_HEADER}},
     500: {"schema": ErrorSchema, "description": "Unexpected error (1124)"},
 }
 
@@ -87,6 +89,7 @@ _WRITE_ERRORS = {
           "headers": {"Retry-After": RETRY_AFTER_HEADER}},
     413: {"schema": ErrorSchema, "description": "Body too large (413)"},
     422: {"schema": ErrorSchema, "description": "X-Correlation-Id already used for another request (4123)"},
+    429: _AUTH_ERRORS[429],
     500: _AUTH_ERRORS[500],
 }
 

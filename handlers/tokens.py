@@ -13,14 +13,16 @@ from aiohttp_apispec import docs, form_schema, querystring_schema, response_sche
 from gateway import contract
 from gateway.credentials import secret_matches
 from gateway.errors import OAuthError
-from gateway.keys import CREDENTIALS, SETTINGS, TOKENS
+from gateway.keys import AUTH_FAILURES, CREDENTIALS, METRICS, SETTINGS, TOKENS
+from gateway.storage import Credential
 from schemas.common import ErrorSchema, OAuthErrorSchema
-from schemas.headers import CHALLENGE_HEADER, TOKEN_SECURITY
+from schemas.headers import CHALLENGE_HEADER, RETRY_AFTER_HEADER, TOKEN_SECURITY
 from schemas.tokens import MAX_FORM_FIELDS, TokenQuerySchema, TokenRequestSchema, TokenSchema
 
 routes = web.RouteTableDef()
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+TOO_MANY = 429
 
 
 def _oauth_response(error: OAuthError) -> web.Response:
@@ -87,25 +89,40 @@ async def _multipart_form(request: web.Request) -> list[tuple[str, str]]:
 
 async def _issue(request: web.Request, expires_scale: int) -> web.Response:
     try:
-        form = contract.token_request(await _form(request), list(request.query.items()))
-        client_id, secret = form.client_id, form.client_secret
-        basic = _basic_credentials(request)
-        challenge = {"WWW-Authenticate": 'Basic realm="order-gateway"'} if basic else None
-        if basic is not None:
-            if client_id is not None and client_id != basic[0]:
-                raise OAuthError(400, "invalid_request", "client_id differs from the Basic credentials")
-            client_id, secret = basic
-        if not client_id or not secret:
-            raise OAuthError(401, "invalid_client", "client_id and client_secret are required", challenge)
-        credential = await request.app[CREDENTIALS].lookup(client_id)
-        if credential is None or not secret_matches(secret, credential.secret_hash):
-            raise OAuthError(401, "invalid_client", "unknown client or wrong secret", challenge)
+        client_id, credential = await _authenticate(request)
     except OAuthError as error:
+        if error.status == TOO_MANY:
+            request.app[METRICS].rate_limited.labels("token").inc()
         return _oauth_response(error)
     settings = request.app[SETTINGS]
     token = request.app[TOKENS].issue(credential.partner_id, client_id)
     body = {"access_token": token, "token_type": "bearer", "expires_in": settings.token_ttl_seconds * expires_scale}
     return web.json_response(body, headers=_NO_STORE)
+
+
+async def _authenticate(request: web.Request) -> tuple[str, Credential]:
+    """The client id and its live credential, or the OAuthError that answers the request."""
+    form = contract.token_request(await _form(request), list(request.query.items()))
+    client_id, secret = form.client_id, form.client_secret
+    basic = _basic_credentials(request)
+    challenge = {"WWW-Authenticate": 'Basic realm="order-gateway"'} if basic else None
+    if basic is not None:
+        if client_id is not None and client_id != basic[0]:
+            raise OAuthError(400, "invalid_request", "client_id differs from the Basic credentials")
+        client_id, secret = basic
+    if not client_id:
+        raise OAuthError(401, "invalid_client", "client_id and client_secret are required", challenge)
+    failures = request.app[AUTH_FAILURES]
+    wait = failures.retry_after(client_id, request.remote)
+    if wait is not None:
+        raise OAuthError(TOO_MANY, "invalid_client", f"too many failed authentications; retry in {wait} s",
+                         {"Retry-After": str(wait)})
+    credential = await request.app[CREDENTIALS].lookup(client_id) if secret else None
+    if credential is None or not secret or not secret_matches(secret, credential.secret_hash):
+        failures.record(client_id, request.remote)
+        why = "unknown client or wrong secret" if secret else "client_id and client_secret are required"
+        raise OAuthError(401, "invalid_client", why, challenge)
+    return client_id, credential
 
 
 _TOKEN_DOCS = {
@@ -116,6 +133,9 @@ _TOKEN_DOCS = {
         400: {"schema": OAuthErrorSchema, "description": "invalid_request or unsupported_grant_type"},
         401: {"schema": OAuthErrorSchema, "description": "invalid_client",
               "headers": {"WWW-Authenticate": CHALLENGE_HEADER}},
+        429: {"schema": OAuthErrorSchema, "headers": {"Retry-After": RETRY_AFTER_HEADER},
+              "description": "invalid_client: too many failed authentications of this client id from this "
+                             "address (10 within 60 s)"},
         # Refused before the OAuth handling: the API's own error shape.
         413: {"schema": ErrorSchema, "description": "Body too large (413)"},
         500: {"schema": ErrorSchema, "description": "Unexpected error (1124)"},

@@ -9,7 +9,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.keys import API_KEY_ID, ERROR, ERROR_CODE, IDEMPOTENCY, METRICS, PARTNER_ID, REQUEST_ID
+from gateway.keys import ANSWER_HEADERS, API_KEY_ID, ERROR, ERROR_CODE, IDEMPOTENCY, METRICS, PARTNER_ID, REQUEST_ID
 from gateway.metrics import Metrics
 from gateway.wire import CLIENT_CLOSED, header_safe
 
@@ -39,6 +39,7 @@ async def request_log_middleware(request: web.Request, handler: Handler) -> web.
         response = await handler(request)
         status = response.status
         if not response.prepared:
+            response.headers.update(request.get(ANSWER_HEADERS, {}))
             response.headers["X-Request-Id"] = request_id
             if correlation_id is not None and header_safe(correlation_id):
                 response.headers["X-Correlation-Id"] = correlation_id

@@ -44,3 +44,9 @@ REQUEST_ID_HEADER = {"type": "string", "description": "The request's X-Request-I
 LOCATION_HEADER = {"type": "string", "description": "Root-relative URI of the order"}
 RETRY_AFTER_HEADER = {"type": "integer", "description": "Seconds to wait before sending the request again"}
 CHALLENGE_HEADER = {"type": "string", "description": "The authentication scheme expected"}
+# On every /v3 answer after the credential and correlation checks (gateway.rate_limit).
+RATE_LIMIT_HEADERS = {
+    "RateLimit-Limit": {"type": "integer", "description": "The partner's burst: requests it may send at once"},
+    "RateLimit-Remaining": {"type": "integer", "description": "Whole tokens left in the partner's bucket"},
+    "RateLimit-Reset": {"type": "integer", "description": "Whole seconds until the partner's bucket is full"},
+}

@@ -30,6 +30,11 @@ from gateway.settings import Settings
 from gateway.storage import open_storage
 
 TEST_SIGNING_KEY = "test-signing-key-" + "0123456789abcdef" * 4
+# The tests of other rules send far more requests than a partner's default burst: their apps and server
+# processes run with a limit they never reach. The rate-limit tests (test_rate_limits.py) set their own.
+UNLIMITED: dict[str, Any] = {"rate_limit_per_second": 1e6, "rate_limit_burst": 1_000_000}
+for _name, _value in UNLIMITED.items():
+    os.environ.setdefault(f"GATEWAY_{_name.upper()}", str(_value))
 _correlation = itertools.count(1)
 
 
@@ -109,7 +114,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture
 def settings(db_url: str, history_cache_bytes: int) -> Settings:
-    return Settings(database_url=db_url, jwt_secret=TEST_SIGNING_KEY, credential_cache_seconds=0,
+    return Settings(**UNLIMITED, database_url=db_url, jwt_secret=TEST_SIGNING_KEY, credential_cache_seconds=0,
                     history_cache_bytes=history_cache_bytes)
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import customer_record, order_record, partner_headers, reseller_record
+from conftest import UNLIMITED, customer_record, order_record, partner_headers, reseller_record
 
 from gateway.app import create_app
 from gateway.importer import import_file
@@ -47,7 +47,7 @@ async def test_sqlite_and_postgres_cached_or_not_answer_alike(aiohttp_client, tm
             await import_file(storage, BytesIO(data))
         # From the history cache, and from SQL paging (the cache off): the same bytes.
         for cache_bytes in (Settings.history_cache_bytes, 0):
-            settings = Settings(database_url=url, credential_cache_seconds=0, history_cache_bytes=cache_bytes)
+            settings = Settings(**UNLIMITED, database_url=url, credential_cache_seconds=0, history_cache_bytes=cache_bytes)
             client = await aiohttp_client(create_app(settings))
             headers = await partner_headers(client, partner)
             got = []

@@ -13,6 +13,7 @@ import aiohttp
 import orjson
 import pytest
 from conftest import (
+    UNLIMITED,
     ROOT,
     cli,
     customer_record,
@@ -125,7 +126,7 @@ async def test_imported_and_updated_orders_are_served(db_url, tmp_path, aiohttp_
     partner = json.loads(cli(db_url, "partners", "create", "--name", "N", "--partner-id", "P1").stdout)
     records = dataset()
     cli(db_url, "import", write_jsonl(tmp_path / "data.jsonl", records))
-    client = await aiohttp_client(create_app(Settings(database_url=db_url, credential_cache_seconds=0)))
+    client = await aiohttp_client(create_app(Settings(**UNLIMITED, database_url=db_url, credential_cache_seconds=0)))
     credential = type("C", (), {"api_key": partner["apiKey"], "client_secret": partner["clientSecret"]})
     headers = await partner_headers(client, credential)
     url = "/v3/customers/C1/orders?start-date=2029-01-01&end-date=2029-12-31"

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from conftest import (
+    UNLIMITED,
     POSTGRES_URL,
     TEST_SIGNING_KEY,
     customer_record,
@@ -33,7 +34,7 @@ BUSY_TIMEOUT = 0.3  # seconds: the test's locks outlast it
 
 
 async def gateway(aiohttp_client: Any, db_url: str, busy_timeout: float = BUSY_TIMEOUT) -> Any:
-    settings = Settings(database_url=db_url, jwt_secret=TEST_SIGNING_KEY, credential_cache_seconds=0,
+    settings = Settings(**UNLIMITED, database_url=db_url, jwt_secret=TEST_SIGNING_KEY, credential_cache_seconds=0,
                         db_busy_timeout_seconds=busy_timeout)
     return await aiohttp_client(create_app(settings))
 

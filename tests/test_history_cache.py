@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from conftest import (
+    UNLIMITED,
     cli,
     customer_record,
     order_record,
@@ -120,7 +121,7 @@ async def test_import_replacing_an_order(client: Any, make_partner: Any, load: A
 
 async def test_a_write_by_another_process(aiohttp_client: Any, db_url: str, tmp_path: Path) -> None:
     partner = seed_with_cli(db_url, tmp_path)
-    settings = Settings(database_url=db_url, credential_cache_seconds=0)
+    settings = Settings(**UNLIMITED, database_url=db_url, credential_cache_seconds=0)
     client = await aiohttp_client(create_app(settings))
     with server_process(db_url) as base:
         async with aiohttp.ClientSession(base) as other:
@@ -151,7 +152,7 @@ async def test_cache_memory_stays_within_its_budget(aiohttp_client: Any, make_pa
             for n in range(30)
         ]
     await load(records)
-    client = await aiohttp_client(create_app(Settings(database_url=db_url, history_cache_bytes=BUDGET,
+    client = await aiohttp_client(create_app(Settings(**UNLIMITED, database_url=db_url, history_cache_bytes=BUDGET,
                                                       credential_cache_seconds=0)))
     headers = await partner_headers(client, partner)
     await client.get(f"/v3/customers/{customers[0]}/orders", headers=headers)  # first request: warm-up

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import hdrs, web
 from aiohttp.test_utils import TestClient
-from conftest import ROOT, TEST_SIGNING_KEY
+from conftest import UNLIMITED, ROOT, TEST_SIGNING_KEY
 from openapi_spec_validator import OpenAPIV2SpecValidator, OpenAPIV30SpecValidator, validate
 
 from gateway.app import create_app
@@ -40,7 +40,7 @@ def documented_operations(document: dict[str, Any]) -> set[tuple[str, str]]:
 @pytest.fixture
 async def client(aiohttp_client: Any, tmp_path: Path) -> TestClient:
     """The documents do not depend on the storage backend: SQLite only."""
-    settings = Settings(database_url=f"sqlite:///{tmp_path}/gateway.db", jwt_secret=TEST_SIGNING_KEY)
+    settings = Settings(**UNLIMITED, database_url=f"sqlite:///{tmp_path}/gateway.db", jwt_secret=TEST_SIGNING_KEY)
     return await aiohttp_client(create_app(settings))
 
 

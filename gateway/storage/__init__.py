@@ -7,7 +7,9 @@ from contextlib import asynccontextmanager
 
 from gateway.storage.sql import SqlStorage, SqlTransaction
 from gateway.storage.types import (
+    Bucket,
     Credential,
+    CredentialRecord,
     Customer,
     CustomerScope,
     HistoryConditions,
@@ -15,6 +17,8 @@ from gateway.storage.types import (
     ImportRecord,
     IndexChanges,
     IndexRow,
+    PartnerRecord,
+    RateOverride,
     Reseller,
     StorageError,
     StorageUnavailable,
@@ -25,7 +29,7 @@ Storage = SqlStorage
 Transaction = SqlTransaction
 
 __all__ = [
-    "Credential", "Customer", "CustomerScope", "HistoryConditions", "ImportCounts", "ImportRecord", "IndexChanges",
+    "Bucket", "Credential", "CredentialRecord", "PartnerRecord", "RateOverride", "Customer", "CustomerScope", "HistoryConditions", "ImportCounts", "ImportRecord", "IndexChanges",
     "IndexRow", "Reseller", "Storage", "StorageError", "StorageUnavailable", "StoredAnswer", "Transaction", "open_storage",
 ]
 

@@ -45,6 +45,10 @@ class Backend(Protocol):
     async def write(self, unit: Unit[T]) -> T:
         """Runs the unit in one transaction; its exception rolls the transaction back and is raised here."""
 
+    async def write_buckets(self, unit: Unit[T]) -> T:
+        """`write`, for the rate-limit buckets: state that is rewritten on many requests and may be lost in a
+        crash, so a backend may keep it where it never waits for (or on) the orders' durable writes."""
+
 
 def chunks(items: Sequence[Any], size: int = MAX_IN_PARAMS) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):

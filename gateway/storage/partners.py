@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 from gateway.storage.db import Db
-from gateway.storage.types import Credential, StorageError
+from gateway.storage.types import Credential, CredentialRecord, PartnerRecord, RateOverride, StorageError
 
 # Reads a real table: a database that lost its schema is not ready either.
 PING = "SELECT count(*) FROM meta"
@@ -78,3 +78,42 @@ REVOKE_CREDENTIAL = "UPDATE credentials SET revoked = COALESCE(revoked, ?) WHERE
 async def revoke_credential(db: Db, key_hash: str) -> bool:
     """True when a credential with that key existed (revoking twice is harmless)."""
     return await db.execute(REVOKE_CREDENTIAL, (int(time.time()), key_hash)) > 0
+
+
+GET_RATE_OVERRIDE = "SELECT rate_per_second, rate_burst FROM partners WHERE partner_id = ?"
+
+
+async def rate_override(db: Db, partner_id: str) -> RateOverride:
+    rows = await db.fetch(GET_RATE_OVERRIDE, (partner_id,))
+    return RateOverride(*rows[0]) if rows else RateOverride(None, None)
+
+
+SET_RATE_OVERRIDE = "UPDATE partners SET rate_per_second = ?, rate_burst = ? WHERE partner_id = ?"
+
+
+async def set_rate_override(db: Db, partner_id: str, override: RateOverride) -> None:
+    if not await db.execute(SET_RATE_OVERRIDE, (override.per_second, override.burst, partner_id)):
+        raise StorageError(f"no partner {partner_id!r}")
+
+
+LIST_PARTNERS = (
+    "SELECT p.partner_id, p.name, p.rate_per_second, p.rate_burst, "
+    "(SELECT count(*) FROM credentials c WHERE c.partner_id = p.partner_id AND c.revoked IS NULL) "
+    "FROM partners p ORDER BY p.partner_id"
+)
+
+
+async def list_partners(db: Db) -> list[PartnerRecord]:
+    return [
+        PartnerRecord(partner_id, name, RateOverride(per_second, burst), active)
+        for partner_id, name, per_second, burst, active in await db.fetch(LIST_PARTNERS)
+    ]
+
+
+LIST_CREDENTIALS = "SELECT fingerprint, created, revoked FROM credentials WHERE partner_id = ? ORDER BY created, fingerprint"
+
+
+async def list_credentials(db: Db, partner_id: str) -> list[CredentialRecord]:
+    if not await partner_exists(db, partner_id):
+        raise StorageError(f"no partner {partner_id!r}")
+    return [CredentialRecord(*row) for row in await db.fetch(LIST_CREDENTIALS, (partner_id,))]

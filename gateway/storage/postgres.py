@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 
 from gateway.storage.db import Db, T, Unit
+from gateway.storage.rate_limits import BUCKETS_TABLE
 from gateway.storage.schema import migrations
 from gateway.storage.types import StorageUnavailable
 
@@ -217,6 +218,10 @@ class PostgresBackend:
                     raise _CommitFailed() from failure
             return result
 
+    async def write_buckets(self, unit: Unit[T]) -> T:
+        """The buckets are a table of the same database: one round trip each way is all they cost."""
+        return await self.write(unit)
+
 
 async def _roll_back(connection: asyncpg.Connection) -> None:
     """Ends the transaction a unit left open; a connection that cannot even do that is closed instead."""
@@ -253,5 +258,6 @@ async def _migrate(connection: asyncpg.Connection) -> None:
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                 await connection.execute(script)
                 await connection.execute("INSERT INTO schema_version (version) VALUES ($1)", number)
+            await connection.execute(BUCKETS_TABLE)
     finally:
         await connection.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)

@@ -95,6 +95,11 @@ SCHEMA_MIGRATIONS: tuple[str, ...] = (
     DROP INDEX orders_customer_created;
     CREATE INDEX orders_customer_page ON orders(customer_id, created DESC, order_id DESC, reseller_id);
     """,
+    # A partner's own rate limit (`partners set-rate-limit`); NULL: the configured default.
+    """
+    ALTER TABLE partners ADD COLUMN rate_per_second DOUBLE PRECISION;
+    ALTER TABLE partners ADD COLUMN rate_burst {bigint};
+    """,
 )
 
 

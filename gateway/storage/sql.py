@@ -15,11 +15,14 @@ import gateway.storage.imports as imports
 import gateway.storage.orders as orders
 import gateway.storage.answers as answers
 import gateway.storage.partners as partners
+import gateway.storage.rate_limits as rate_limits
 from gateway.storage.db import Backend, Db
 from gateway.storage.types import Credential, CustomerScope, HistoryConditions, ImportCounts, ImportRecord
-from gateway.storage.types import IndexChanges, IndexRow, StoredAnswer
+from gateway.storage.types import Bucket, CredentialRecord, IndexChanges, IndexRow, PartnerRecord, RateOverride
+from gateway.storage.types import StoredAnswer
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class SqlTransaction:
@@ -85,6 +88,22 @@ class SqlStorage:
 
     async def revoke_credential(self, key_hash: str) -> bool:
         return await self._backend.write(lambda db: partners.revoke_credential(db, key_hash))
+
+    async def list_partners(self) -> list[PartnerRecord]:
+        return await partners.list_partners(self._reader)
+
+    async def list_credentials(self, partner_id: str) -> list[CredentialRecord]:
+        return await partners.list_credentials(self._reader, partner_id)
+
+    async def rate_override(self, partner_id: str) -> RateOverride:
+        return await partners.rate_override(self._reader, partner_id)
+
+    async def set_rate_override(self, partner_id: str, override: RateOverride) -> None:
+        await self._backend.write(lambda db: partners.set_rate_override(db, partner_id, override))
+
+    async def take_tokens(self, partner_id: str, draw: Callable[[Bucket | None], tuple[Bucket, R]]) -> R:
+        """Whatever `draw` makes of the partner's bucket, written back in the same transaction."""
+        return await self._backend.write_buckets(lambda db: rate_limits.take_tokens(db, partner_id, draw))
 
     async def stored_answer(self, partner_id: str, key: str, not_before: int) -> StoredAnswer | None:
         return await answers.stored_answer(self._reader, partner_id, key, not_before)

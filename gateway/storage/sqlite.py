@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,6 +20,7 @@ from typing import Any
 import aiosqlite
 
 from gateway.storage.db import Db, T, Unit
+from gateway.storage.rate_limits import BUCKETS_TABLE
 from gateway.storage.schema import migrations
 from gateway.storage.types import StorageUnavailable
 
@@ -175,9 +176,10 @@ class GroupWriter:
 
 
 class SqliteBackend:
-    def __init__(self, reader: aiosqlite.Connection, writer: GroupWriter) -> None:
+    def __init__(self, reader: aiosqlite.Connection, writer: GroupWriter, bucket_writer: GroupWriter) -> None:
         self._read_db = ReaderDb(reader)
         self._writer = writer
+        self._bucket_writer = bucket_writer
 
     @property
     def reader(self) -> Db:
@@ -186,29 +188,54 @@ class SqliteBackend:
     async def write(self, unit: Unit[T]) -> T:
         return await self._writer.write(unit)
 
+    async def write_buckets(self, unit: Unit[T]) -> T:
+        return await self._bucket_writer.write(unit)
+
+
+def buckets_path(path: str) -> str:
+    """The rate-limit buckets' file beside the database: shared by every process on the database, written
+    without waiting for the disk (state that may be lost), and never behind an order's write lock."""
+    return f"{path}-rate-limits"
+
+
+def _connect(path: str, pragmas: Sequence[str], prepare: Callable[[sqlite3.Connection], None]) -> sqlite3.Connection:
+    """Opened here, in the caller's thread, so that a file that cannot be opened fails at once."""
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        for pragma in pragmas:
+            connection.execute(pragma)
+        prepare(connection)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
 
 @asynccontextmanager
 async def open_sqlite(url: str, busy_timeout_seconds: float = 5.0) -> AsyncIterator[SqliteBackend]:
     path = database_path(url)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    # Fail here, in the caller's thread, when the file cannot be opened.
-    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     pragmas = _pragmas(busy_timeout_seconds)
+    writer = GroupWriter(_connect(path, pragmas, _migrate))
     try:
-        for pragma in pragmas:
-            connection.execute(pragma)
-        _migrate(connection)
+        bucket_writer = GroupWriter(_connect(
+            buckets_path(path), (*pragmas, "PRAGMA synchronous = OFF"), _create_buckets
+        ))
     except BaseException:
-        connection.close()
+        await writer.close()
         raise
-    writer = GroupWriter(connection)
     try:
         async with aiosqlite.connect(path, isolation_level=None) as reader:
             for pragma in pragmas:
                 await reader.execute(pragma)
-            yield SqliteBackend(reader, writer)
+            yield SqliteBackend(reader, writer, bucket_writer)
     finally:
+        await bucket_writer.close()
         await writer.close()
+
+
+def _create_buckets(connection: sqlite3.Connection) -> None:
+    connection.execute(BUCKETS_TABLE)
 
 
 def _migrate(connection: sqlite3.Connection) -> None:

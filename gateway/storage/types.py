@@ -109,3 +109,38 @@ class StoredAnswer:
     answer: Answer
 
 
+
+
+@dataclasses.dataclass(frozen=True)
+class RateOverride:
+    """A partner's own rate limit, where `partners set-rate-limit` gave one (None: the configured default)."""
+
+    per_second: float | None
+    burst: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class PartnerRecord:
+    """A partner as the operator lists it."""
+
+    partner_id: str
+    name: str
+    override: RateOverride
+    active_credentials: int
+
+
+@dataclasses.dataclass(frozen=True)
+class CredentialRecord:
+    """A credential as the operator lists it: its fingerprint, never the key or the secret."""
+
+    fingerprint: str
+    created: int
+    revoked: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Bucket:
+    """A partner's shared token bucket as stored: `tokens` as of `updated` (Unix seconds)."""
+
+    tokens: float
+    updated: float

@@ -1,0 +1,160 @@
+"""Each partner's token bucket, shared by all its credentials and by every process on the database.
+
+The bucket is a row in the database; a process takes tokens from it in leases, so that most requests cost
+no database write:
+- A lease is the request's own token, plus at most a quarter of what the bucket holds beyond it and at most
+  a tenth of a second of refill. With 4 tokens or fewer left, every request takes exactly its own token.
+- A lease not spent within a second goes back to the bucket with the process's next take (the bucket never
+  holds more than its burst).
+- Every admitted request spent a token taken from the shared bucket: across all processes a partner is
+  admitted at most `burst + rate × t` requests in any `t` seconds. The bucket refills by each process's wall
+  clock: hosts whose clocks differ by `s` seconds can add at most `rate × s` once.
+- Tokens leased but not yet spent are the only ones another process cannot use: at most a quarter of the
+  bucket per take, and none near the limit, so a partner sending at half its rate is not refused.
+- A process that found the bucket empty refuses the partner without asking again until a token is due (at
+  most a second): a flood of refused requests costs one take per process per second.
+- While the database cannot be reached, each process admits up to the partner's rate per second on its own.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import time
+
+import structlog
+from cachetools import TTLCache
+
+from gateway.storage import Bucket, Storage, StorageUnavailable
+
+LEASE_SECONDS = 1.0
+LEASE_SHARE = 4
+LEASE_REFILL_SECONDS = 0.1
+REFUSAL_MEMORY_SECONDS = 1.0
+MAX_PARTNERS_REMEMBERED = 100_000
+
+log = structlog.get_logger("gateway.rate_limit")
+
+
+@dataclasses.dataclass(frozen=True)
+class Limit:
+    per_second: float
+    burst: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Lease:
+    granted: int
+    left: float  # what the shared bucket holds after the take
+
+
+def draw(bucket: Bucket | None, limit: Limit, now: float, returned: int) -> tuple[Bucket, Lease]:
+    """The bucket refilled to `now` (plus `returned` unspent tokens), less the lease it grants."""
+    if bucket is None:
+        tokens, updated = float(limit.burst), now
+    else:
+        updated = max(bucket.updated, now)  # a clock behind the last take's refills nothing
+        tokens = bucket.tokens + (updated - bucket.updated) * limit.per_second
+    tokens = min(float(limit.burst), tokens + returned)
+    if tokens < 1:
+        return Bucket(tokens, updated), Lease(0, tokens)
+    granted = 1 + min(int((tokens - 1) / LEASE_SHARE), int(limit.per_second * LEASE_REFILL_SECONDS))
+    return Bucket(tokens - granted, updated), Lease(granted, tokens - granted)
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    admitted: bool
+    limit: int
+    remaining: int
+    reset_seconds: int
+    retry_after_seconds: int
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": str(self.remaining),
+            "RateLimit-Reset": str(self.reset_seconds),
+        }
+
+
+@dataclasses.dataclass
+class _Allowance:
+    """One partner's tokens as this process knows them."""
+
+    limit: Limit | None = None  # the limit its lease was taken under
+    held: int = 0
+    lease_ends: float = 0.0  # monotonic, like every time below
+    level: float = 0.0  # what the shared bucket held at `seen_at`
+    seen_at: float = 0.0
+    refused_until: float = 0.0
+    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+
+    def spend(self, limit: Limit, now: float) -> Decision | None:
+        """A token of the lease, a refusal while the bucket is known to be empty, or None: ask the bucket."""
+        if limit != self.limit:
+            return None
+        if self.held > 0 and now < self.lease_ends:
+            self.held -= 1
+            return self._decision(limit, now, admitted=True)
+        if now < self.refused_until:
+            return self._decision(limit, now, admitted=False)
+        return None
+
+    def renew(self, limit: Limit, lease: Lease, now: float) -> None:
+        self.limit, self.held, self.lease_ends = limit, lease.granted, now + LEASE_SECONDS
+        self.level, self.seen_at = lease.left, now
+        wait = (1 - lease.left) / limit.per_second
+        self.refused_until = now + min(wait, REFUSAL_MEMORY_SECONDS) if lease.granted == 0 else 0.0
+
+    def _decision(self, limit: Limit, now: float, admitted: bool) -> Decision:
+        level = min(float(limit.burst), self.level + (now - self.seen_at) * limit.per_second)
+        left = min(float(limit.burst), level + self.held) if admitted else max(0.0, level)
+        return Decision(
+            admitted=admitted,
+            limit=limit.burst,
+            remaining=int(left),
+            reset_seconds=math.ceil((limit.burst - left) / limit.per_second),
+            retry_after_seconds=max(1, math.ceil((1 - level) / limit.per_second)),
+        )
+
+
+class RateLimiter:
+    def __init__(self, storage: Storage, default: Limit, overrides_ttl_seconds: float) -> None:
+        self._storage = storage
+        self._default = default
+        # A partner's override is read again after this long: `partners set-rate-limit` reaches running servers.
+        self._overrides: TTLCache[str, Limit] = TTLCache(MAX_PARTNERS_REMEMBERED, overrides_ttl_seconds)
+        self._allowances: dict[str, _Allowance] = {}
+
+    async def admit(self, partner_id: str) -> Decision:
+        """Takes one of the partner's tokens, or says when there will be one."""
+        limit = await self._limit(partner_id)
+        allowance = self._allowances.setdefault(partner_id, _Allowance())
+        decision = allowance.spend(limit, time.monotonic())
+        if decision is not None:
+            return decision
+        async with allowance.lock:  # one take at a time per partner: the others spend what it brought
+            now = time.monotonic()
+            decision = allowance.spend(limit, now)
+            if decision is None:
+                allowance.renew(limit, await self._take(partner_id, limit, allowance.held), now)
+                decision = allowance.spend(limit, now)
+        assert decision is not None, "a renewed allowance admits or refuses"
+        return decision
+
+    async def _take(self, partner_id: str, limit: Limit, returned: int) -> Lease:
+        wall = time.time()
+        try:
+            return await self._storage.take_tokens(partner_id, lambda bucket: draw(bucket, limit, wall, returned))
+        except StorageUnavailable as failure:
+            log.warning("rate_limit_not_shared", partner_id=partner_id, reason=str(failure))
+            return Lease(max(1, int(limit.per_second * LEASE_SECONDS)), 0.0)
+
+    async def _limit(self, partner_id: str) -> Limit:
+        limit = self._overrides.get(partner_id)
+        if limit is None:
+            override = await self._storage.rate_override(partner_id)
+            limit = Limit(override.per_second or self._default.per_second, override.burst or self._default.burst)
+            self._overrides[partner_id] = limit
+        return limit

@@ -1,0 +1,94 @@
+"""The operator's view of partners (SPEC 10): `partners list`, `credentials list`, `partners set-rate-limit`,
+run as separate processes; no key or secret is ever printed."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import pytest
+from conftest import cli
+
+
+# The configured defaults (the suite's own environment sets a limit no test of other rules reaches).
+DEFAULTS = {**os.environ, "GATEWAY_RATE_LIMIT_PER_SECOND": "50", "GATEWAY_RATE_LIMIT_BURST": "100"}
+
+
+def lines(output: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in output.splitlines()]
+
+
+@pytest.fixture
+def issued(db_url: str) -> list[dict[str, str]]:
+    """P1 with two credentials (one revoked), P2 with one."""
+    first = json.loads(cli(db_url, "partners", "create", "--name", "Northwind", "--partner-id", "P1").stdout)
+    second = json.loads(cli(db_url, "credentials", "create", "P1").stdout)
+    other = json.loads(cli(db_url, "partners", "create", "--name", "Contoso", "--partner-id", "P2").stdout)
+    cli(db_url, "credentials", "revoke", second["apiKey"])
+    return [first, second, other]
+
+
+def assert_no_secret(output: str, issued: list[dict[str, str]]) -> None:
+    for credential in issued:
+        assert credential["apiKey"] not in output and credential["clientSecret"] not in output
+
+
+def test_partners_list_shows_the_limit_in_force_and_active_credentials(db_url: str, issued: Any) -> None:
+    listed = cli(db_url, "partners", "list", env=DEFAULTS)
+    assert lines(listed.stdout) == [
+        {"partnerId": "P1", "name": "Northwind", "rateLimit": {"perSecond": 50, "burst": 100, "default": True},
+         "activeCredentials": 1},
+        {"partnerId": "P2", "name": "Contoso", "rateLimit": {"perSecond": 50, "burst": 100, "default": True},
+         "activeCredentials": 1},
+    ]
+    assert_no_secret(listed.stdout + listed.stderr, issued)
+
+
+def test_credentials_list_shows_fingerprints_never_keys(db_url: str, issued: Any) -> None:
+    listed = cli(db_url, "credentials", "list", "P1")
+    rows = lines(listed.stdout)
+    assert [set(row) for row in rows] == [{"apiKeyId", "created", "revoked"}] * 2
+    assert sorted(row["revoked"] is None for row in rows) == [False, True]
+    for row in rows:
+        assert len(row["apiKeyId"]) == 8 and row["created"].endswith("Z")
+    assert_no_secret(listed.stdout + listed.stderr, issued)
+    missing = cli(db_url, "credentials", "list", "NOBODY", check=False)
+    assert missing.returncode == 1 and "NOBODY" in missing.stderr and missing.stdout == ""
+
+
+def test_set_rate_limit_and_back_to_the_default(db_url: str, issued: Any) -> None:
+    env = DEFAULTS
+    changed = cli(db_url, "partners", "set-rate-limit", "P1", "--per-second", "2.5", "--burst", "5", env=env)
+    assert lines(changed.stdout)[0]["rateLimit"] == {"perSecond": 2.5, "burst": 5, "default": False}
+    listed = {row["partnerId"]: row["rateLimit"] for row in lines(cli(db_url, "partners", "list", env=env).stdout)}
+    assert listed == {"P1": {"perSecond": 2.5, "burst": 5, "default": False},
+                      "P2": {"perSecond": 50, "burst": 100, "default": True}}
+    back = cli(db_url, "partners", "set-rate-limit", "P1", "--default", env=env)
+    assert lines(back.stdout)[0]["rateLimit"] == {"perSecond": 50, "burst": 100, "default": True}
+
+
+USAGE_ERRORS = [
+    ["P1"],
+    ["P1", "--per-second", "5"],
+    ["P1", "--burst", "5"],
+    ["P1", "--default", "--burst", "5"],
+    ["P1", "--default", "--per-second", "5", "--burst", "5"],
+    ["P1", "--per-second", "0", "--burst", "5"],
+    ["P1", "--per-second", "nan", "--burst", "5"],
+    ["P1", "--per-second", "inf", "--burst", "5"],
+    ["P1", "--per-second", "5", "--burst", "0"],
+    ["P1", "--per-second", "5", "--burst", "2.5"],
+]
+
+
+def test_set_rate_limit_usage_errors_change_nothing(db_url: str, issued: Any) -> None:
+    for args in USAGE_ERRORS:
+        result = cli(db_url, "partners", "set-rate-limit", *args, check=False)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+    assert lines(cli(db_url, "partners", "list").stdout)[0]["rateLimit"]["default"] is True
+
+
+def test_set_rate_limit_of_an_unknown_partner_fails(db_url: str, issued: Any) -> None:
+    result = cli(db_url, "partners", "set-rate-limit", "NOBODY", "--per-second", "5", "--burst", "5", check=False)
+    assert result.returncode == 1 and "NOBODY" in result.stderr
