@@ -23,7 +23,6 @@ import math
 import time
 
 import structlog
-from cachetools import TTLCache
 
 from gateway.storage import Bucket, Storage, StorageUnavailable
 
@@ -31,7 +30,6 @@ LEASE_SECONDS = 1.0
 LEASE_SHARE = 4
 LEASE_REFILL_SECONDS = 0.1
 REFUSAL_MEMORY_SECONDS = 1.0
-MAX_PARTNERS_REMEMBERED = 100_000
 
 log = structlog.get_logger("gateway.rate_limit")
 
@@ -62,7 +60,7 @@ def draw(bucket: Bucket | None, limit: Limit, now: float, returned: int) -> tupl
     return Bucket(tokens - granted, updated), Lease(granted, tokens - granted)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class Decision:
     admitted: bool
     limit: int
@@ -124,13 +122,26 @@ class RateLimiter:
         self._storage = storage
         self._default = default
         # A partner's override is read again after this long: `partners set-rate-limit` reaches running servers.
-        self._overrides: TTLCache[str, Limit] = TTLCache(MAX_PARTNERS_REMEMBERED, overrides_ttl_seconds)
+        self._overrides_ttl = overrides_ttl_seconds
+        # Both keyed by partner id: as many entries as partners that sent a request authenticated as theirs.
+        self._limits: dict[str, tuple[float, Limit]] = {}  # (read again at, limit)
         self._allowances: dict[str, _Allowance] = {}
+
+    def spend_held(self, partner_id: str) -> Decision | None:
+        """The answer from this process's memory alone (the common case, no await), or None: call `admit`."""
+        known = self._limits.get(partner_id)
+        allowance = self._allowances.get(partner_id)
+        now = time.monotonic()
+        if known is None or allowance is None or known[0] <= now:
+            return None
+        return allowance.spend(known[1], now)
 
     async def admit(self, partner_id: str) -> Decision:
         """Takes one of the partner's tokens, or says when there will be one."""
         limit = await self._limit(partner_id)
-        allowance = self._allowances.setdefault(partner_id, _Allowance())
+        allowance = self._allowances.get(partner_id)
+        if allowance is None:
+            allowance = self._allowances[partner_id] = _Allowance()
         decision = allowance.spend(limit, time.monotonic())
         if decision is not None:
             return decision
@@ -152,9 +163,10 @@ class RateLimiter:
             return Lease(max(1, int(limit.per_second * LEASE_SECONDS)), 0.0)
 
     async def _limit(self, partner_id: str) -> Limit:
-        limit = self._overrides.get(partner_id)
-        if limit is None:
-            override = await self._storage.rate_override(partner_id)
-            limit = Limit(override.per_second or self._default.per_second, override.burst or self._default.burst)
-            self._overrides[partner_id] = limit
+        known = self._limits.get(partner_id)
+        if known is not None and known[0] > time.monotonic():
+            return known[1]
+        override = await self._storage.rate_override(partner_id)
+        limit = Limit(override.per_second or self._default.per_second, override.burst or self._default.burst)
+        self._limits[partner_id] = (time.monotonic() + self._overrides_ttl, limit)
         return limit

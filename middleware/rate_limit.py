@@ -14,7 +14,8 @@ from gateway.wire import is_partner_path
 async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not is_partner_path(request.path):
         return await handler(request)
-    decision = await request.app[RATE_LIMITER].admit(request[PARTNER_ID])
+    limiter, partner_id = request.app[RATE_LIMITER], request[PARTNER_ID]
+    decision = limiter.spend_held(partner_id) or await limiter.admit(partner_id)
     request[ANSWER_HEADERS] = decision.headers()
     if not decision.admitted:
         request.app[METRICS].rate_limited.labels("partner").inc()
