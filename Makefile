@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DB ?= var/gateway.db
 
-.PHONY: run test fuzz bench-history bench-create clean
+.PHONY: run test fuzz bench-history bench-create bench-feed clean
 
 $(STAMP): setup.cfg
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ bench-history: $(STAMP)
 
 bench-create: $(STAMP)
 	$(BIN)/python bench/create.py
+
+bench-feed: $(STAMP)
+	$(BIN)/python bench/feed.py
 
 clean:
 	rm -rf $(VENV) var *.egg-info

@@ -76,8 +76,9 @@ class Round:
 
 async def run_round(
     session: aiohttp.ClientSession, server: Server, url: str, seconds: float, max_requests: int, concurrency: int,
-    db_cpu: DbCpu | None = None,
+    db_cpu: DbCpu | None = None, if_none_match: str | None = None,
 ) -> Round:
+    """`if_none_match`: sent with every request, each of which must then be answered 304."""
     server.check_alive()
     latencies: list[float] = []
     failures: list[str] = []
@@ -92,9 +93,10 @@ async def run_round(
         while issued < max_requests and time.perf_counter() < deadline and not failures:
             issued += 1
             sent = time.perf_counter()
-            async with session.get(url, headers=server.headers()) as response:
+            headers = server.headers() if if_none_match is None else {**server.headers(), "If-None-Match": if_none_match}
+            async with session.get(url, headers=headers) as response:
                 body = await response.read()
-                if response.status != 200:
+                if response.status != (200 if if_none_match is None else 304):
                     failures.append(f"{response.status} {body[:300]!r}")
             latencies.append(time.perf_counter() - sent)
 
@@ -106,7 +108,7 @@ async def run_round(
         # Backends opened during the round count from zero; one closed during the round is missed.
         db_used = sum(max(0.0, t - db0.get(pid, 0.0)) for pid, t in (await db_cpu.snapshot(server.db_app)).items())
     if failures:
-        raise RuntimeError(f"{server.name}: {len(failures)} non-200 answer(s), first: {failures[0]}")
+        raise RuntimeError(f"{server.name}: {len(failures)} unexpected answer(s), first: {failures[0]}")
     others = max(0.0, busy - server_cpu - client_used - (db_used or 0.0)) / elapsed
     return Round(len(latencies), elapsed, latencies, server_cpu, client_used / elapsed, others, db_used)
 

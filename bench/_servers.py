@@ -62,9 +62,10 @@ class Server:
             raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log}")
 
 
-def server_env() -> dict[str, str]:
+def server_env(root: Path = ROOT) -> dict[str, str]:
+    """`root`: the checkout whose gateway the process runs (another revision's work tree, say)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")} | BENCH_ENV
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
     return env
 
 
@@ -100,10 +101,10 @@ class Servers:
         self.started: list[Server] = []
 
     def start(self, name: str, label: str, argv: list[str], gateway: bool, port: int,
-              db_app: str | None = None) -> Server:
+              db_app: str | None = None, root: Path = ROOT) -> Server:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         log = LOG_DIR / f"{name}.log"
-        env = server_env()
+        env = server_env(root)
         with open(log, "wb") as out:
             process = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, cwd=ROOT,
@@ -114,11 +115,11 @@ class Servers:
         return server
 
     def start_gateway(self, name: str, label: str, database_url: str, db_app: str | None = None,
-                      flags: tuple[str, ...] = ()) -> Server:
-        """`order-gateway --database URL serve [FLAGS]` on a free port."""
+                      flags: tuple[str, ...] = (), root: Path = ROOT) -> Server:
+        """`order-gateway --database URL serve [FLAGS]` on a free port, of the checkout at `root`."""
         port = free_port()
-        argv = [gateway_bin(), "--database", database_url, "serve", "--port", str(port), *flags]
-        return self.start(name, label, argv, gateway=True, port=port, db_app=db_app)
+        argv = [sys.executable, str(root / "run.py"), "--database", database_url, "serve", "--port", str(port), *flags]
+        return self.start(name, label, argv, gateway=True, port=port, db_app=db_app, root=root)
 
     def stop_all(self) -> None:
         for server in self.started:

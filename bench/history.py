@@ -19,7 +19,8 @@ What it does:
 4. Warms every server up, then runs rounds with a fixed number of concurrent keep-alive connections
    (aiohttp client), each round bounded in requests and in seconds, interleaved server by server and
    repeated (the server order rotates every repetition): page 1 (offset 0, limit 25) on all five servers,
-   the deep page (offset 9900, limit 25) on the four big-database servers.
+   the deep page (offset 9900, limit 25) on the four big-database servers, and page 1 re-read with
+   If-None-Match of its ETag (every answer a 304) on the big database's gateway.
 5. Prints req/s (median over rounds), p50/p99 latency (over all requests of all rounds) and the server
    process's CPU time per request, then the ratios against the targets. Every server is stopped at the end,
    on error too.
@@ -82,6 +83,9 @@ TARGET_BIG_VS_SMALL = 1.2
 # The rate limiter (each partner's shared token bucket, at the benchmark's limit far above reach) against a
 # gateway with rate limiting off (GATEWAY_RATE_LIMIT_PER_SECOND=0) on the same database, in the same run.
 TARGET_LIMITER_ON_VS_OFF = 0.95
+# Page 1 re-read with If-None-Match of its current ETag (a 304) against the full page: service time.
+REREAD = "page 1, 304"
+TARGET_REREAD_VS_PAGE1 = 0.5
 
 
 @dataclass(frozen=True)
@@ -173,6 +177,8 @@ class Group:
             return [self.gw, self.aio, self.fast, self.gw_small, self.gw_unlimited]
         if scenario == "deep page":
             return [self.gw, self.aio, self.fast, self.gw_unlimited]
+        if scenario == REREAD:
+            return [self.gw]
         return [self.gw_whale] if self.gw_whale else []  # the whale's scenarios
 
 
@@ -250,7 +256,8 @@ async def bench(
           + f"; logs in {LOG_DIR}")
 
     whales = whale_scenarios(whale["orders"]) if whale else {}
-    scenarios = SCENARIOS | whales
+    scenarios = SCENARIOS | {REREAD: SCENARIOS["page 1"]} | whales
+    tags: dict[str, str] = {}  # each gateway's current ETag of page 1
     plan = {scenario: [server for group in groups for server in group.plan(scenario)] for scenario in scenarios}
     connections = {(scenario, server.name): profile.concurrency for scenario in scenarios for server in plan[scenario]}
     results: dict[tuple[str, str], list[Round]] = {}
@@ -275,8 +282,11 @@ async def bench(
                 timeout=WHALE_REQUEST_TIMEOUT if whale_server else REQUEST_TIMEOUT,
             )
         totals = dict.fromkeys(SCENARIOS, _data.HOT_ORDERS) | dict.fromkeys(whales, whale["orders"] if whale else 0)
-        for scenario, path in scenarios.items():
+        for scenario, path in (SCENARIOS | whales).items():
             await check_same_page(sessions[plan[scenario][0].name], plan[scenario], path, totals[scenario])
+        for server in plan[REREAD]:
+            async with sessions[server.name].get(server.base + SCENARIOS["page 1"], headers=server.headers()) as page:
+                tags[server.name] = page.headers["ETag"]
         for scenario, path in SCENARIOS.items():
             for server in plan[scenario]:
                 await run_round(sessions[server.name], server, server.base + path, profile.warmup_seconds,
@@ -297,7 +307,8 @@ async def bench(
                 order = plan[scenario][rep % len(plan[scenario]):] + plan[scenario][: rep % len(plan[scenario])]
                 for server in order:
                     done = await run_round(sessions[server.name], server, server.base + path, profile.seconds,
-                                           profile.max_requests, connections[(scenario, server.name)], db_cpu)
+                                           profile.max_requests, connections[(scenario, server.name)], db_cpu,
+                                           tags[server.name] if scenario == REREAD else None)
                     results.setdefault((scenario, server.name), []).append(done)
             line = ", ".join(
                 f"{s.name}/{sc}: {_rate(results[(sc, s.name)][-1].rate)}" for sc in scenarios for s in plan[sc]
@@ -342,7 +353,7 @@ def report(group: Group, stats: dict[tuple[str, str], Stats], show_db: bool) -> 
     db_head = f" {'DB ms/req':>10}" if show_db else ""
     print(f"{'scenario':<10} {'server':<24} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>11}{db_head} "
           f"{'requests':>9} {'others':>7}")
-    for scenario in SCENARIOS:
+    for scenario in [*SCENARIOS, REREAD]:
         for server in group.plan(scenario):
             s = stats[(scenario, server.name)]
             db = ("-" if s.db_ms is None else f"{s.db_ms:.3f}").rjust(11) if show_db else ""
@@ -366,6 +377,11 @@ def report(group: Group, stats: dict[tuple[str, str], Stats], show_db: bool) -> 
         on_off = st(scenario, gw).rate / st(scenario, group.gw_unlimited).rate
         checks.append((f"{scenario}: rate limits on / off req/s (ratios kept)", on_off,
                        f">= {TARGET_LIMITER_ON_VS_OFF}x", on_off >= TARGET_LIMITER_ON_VS_OFF))
+    reread = st("page 1", gw).rate / st(REREAD, gw).rate
+    checks.append(("gateway 304 re-read / page 1 service time (1/req/s)", reread, f"<= {TARGET_REREAD_VS_PAGE1}x",
+                   reread <= TARGET_REREAD_VS_PAGE1))
+    checks.append(("gateway 304 re-read / page 1 server CPU per request", st(REREAD, gw).cpu_ms / st("page 1", gw).cpu_ms,
+                   "(info)", True))
     deep = st("page 1", gw).rate / st("deep page", gw).rate
     checks.append(("gateway deep / page 1 service time (1/req/s)", deep, f"<= {TARGET_DEEP_VS_PAGE1}x",
                    deep <= TARGET_DEEP_VS_PAGE1))

@@ -12,16 +12,17 @@ from aiohttp_apispec import setup_aiohttp_apispec
 
 from gateway.auth_failures import FailedAuthentications
 from gateway.credential_cache import CredentialCache
+from gateway.feed import EventFeed
 from gateway.history import HistoryService
-from gateway.keys import API_DOCS, AUTH_FAILURES, CREDENTIALS, HISTORY, IN_FLIGHT, METRICS, RATE_LIMITER, SETTINGS
-from gateway.keys import STORAGE, TOKENS
+from gateway.keys import API_DOCS, AUTH_FAILURES, CREDENTIALS, FEED, HISTORY, IN_FLIGHT, METRICS, RATE_LIMITER
+from gateway.keys import SETTINGS, STORAGE, TOKENS
 from gateway.metrics import Metrics
 from gateway.openapi import API_TITLE, API_VERSION, api_docs
 from gateway.rate_limit import Limit, RateLimiter
 from gateway.settings import Settings
 from gateway.storage import Storage, open_storage
 from gateway.tokens import TokenService, new_signing_key
-from handlers import docs, health, orders, tokens
+from handlers import docs, events, health, orders, tokens
 from middleware.auth import auth_middleware
 from middleware.correlation import correlation_middleware
 from middleware.errors import error_middleware
@@ -31,10 +32,13 @@ from middleware.request_log import request_log_middleware
 from schemas.headers import SECURITY_DEFINITIONS
 
 
-async def token_service(settings: Settings, storage: Storage) -> TokenService:
-    """Signs with the configured key, else with the one generated once and kept in the database."""
-    signing_key = settings.jwt_secret or await storage.signing_key(new_signing_key())
-    return TokenService(signing_key, settings.jwt_issuer, settings.token_ttl_seconds, settings.token_leeway_seconds)
+async def signing_key(settings: Settings, storage: Storage) -> str:
+    """The configured key, else the one generated once and kept in the database."""
+    return settings.jwt_secret or await storage.signing_key(new_signing_key())
+
+
+def token_service(settings: Settings, key: str) -> TokenService:
+    return TokenService(key, settings.jwt_issuer, settings.token_ttl_seconds, settings.token_leeway_seconds)
 
 
 async def _storage_context(app: web.Application) -> AsyncIterator[None]:
@@ -43,12 +47,14 @@ async def _storage_context(app: web.Application) -> AsyncIterator[None]:
         settings.database_url, settings.db_pool_min_size, settings.db_pool_max_size, settings.db_busy_timeout_seconds
     ) as storage:
         app[STORAGE] = storage
-        app[TOKENS] = await token_service(settings, storage)
+        key = await signing_key(settings, storage)
+        app[TOKENS] = token_service(settings, key)
+        app[FEED] = EventFeed(storage, key)
         app[CREDENTIALS] = CredentialCache(storage, settings.credential_cache_seconds)
         app[HISTORY] = HistoryService(storage, settings.history_cache_bytes)
         default_limit = Limit(settings.rate_limit_per_second, settings.rate_limit_burst)
         app[RATE_LIMITER] = RateLimiter(storage, default_limit, settings.credential_cache_seconds)
-        purger = asyncio.create_task(_purge_outcomes(storage, settings))
+        purger = asyncio.create_task(_purge(storage, settings))
         try:
             yield
         finally:
@@ -60,18 +66,22 @@ async def _storage_context(app: web.Application) -> AsyncIterator[None]:
 FIRST_PURGE_AFTER_SECONDS = 60.0
 
 
-async def _purge_outcomes(storage: Storage, settings: Settings) -> None:
-    """Drops correlation-id outcomes past their retention, now and then, for the life of the app."""
-    log = structlog.get_logger("gateway.idempotency")
+async def _purge(storage: Storage, settings: Settings) -> None:
+    """Drops correlation-id answers and order events past their retention, now and then, for the life of
+    the app."""
+    log = structlog.get_logger("gateway.purge")
     # The first purge waits too: a process that starts and stops at once has nothing to gain from one.
     await asyncio.sleep(min(settings.idempotency_purge_interval_seconds, FIRST_PURGE_AFTER_SECONDS))
     while True:
+        now = int(time.time())
         try:
-            purged = await storage.purge(int(time.time()) - settings.idempotency_retention_seconds)
-            if purged:
-                log.info("idempotency_purged", count=purged)
+            answers, events = await storage.purge(
+                now - settings.idempotency_retention_seconds, now - settings.event_retention_seconds
+            )
+            if answers or events:
+                log.info("purged", answers=answers, events=events)
         except Exception:  # a failed purge is retried at the next interval; serving goes on
-            log.exception("idempotency_purge_failed")
+            log.exception("purge_failed")
         await asyncio.sleep(settings.idempotency_purge_interval_seconds)
 
 
@@ -100,7 +110,7 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics()
     app[AUTH_FAILURES] = FailedAuthentications()
     app.cleanup_ctx.append(_storage_context)
-    for module in (tokens, orders, health, docs):
+    for module in (tokens, orders, events, health, docs):
         app.add_routes(module.routes)
     # The Swagger 2.0 document stays where it was; the UI at /api/docs (handlers.docs) renders OpenAPI 3.
     setup_aiohttp_apispec(

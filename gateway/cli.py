@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 from tqdm import tqdm
 
-from gateway.app import create_app, token_service
+from gateway.app import create_app, signing_key, token_service
 from gateway.demo import DEMO_CUSTOMER, load_demo
 from gateway.http_server import serve_app
 from gateway.importer import ImportLineError, import_file
@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     load = commands.add_parser("import", help="load resellers, customers and orders from JSON Lines")
     load.add_argument("file")
+    load.add_argument("--no-events", dest="events", action="store_false",
+                      help="write no order events (for history that partners have already seen)")
 
     orders = commands.add_parser("orders", help="operate on orders").add_subparsers(dest="action", required=True)
     status = orders.add_parser("set-status", help="move an order to another status")
@@ -169,7 +171,7 @@ async def _import(storage: Storage, args: argparse.Namespace, settings: Settings
         total=os.fstat(handle.fileno()).st_size, unit="B", unit_scale=True, desc="import",
         disable=not sys.stderr.isatty(), ncols=shutil.get_terminal_size().columns,  # 80 where the tty has no size
     ) as bar:
-        counts = await import_file(storage, handle, bar.update)
+        counts = await import_file(storage, handle, bar.update, events=args.events)
     _print_json({"written": counts.written, "unchanged": counts.unchanged})
     return 0
 
@@ -226,7 +228,7 @@ def serve(settings: Settings, demo: bool = False) -> int:
 async def _announce_demo(app: web.Application) -> None:
     settings, storage = app[SETTINGS], app[STORAGE]
     credential = await load_demo(storage)
-    token = (await token_service(settings, storage)).issue(credential.partner_id, credential.api_key)
+    token = token_service(settings, await signing_key(settings, storage)).issue(credential.partner_id, credential.api_key)
     url = f"http://{settings.host}:{settings.port}/v3/customers/{DEMO_CUSTOMER}/orders?limit=5"
     curl = " ".join(
         [

@@ -16,6 +16,7 @@ from marshmallow import Schema, ValidationError
 from multidict import MultiMapping
 
 from gateway.errors import ApiError, OAuthError, Problems
+from schemas.events import FeedQuery, FeedQuerySchema
 from schemas.history import HistoryQuery, HistoryQuerySchema
 from schemas.lines import LineItemRequestSchema
 from schemas.order_requests import (
@@ -80,6 +81,7 @@ _CREATE = CreateOrderRequestSchema()
 _UPDATE = UpdateOrderRequestSchema()
 _WRITE_QUERY = WriteQuerySchema()
 _HISTORY = HistoryQuerySchema()
+_FEED = FeedQuerySchema()
 _TOKEN = TokenRequestSchema()
 
 
@@ -98,6 +100,14 @@ def history_query(params: MultiMapping[str]) -> HistoryQuery:
     """The history query, or ApiError 1132 naming every bad parameter (one sent twice first)."""
     try:
         return cast(HistoryQuery, _HISTORY.load(params))
+    except ValidationError as error:
+        raise _query_refusal(cast(dict[str, Any], error.messages)) from None
+
+
+def feed_query(params: MultiMapping[str]) -> FeedQuery:
+    """The change feed's query, or ApiError 1132 naming every bad parameter (one sent twice first)."""
+    try:
+        return cast(FeedQuery, _FEED.load(params))
     except ValidationError as error:
         raise _query_refusal(cast(dict[str, Any], error.messages)) from None
 

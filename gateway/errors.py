@@ -38,6 +38,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "4120": (400, "X-Request-Id already used"),
     "4122": (409, "A request with this X-Correlation-Id is in progress"),
     "4123": (422, "X-Correlation-Id already used for a different request"),
+    "4124": (410, "The cursor points before the oldest event kept; start again without a cursor"),
     "503": (503, "The database cannot serve the request now; retry after the time given"),
 }
 

@@ -128,5 +128,7 @@ _BUILDERS: dict[str, Callable[[dict[str, Any]], ImportRecord]] = {
 }
 
 
-async def import_file(storage: Storage, lines: IO[bytes], on_line: Callable[[int], None] | None = None) -> ImportCounts:
-    return await storage.import_records(parse_records(lines, on_line))
+async def import_file(storage: Storage, lines: IO[bytes], on_line: Callable[[int], None] | None = None,
+                      events: bool = True) -> ImportCounts:
+    """`events=False`: no order event for what the file inserts or changes (history partners have seen)."""
+    return await storage.import_records(parse_records(lines, on_line), events)

@@ -9,6 +9,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from gateway.auth_failures import FailedAuthentications
     from gateway.credential_cache import CredentialCache
+    from gateway.feed import EventFeed
     from gateway.history import HistoryService
     from gateway.idempotency import Claim
     from gateway.metrics import Metrics
@@ -23,6 +24,7 @@ STORAGE: web.AppKey[Storage] = web.AppKey("storage")
 TOKENS: web.AppKey[TokenService] = web.AppKey("tokens")
 CREDENTIALS: web.AppKey[CredentialCache] = web.AppKey("credentials")
 HISTORY: web.AppKey[HistoryService] = web.AppKey("history")
+FEED: web.AppKey[EventFeed] = web.AppKey("feed")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 AUTH_FAILURES: web.AppKey[FailedAuthentications] = web.AppKey("auth_failures")

@@ -88,8 +88,8 @@ async def update_reference(storage: Storage, claim: Claim, customer_id: str, ord
         order = await tx.visible_order(customer_id, order_id, partner_id)
         if order is None:
             raise ApiError("2115" if await tx.customer_reseller(customer_id, partner_id) else "1116")
-        order = dataclasses.replace(order, external_reference_id=value)
-        await tx.update_order(order)
+        before, order = order, dataclasses.replace(order, external_reference_id=value)
+        await tx.update_order(before, order)
         answer = Answer(200, order.render(), JSON)
         await tx.store_answer(claim, answer, claim.now)
         return Reply(answer, replayed=False)

@@ -41,8 +41,10 @@ class Settings:
     history_cache_bytes: int = 512 * 1024 * 1024
     # How long a correlation id's outcome is kept and replayed.
     idempotency_retention_seconds: int = 10 * 86400
-    # How often expired outcomes are purged in the background.
+    # How often expired answers and events are purged in the background.
     idempotency_purge_interval_seconds: float = 3600.0
+    # How long an order event is kept in the change feed; a cursor from before is answered 410 4124.
+    event_retention_seconds: int = 30 * 86400
     # How long a busy, locked or unreachable database is waited for and retried before a 503.
     db_busy_timeout_seconds: float = 5.0
     # How long SIGTERM waits for in-flight requests.
@@ -77,6 +79,7 @@ class Settings:
             ("history_cache_bytes", self.history_cache_bytes >= 0, "must be >= 0"),
             ("idempotency_retention_seconds", self.idempotency_retention_seconds >= 60, "must be at least 60"),
             ("idempotency_purge_interval_seconds", self.idempotency_purge_interval_seconds > 0, "must be > 0"),
+            ("event_retention_seconds", self.event_retention_seconds >= 60, "must be at least 60"),
             ("shutdown_timeout_seconds", self.shutdown_timeout_seconds >= 0, "must be >= 0"),
             ("db_busy_timeout_seconds", 0 <= self.db_busy_timeout_seconds <= 60, "must be 0..60"),
             ("body_timeout_seconds", self.body_timeout_seconds > 0, "must be > 0"),

@@ -8,9 +8,12 @@ from gateway import contract, order_writes
 from gateway.errors import ApiError
 from gateway.stored_answers import respond
 from gateway.keys import CLAIM, HISTORY, JSON_BODY, PARTNER_ID, STORAGE
+from handlers.conditional import json_answer
 from schemas.common import ErrorSchema
 from schemas.headers import (
     CHALLENGE_HEADER,
+    IF_NONE_MATCH,
+    NOT_MODIFIED,
     LOCATION_HEADER,
     PARTNER_HEADERS,
     PARTNER_SECURITY,
@@ -22,7 +25,8 @@ from schemas.orders import CreatedOrderSchema, OrderPageSchema, OrderSchema
 
 routes = web.RouteTableDef()
 
-_AUTH_ERRORS = {
+# The answers every partner operation may give before its own (shared with handlers.events).
+AUTH_ERRORS = {
     400: {"schema": ErrorSchema, "description": "Invalid X-Correlation-Id (4119) or query (1132, 1133)"},
     401: {"schema": ErrorSchema, "description": "Missing (4117) or invalid (4116) bearer token",
           "headers": {"WWW-Authenticate": CHALLENGE_HEADER}},
@@ -35,17 +39,16 @@ _AUTH_ERRORS = {
 
 # What every partner operation shares in the documents: its tag, its headers and its credentials.
 _PARTNER_OPERATION = {"tags": ["orders"], "parameters": PARTNER_HEADERS, "security": PARTNER_SECURITY}
-
-
-def _json(body: bytes) -> web.Response:
-    return web.Response(body=body, content_type="application/json")
+# The GETs clients poll take If-None-Match and may answer 304.
+_POLLED_OPERATION = {**_PARTNER_OPERATION, "parameters": [*PARTNER_HEADERS, IF_NONE_MATCH]}
 
 
 @docs(
-    **_PARTNER_OPERATION,
+    **_POLLED_OPERATION,
     summary="A customer's order history, newest first",
     responses={
-        **_AUTH_ERRORS,
+        **AUTH_ERRORS,
+        304: NOT_MODIFIED,
         404: {"schema": ErrorSchema, "description": "Customer not found (1116)"},
     },
 )
@@ -55,14 +58,15 @@ def _json(body: bytes) -> web.Response:
 async def order_history(request: web.Request) -> web.Response:
     query = request.app[HISTORY].query(request.query_string, request.query)
     page = await request.app[HISTORY].page(request[PARTNER_ID], request.match_info["customerId"], query)
-    return _json(page)
+    return json_answer(request, page)
 
 
 @docs(
-    **_PARTNER_OPERATION,
+    **_POLLED_OPERATION,
     summary="One order of a customer",
     responses={
-        **_AUTH_ERRORS,
+        **AUTH_ERRORS,
+        304: NOT_MODIFIED,
         404: {"schema": ErrorSchema, "description": "Customer (1116) or order (2115) not found"},
     },
 )
@@ -76,21 +80,21 @@ async def order_details(request: web.Request) -> web.Response:
     if body is None:
         visible = await storage.customer_scope(customer_id, partner_id)
         raise ApiError("2115" if visible else "1116")
-    return _json(body)
+    return json_answer(request, body)
 
 
 _WRITE_ERRORS = {
     400: {"schema": ErrorSchema, "description": "Invalid request: 1117, 1121, 1122, 2119, 2120, 2121, 2123, 2126, "
           "2130, 2131, 2133, 2134, 2141; 4119 bad X-Correlation-Id; 4120 X-Request-Id already used"},
-    401: _AUTH_ERRORS[401],
-    403: _AUTH_ERRORS[403],
+    401: AUTH_ERRORS[401],
+    403: AUTH_ERRORS[403],
     404: {"schema": ErrorSchema, "description": "Customer (1116) or order (2115) not found"},
     409: {"schema": ErrorSchema, "description": "The same X-Correlation-Id is still executing (4122)",
           "headers": {"Retry-After": RETRY_AFTER_HEADER}},
     413: {"schema": ErrorSchema, "description": "Body too large (413)"},
     422: {"schema": ErrorSchema, "description": "X-Correlation-Id already used for another request (4123)"},
-    429: _AUTH_ERRORS[429],
-    500: _AUTH_ERRORS[500],
+    429: AUTH_ERRORS[429],
+    500: AUTH_ERRORS[500],
 }
 
 

@@ -18,6 +18,12 @@ PARTNER_HEADERS = [
                     "bytes that are not UTF-8)"},
 ]
 
+# On the GETs that clients poll: history pages, order details, the change feed.
+IF_NONE_MATCH = {
+    "in": "header", "name": "If-None-Match", "required": False, "type": "string",
+    "description": "ETags of answers already held (or `*`): a current one is answered 304 without a body",
+}
+
 # Every /v3 operation needs both the API key and a bearer token issued to that key.
 PARTNER_SECURITY: list[dict[str, list[str]]] = [{"apiKey": [], "bearer": []}]
 # The client id and secret come in the form or the query, or else as HTTP Basic credentials (RFC 6749 2.3.1).
@@ -49,4 +55,9 @@ RATE_LIMIT_HEADERS = {
     "RateLimit-Limit": {"type": "integer", "description": "The partner's burst: requests it may send at once"},
     "RateLimit-Remaining": {"type": "integer", "description": "Whole tokens left in the partner's bucket"},
     "RateLimit-Reset": {"type": "integer", "description": "Whole seconds until the partner's bucket is full"},
+}
+ETAG_HEADER = {"type": "string", "description": "Strong; changes whenever the body would"}
+NOT_MODIFIED = {
+    "description": "Not Modified: If-None-Match lists the current ETag; no body (counts against the rate limit)",
+    "headers": {"ETag": ETAG_HEADER, "Cache-Control": {"type": "string", "description": "private, no-cache"}},
 }

@@ -140,13 +140,40 @@ def _id(name: str, repeatable: bool, description: str) -> fields.Field:
     return fields.String(data_key=name, validate=validate.Length(min=1, max=MAX_STRING), metadata=meta)
 
 
-class HistoryQuerySchema(Schema):
-    """Query of GET /v3/customers/{customerId}/orders. Names are case-sensitive; unknown ones are refused.
-    It loads the request's MultiMapping: a repeatable name keeps each distinct value, any other must come
-    once or always with the same value."""
+class QuerySchema(Schema):
+    """A query string's schema. Names are case-sensitive; unknown ones are refused. It loads the request's
+    MultiMapping: a name in REPEATABLE keeps each distinct value, any other must come once or always with the
+    same value (clients re-send their parameters while following links)."""
 
     class Meta:
         unknown = RAISE
+
+    REPEATABLE: frozenset[str] = frozenset()
+
+    @pre_load
+    def _one_value_each(self, params: MultiMapping[str], **kwargs: Any) -> dict[str, Any]:
+        raw: dict[str, Any] = {}
+        for name in dict.fromkeys(params.keys()):
+            values = list(dict.fromkeys(params.getall(name)))
+            if name in self.REPEATABLE:
+                raw[name] = values
+            elif len(values) == 1:
+                raw[name] = values[0]
+        return raw  # a name sent twice with different values is left out here and named by _sent_once
+
+    @validates_schema(pass_original=True, skip_on_field_errors=False)
+    def _sent_once(self, data: dict[str, Any], params: MultiMapping[str], **kwargs: Any) -> None:
+        conflicts = {
+            name: [Problem(CONFLICT, name, SENT_TWICE)]
+            for name in dict.fromkeys(params.keys())
+            if name not in self.REPEATABLE and len(set(params.getall(name))) > 1
+        }
+        if conflicts:
+            raise ValidationError(conflicts)
+
+
+class HistoryQuerySchema(QuerySchema):
+    """Query of GET /v3/customers/{customerId}/orders."""
 
     REPEATABLE = frozenset({"order-type", "status", "offer-id", "subscription-id"})
 
@@ -182,27 +209,6 @@ class HistoryQuerySchema(Schema):
         if start is not None and end is not None and start > end:
             why = ["start-date is after end-date."]
             raise ValidationError({"start-date": why, "end-date": why})
-
-    @pre_load
-    def _one_value_each(self, params: MultiMapping[str], **kwargs: Any) -> dict[str, Any]:
-        raw: dict[str, Any] = {}
-        for name in dict.fromkeys(params.keys()):
-            values = list(dict.fromkeys(params.getall(name)))
-            if name in self.REPEATABLE:
-                raw[name] = values
-            elif len(values) == 1:
-                raw[name] = values[0]
-        return raw  # a name sent twice with different values is left out here and named by _sent_once
-
-    @validates_schema(pass_original=True, skip_on_field_errors=False)
-    def _sent_once(self, data: dict[str, Any], params: MultiMapping[str], **kwargs: Any) -> None:
-        conflicts = {
-            name: [Problem(CONFLICT, name, SENT_TWICE)]
-            for name in dict.fromkeys(params.keys())
-            if name not in self.REPEATABLE and len(set(params.getall(name))) > 1
-        }
-        if conflicts:
-            raise ValidationError(conflicts)
 
     @post_load(pass_original=True)
     def _query(self, loaded: dict[str, Any], params: MultiMapping[str], **kwargs: Any) -> HistoryQuery:

@@ -46,6 +46,7 @@ OPERATIONS = [
     PLACE_ORDER,
     ("GET", "/v3/customers/{customerId}/orders/{orderId}"),
     ("PATCH", "/v3/customers/{customerId}/orders/{orderId}"),
+    ("GET", "/v3/order-events"),
 ]
 CHECKS = [
     not_a_server_error,

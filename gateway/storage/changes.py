@@ -1,20 +1,25 @@
-"""The one door every write to a customer's orders goes through.
+"""The one door every write to orders goes through.
 
-Each such write moves the customer's `version` and journals which of its orders changed, in the write's own
-transaction. Readers compare versions to know their cached index is current, and read the journal to
-refresh only the orders that changed; a journal that no longer reaches back far enough (purged) or an
-"everything changed" entry (an empty order id) makes them reload the customer.
+Each such write moves each touched customer's `version`, journals which of its orders changed, and writes
+an event for each order that changed (gateway.order_events), all in the write's own transaction. Readers
+compare versions to know their cached index is current, and read the journal to refresh only the orders
+that changed; a journal that no longer reaches back far enough (purged) or an "everything changed" entry
+(an empty order id) makes them reload the customer.
 """
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
+from gateway.order_events import OrderChange, event_of
 from gateway.storage.db import Db
+from gateway.storage.events import write_events
 from gateway.storage.types import IndexChanges
 
 EVERY_ORDER = ""  # journal entry: every order of the customer may have changed (visibility, a bulk import)
 JOURNAL_RETENTION_SECONDS = 3600  # a cache older than this reloads its customer instead of refreshing
+# Past this many changed orders of one customer in one write, caches reload the customer instead.
+JOURNALED_ORDERS = 100
 
 BUMP_VERSION = "UPDATE customers SET version = version + 1 WHERE customer_id = ? RETURNING version"
 JOURNAL = "INSERT INTO order_changes (customer_id, version, order_id, created) VALUES (?, ?, ?, ?)"
@@ -28,9 +33,27 @@ BUMP_AND_JOURNAL = """
 """
 
 
-async def record_changes(db: Db, changed: Mapping[str, Iterable[str]]) -> None:
-    """`changed` maps each customer to the ids of its orders that were written (EVERY_ORDER for all)."""
+async def record_changes(db: Db, changes: Sequence[OrderChange], *, reloads: Iterable[str] = (),
+                         events: bool = True) -> None:
+    """`changes`: the orders written, each with what it was before; `reloads`: customers every order of
+    which may look different now (a reseller or the customer moved). `events=False` only for an import of
+    history that partners have already seen."""
     now = int(time.time())
+    touched: dict[str, set[str]] = {customer_id: {EVERY_ORDER} for customer_id in reloads}
+    for change in changes:
+        touched.setdefault(change.order.customer_id, set()).add(change.order.order_id)
+        if change.previous is not None and change.previous.get("customerId") != change.order.customer_id:
+            touched.setdefault(str(change.previous.get("customerId")), set()).add(change.order.order_id)
+    await _journal(db, {
+        customer_id: order_ids if len(order_ids) <= JOURNALED_ORDERS else {EVERY_ORDER}
+        for customer_id, order_ids in touched.items()
+    }, now)
+    if events:
+        await write_events(db, [event for event in (event_of(change, now) for change in changes) if event])
+
+
+async def _journal(db: Db, changed: Mapping[str, Iterable[str]], now: int) -> None:
+    """Moves each customer's version, journaling the ids of its orders that were written."""
     if db.writable_ctes:
         for customer_id in sorted(changed):  # one lock order for every writer: no deadlock between two
             await db.execute(BUMP_AND_JOURNAL, (customer_id, sorted(set(changed[customer_id])), now))

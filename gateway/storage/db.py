@@ -20,6 +20,10 @@ class Db(Protocol):
     # Capability: data-modifying statements in WITH (PostgreSQL). Where a statement has a form that does two
     # writes in one round trip, it sits beside the portable form and this picks one.
     writable_ctes: bool
+    # True where write transactions commit one at a time, in the order they ran (SQLite): the order in which
+    # rows are numbered is the order in which they become visible. Elsewhere a number taken first may become
+    # visible last, and what must be numbered in commit order says so (gateway.storage.events).
+    commits_in_order: bool
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
 
@@ -30,6 +34,10 @@ class Db(Protocol):
 
     async def lock(self, name: str) -> None:
         """Held until the transaction ends: transactions taking the same name run one after another."""
+
+    async def execute_last(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """`executemany`, as the transaction's last statements, just before it commits (at once where the
+        backend commits its writers one at a time): what takes a lock held to commit holds it briefly."""
 
 
 # A unit of work: everything it does through its Db commits together, or nothing does. It must await

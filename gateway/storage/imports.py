@@ -4,20 +4,22 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
+import orjson
+
+from gateway.order_events import OrderChange
 from gateway.order_model import Order
-from gateway.storage.changes import EVERY_ORDER, record_changes
+from gateway.storage.changes import record_changes
 from gateway.storage.db import Db, chunks, fetch_in, marks
 from gateway.storage.orders import INSERT_LINE, line_rows, order_row
 from gateway.storage.partners import partner_exists
 from gateway.storage.types import Customer, ImportCounts, ImportRecord, Reseller, StorageError
 
 IMPORT_BATCH = 500  # orders upserted per statement batch during an import
-# Past this many changed orders of one customer in a batch, caches reload the customer instead.
-JOURNALED_ORDERS = 100
 
 
-async def import_records(db: Db, records: Iterable[tuple[int, ImportRecord]]) -> ImportCounts:
-    """Upserts every record; StorageError names the line number of the first bad one."""
+async def import_records(db: Db, records: Iterable[tuple[int, ImportRecord]], events: bool = True) -> ImportCounts:
+    """Upserts every record; StorageError names the line number of the first bad one. Each order inserted
+    or changed gets its event, unless `events` is False."""
     counts = ImportCounts()
     await db.lock("import")
     batch: list[tuple[int, Order]] = []
@@ -27,14 +29,14 @@ async def import_records(db: Db, records: Iterable[tuple[int, ImportRecord]]) ->
             if len(batch) < IMPORT_BATCH:
                 continue
         if batch:
-            await _upsert_orders(db, batch, counts)
+            await _upsert_orders(db, batch, counts, events)
             batch = []
         if isinstance(record, Reseller):
             await _upsert_reseller(db, line_no, record, counts)
         elif isinstance(record, Customer):
             await _upsert_customer(db, line_no, record, counts)
     if batch:
-        await _upsert_orders(db, batch, counts)
+        await _upsert_orders(db, batch, counts, events)
     return counts
 
 
@@ -60,7 +62,7 @@ async def _upsert_reseller(db: Db, line_no: int, record: Reseller, counts: Impor
     await db.execute(UPSERT_RESELLER, (record.reseller_id, record.partner_id, record.name))
     if existing and existing[0][0] != record.partner_id:
         touched = await db.fetch(RESELLER_CUSTOMERS, (record.reseller_id,))
-        await record_changes(db, {customer_id: [EVERY_ORDER] for (customer_id,) in touched})
+        await record_changes(db, [], reloads=[customer_id for (customer_id,) in touched])
     counts.written += 1
 
 
@@ -82,7 +84,7 @@ async def _upsert_customer(db: Db, line_no: int, record: Customer, counts: Impor
         return
     await db.execute(UPSERT_CUSTOMER, (record.customer_id, record.reseller_id, record.company_name, record.coterm_date))
     if existing:
-        await record_changes(db, {record.customer_id: [EVERY_ORDER]})
+        await record_changes(db, [], reloads=[record.customer_id])
     counts.written += 1
 
 
@@ -101,7 +103,7 @@ UPSERT_ORDER = """
 """
 
 
-async def _upsert_orders(db: Db, batch: list[tuple[int, Order]], counts: ImportCounts) -> None:
+async def _upsert_orders(db: Db, batch: list[tuple[int, Order]], counts: ImportCounts, events: bool) -> None:
     """Orders whose customer has no reseller given take the customer's; unchanged orders are left alone."""
     customers = dict(await fetch_in(db, KNOWN_CUSTOMERS, sorted({order.customer_id for _, order in batch})))
     resellers = {row[0] for row in await fetch_in(
@@ -112,8 +114,7 @@ async def _upsert_orders(db: Db, batch: list[tuple[int, Order]], counts: ImportC
         for order_id, customer_id, reseller_id, body
         in await fetch_in(db, STORED_ORDERS, [order.order_id for _, order in batch])
     }
-    changed: dict[str, Order] = {}
-    touched: dict[str, list[str]] = {}
+    changed: dict[str, OrderChange] = {}
     for line_no, order in batch:
         if order.customer_id not in customers:
             raise StorageError(f"line {line_no}: unknown customerId {order.customer_id!r}")
@@ -125,20 +126,15 @@ async def _upsert_orders(db: Db, batch: list[tuple[int, Order]], counts: ImportC
         if previous == (order.customer_id, order.reseller_id, order.render()):
             counts.unchanged += 1
             continue
-        for customer_id in {order.customer_id, *(previous[:1] if previous else ())}:
-            touched.setdefault(customer_id, []).append(order.order_id)
-        changed[order.order_id] = order
+        changed[order.order_id] = OrderChange(orjson.loads(previous[2]) if previous else None, order)
         counts.written += 1
     if changed:
-        await _write_orders(db, changed, touched)
+        await _write_orders(db, list(changed.values()), events)
 
 
-async def _write_orders(db: Db, changed: dict[str, Order], touched: dict[str, list[str]]) -> None:
-    for chunk in chunks(list(changed)):
+async def _write_orders(db: Db, changes: list[OrderChange], events: bool) -> None:
+    for chunk in chunks([change.order.order_id for change in changes]):
         await db.execute(DELETE_LINES.format(marks=marks(len(chunk))), chunk)
-    await db.executemany(UPSERT_ORDER, [order_row(order) for order in changed.values()])
-    await db.executemany(INSERT_LINE, [row for order in changed.values() for row in line_rows(order)])
-    await record_changes(db, {
-        customer_id: order_ids if len(order_ids) <= JOURNALED_ORDERS else [EVERY_ORDER]
-        for customer_id, order_ids in touched.items()
-    })
+    await db.executemany(UPSERT_ORDER, [order_row(change.order) for change in changes])
+    await db.executemany(INSERT_LINE, [row for change in changes for row in line_rows(change.order)])
+    await record_changes(db, changes, events=events)

@@ -1,6 +1,6 @@
 """Orders and their lines: reading one for a write, inserting, storing changes, the RETURN bookkeeping.
 
-Every write here reports the orders it touched to `changes.record_changes`, in the same transaction.
+Every write here reports the orders it changed to `changes.record_changes`, in the same transaction.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from gateway.order_model import (
     Promotion,
     new_subscription_id,
 )
+from gateway.order_events import OrderChange
 from gateway.storage.changes import record_changes
 from gateway.storage.db import Db
 
@@ -86,7 +87,7 @@ async def insert_order(db: Db, order: Order) -> bool:
     """False when the order id is taken (nothing is written then)."""
     if not await _insert_rows(db, order):
         return False
-    await record_changes(db, {order.customer_id: [order.order_id]})
+    await record_changes(db, [OrderChange(None, order)])
     return True
 
 
@@ -94,14 +95,17 @@ UPDATE_ORDER = "UPDATE orders SET external_reference_id = ?, status = ?, body = 
 UPDATE_LINE = "UPDATE line_items SET status = ?, subscription_id = ? WHERE order_id = ? AND ext_line_item_number = ?"
 
 
-async def store_changes(db: Db, order: Order) -> None:
-    """What an existing order can change (reference, statuses, subscriptions), with its body re-rendered."""
+async def store_changes(db: Db, before: Order, order: Order) -> None:
+    """What an existing order can change (reference, statuses, subscriptions), with its body re-rendered;
+    nothing at all when the order is as it was."""
+    if order == before:
+        return
     await db.execute(UPDATE_ORDER, (order.external_reference_id, order.status, order.render(), order.order_id))
     await db.executemany(
         UPDATE_LINE,
         [(line.status, line.subscription_id, order.order_id, line.ext_line_item_number) for line in order.line_items],
     )
-    await record_changes(db, {order.customer_id: [order.order_id]})
+    await record_changes(db, [OrderChange(before.resource(), order)])
 
 
 GET_ORDER = """
@@ -181,11 +185,11 @@ async def returned_quantities(db: Db, original_id: str) -> dict[int, int]:
 
 async def set_order_status(db: Db, order_id: str, status: str) -> Order | None:
     await db.lock(f"order\x1f{order_id}")
-    order = await load_order(db, order_id)
-    if order is None:
+    before = await load_order(db, order_id)
+    if before is None:
         return None
-    order = with_status(order, status)
-    await store_changes(db, order)
+    order = with_status(before, status)
+    await store_changes(db, before, order)
     if order.order_type == "RETURN" and order.reference_order_id:
         await _mark_returned_lines(db, order.reference_order_id)
     return order
@@ -212,8 +216,7 @@ async def _mark_returned_lines(db: Db, original_id: str) -> None:
         else line
         for line in original.line_items
     )
-    if lines != original.line_items:
-        await store_changes(db, dataclasses.replace(original, line_items=lines))
+    await store_changes(db, original, dataclasses.replace(original, line_items=lines))
 
 
 def with_status(order: Order, status: str) -> Order:

@@ -25,7 +25,8 @@ from gateway.storage.types import StorageUnavailable
 
 MIGRATION_LOCK = 0x6F72646572  # any constant shared by every gateway process ("order")
 
-MIGRATIONS = migrations(bigint="BIGINT", blob="BYTEA", without_rowid="")
+MIGRATIONS = migrations(bigint="BIGINT", blob="BYTEA", without_rowid="",
+                        event_seq="BIGINT PRIMARY KEY", event_sequence="CREATE SEQUENCE order_events_seq;")
 
 _NUMBERED = re.compile(r"\?(\d+)")
 
@@ -85,6 +86,7 @@ def _affected(status: str) -> int:
 
 class PostgresDb:
     writable_ctes = True
+    commits_in_order = False
 
     def __init__(self, connection: asyncpg.Connection | asyncpg.Pool) -> None:
         self._connection = connection
@@ -108,6 +110,9 @@ class PostgresDb:
     async def lock(self, name: str) -> None:
         await self._connection.execute(self.LOCK.format(key=lock_key(name)))
 
+    async def execute_last(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        raise TypeError("only a transaction has a last statement")
+
 
 def lock_key(name: str) -> int:
     """The advisory lock of a name: the same signed 64-bit key in every process (blake2b, not `hash`)."""
@@ -126,6 +131,16 @@ class PostgresTransaction(PostgresDb):
     def __init__(self, connection: asyncpg.Connection) -> None:
         super().__init__(connection)
         self.begun = False
+        self._last: list[tuple[str, list[Sequence[Any]]]] = []
+
+    async def execute_last(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._last.append((sql, list(rows)))
+
+    async def finish(self) -> None:
+        """Runs the statements kept for last; the caller commits next."""
+        last, self._last = self._last, []
+        for sql, rows in last:
+            await self.executemany(sql, rows)
 
     async def _begin(self) -> None:
         if not self.begun:
@@ -202,6 +217,7 @@ class PostgresBackend:
             transaction = PostgresTransaction(connection)
             try:
                 result = await unit(transaction)
+                await transaction.finish()
             except ABANDONED:
                 connection.terminate()  # the server rolls the transaction back with the connection
                 raise

@@ -100,9 +100,26 @@ SCHEMA_MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE partners ADD COLUMN rate_per_second DOUBLE PRECISION;
     ALTER TABLE partners ADD COLUMN rate_burst {bigint};
     """,
+    # The change feed: one row per event, numbered in the order the changes committed (gateway.storage.events).
+    """
+    {event_sequence}
+    CREATE TABLE order_events (
+        seq {event_seq},
+        event_id TEXT NOT NULL UNIQUE,
+        partner_id TEXT NOT NULL,
+        customer_id TEXT NOT NULL,
+        order_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        created {bigint} NOT NULL,
+        body {blob} NOT NULL
+    );
+    CREATE INDEX order_events_partner ON order_events(partner_id, seq);
+    CREATE INDEX order_events_created ON order_events(created);
+    """,
 )
 
 
 def migrations(**types: str) -> tuple[str, ...]:
-    """The scripts with the backend's names for `bigint`, `blob` and `without_rowid`."""
+    """The scripts with the backend's names for `bigint`, `blob`, `without_rowid`, and the event numbers'
+    column (`event_seq`) and the sequence that fills it, where the backend needs one (`event_sequence`)."""
     return tuple(script.format(**types) for script in SCHEMA_MIGRATIONS)

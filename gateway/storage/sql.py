@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from gateway.idempotency import Answer, Claim
 from gateway.order_model import Order
 import gateway.storage.changes as changes
+import gateway.storage.events as events
 import gateway.storage.history as history
 from gateway.storage.history import Window
 import gateway.storage.imports as imports
@@ -49,8 +50,8 @@ class SqlTransaction:
     async def insert_order(self, order: Order) -> bool:
         return await orders.insert_order(self._db, order)
 
-    async def update_order(self, order: Order) -> None:
-        await orders.store_changes(self._db, order)
+    async def update_order(self, before: Order, after: Order) -> None:
+        await orders.store_changes(self._db, before, after)
 
 
 class SqlStorage:
@@ -111,10 +112,19 @@ class SqlStorage:
     async def request_id_used(self, partner_id: str, request_id: str, not_before: int) -> bool:
         return await answers.request_id_used(self._reader, partner_id, request_id, not_before)
 
-    async def purge(self, answers_before: int) -> int:
-        """Drops expired answers and old journal entries; how many answers."""
+    async def purge(self, answers_before: int, events_before: int) -> tuple[int, int]:
+        """Drops expired answers, expired events and old journal entries; how many answers and events."""
         await self._backend.write(lambda db: changes.purge_journal(db, int(time.time())))
-        return await self._backend.write(lambda db: answers.purge_answers(db, answers_before))
+        purged_events = await self._backend.write(lambda db: events.purge_events(db, events_before))
+        return await self._backend.write(lambda db: answers.purge_answers(db, answers_before)), purged_events
+
+    async def events_after(self, partner_id: str, after: int, limit: int, customer_ids: Iterable[str],
+                           types: Iterable[str]) -> list[tuple[int, bytes]]:
+        """(number, event) of the partner's events after `after` that it can see now, oldest first."""
+        return await events.feed(self._reader, partner_id, after, limit, customer_ids, types)
+
+    async def events_purged_through(self) -> int:
+        return await events.purged_through(self._reader)
 
     async def customer_scope(self, customer_id: str, partner_id: str) -> CustomerScope | None:
         return await history.customer_scope(self._reader, customer_id, partner_id)
@@ -142,8 +152,8 @@ class SqlStorage:
                           offset: int, limit: int) -> list[bytes]:
         return await history.page_bodies(self._reader, customer_id, partner_id, conditions, window, offset, limit)
 
-    async def import_records(self, records: Iterable[tuple[int, ImportRecord]]) -> ImportCounts:
-        return await self._backend.write(lambda db: imports.import_records(db, records))
+    async def import_records(self, records: Iterable[tuple[int, ImportRecord]], events: bool = True) -> ImportCounts:
+        return await self._backend.write(lambda db: imports.import_records(db, records, events))
 
     async def set_order_status(self, order_id: str, status: str) -> Order | None:
         return await self._backend.write(lambda db: orders.set_order_status(db, order_id, status))

@@ -26,7 +26,9 @@ from gateway.storage.types import StorageUnavailable
 
 GROUP_COMMIT_MAX = 64  # units sharing one transaction at most: bounds the work a failed commit undoes
 
-MIGRATIONS = migrations(bigint="INTEGER", blob="BLOB", without_rowid="WITHOUT ROWID")
+# AUTOINCREMENT: an event's number is never reused, even after the newest events are purged.
+MIGRATIONS = migrations(bigint="INTEGER", blob="BLOB", without_rowid="WITHOUT ROWID",
+                        event_seq="INTEGER PRIMARY KEY AUTOINCREMENT", event_sequence="")
 PRAGMAS = (
     "PRAGMA journal_mode = WAL",
     # FULL: a commit is on disk before a 201 is sent, even if the machine loses power.
@@ -60,6 +62,7 @@ def database_path(url: str) -> str:
 
 class ReaderDb:
     writable_ctes = False
+    commits_in_order = True
 
     def __init__(self, connection: aiosqlite.Connection) -> None:
         self._connection = connection
@@ -79,11 +82,15 @@ class ReaderDb:
     async def lock(self, name: str) -> None:
         """Nothing to lock outside a transaction."""
 
+    async def execute_last(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        raise TypeError("the SQLite reader does not write")
+
 
 class WriterDb:
     """The writer connection, called on the writer thread: its coroutines never suspend."""
 
     writable_ctes = False
+    commits_in_order = True
 
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._connection = connection
@@ -99,6 +106,10 @@ class WriterDb:
 
     async def lock(self, name: str) -> None:
         """Writers are already one at a time (one writer thread, BEGIN IMMEDIATE across processes)."""
+
+    async def execute_last(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Transactions commit one at a time here, in the order they run: nothing to wait for."""
+        self._connection.executemany(sql, rows)
 
 
 def _run_to_completion(coroutine: Coroutine[Any, Any, T]) -> T:

@@ -1,0 +1,100 @@
+"""The change feed's events: written in the transaction of each change, read by partner after a number.
+
+Exactly once, whatever commits when: an event's number (`seq`) is taken in the order the changes commit,
+so a reader that has seen number N has already seen, or will never see, every number below it.
+- SQLite commits its writers one at a time, in the order they run: the table's own numbers are in order.
+- On PostgreSQL several transactions write at once, and a number taken first may commit last. So an event
+  is numbered from a sequence only under one transaction-scoped advisory lock, taken by the transaction's
+  last statements just before COMMIT (`Db.execute_last`) and released by the commit itself: the next
+  transaction can number only after this one is visible. A reader's snapshot that holds number N holds
+  every number below it. The lock serializes only those last statements and the commit.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from gateway.order_events import OrderEvent
+from gateway.storage.db import Db
+
+# Any constant shared by every gateway process ("events").
+EVENTS_LOCK = 0x6576656E7473
+
+# The event goes to the partner that sees the order (through the order's reseller and the customer's); an
+# order no partner sees has no event.
+INSERT_EVENT = """
+    INSERT INTO order_events (event_id, partner_id, customer_id, order_id, type, created, body)
+    SELECT ?1, r.partner_id, ?2, ?3, ?4, ?5, ?6
+    FROM resellers r JOIN customers c ON c.customer_id = ?2 JOIN resellers cr ON cr.reseller_id = c.reseller_id
+    WHERE r.reseller_id = ?7 AND cr.partner_id = r.partner_id
+"""
+INSERT_EVENT_IN_COMMIT_ORDER = f"""
+    WITH turn AS (SELECT pg_advisory_xact_lock({EVENTS_LOCK}))
+    INSERT INTO order_events (seq, event_id, partner_id, customer_id, order_id, type, created, body)
+    SELECT nextval('order_events_seq'), ?1::text, r.partner_id, ?2::text, ?3::text, ?4::text, ?5::bigint, ?6::bytea
+    FROM turn, resellers r JOIN customers c ON c.customer_id = ?2 JOIN resellers cr ON cr.reseller_id = c.reseller_id
+    WHERE r.reseller_id = ?7 AND cr.partner_id = r.partner_id
+"""
+
+
+async def write_events(db: Db, events: Sequence[OrderEvent]) -> None:
+    rows = [
+        (e.event_id, e.order.customer_id, e.order.order_id, e.type, e.created, e.body, e.order.reseller_id)
+        for e in events
+    ]
+    if rows:
+        await db.execute_last(INSERT_EVENT if db.commits_in_order else INSERT_EVENT_IN_COMMIT_ORDER, rows)
+
+
+# The partner's events after a number that it can see now, oldest first.
+FEED = """
+    SELECT e.seq, e.body FROM order_events e
+    WHERE e.partner_id = ?1 AND e.seq > ?2 {filters}
+      AND EXISTS (
+          SELECT 1 FROM orders o
+          JOIN resellers r ON r.reseller_id = o.reseller_id
+          JOIN customers c ON c.customer_id = o.customer_id
+          JOIN resellers cr ON cr.reseller_id = c.reseller_id
+          WHERE o.order_id = e.order_id AND r.partner_id = ?1 AND cr.partner_id = ?1)
+    ORDER BY e.seq LIMIT ?3
+"""
+
+
+async def feed(db: Db, partner_id: str, after: int, limit: int, customer_ids: Iterable[str],
+               types: Iterable[str]) -> list[tuple[int, bytes]]:
+    params: list[Any] = [partner_id, after, limit]
+    filters = []
+    for column, values in (("customer_id", sorted(customer_ids)), ("type", sorted(types))):
+        if values:
+            numbered = ",".join(f"?{len(params) + n}" for n in range(1, len(values) + 1))
+            filters.append(f"AND e.{column} IN ({numbered})")
+            params.extend(values)
+    rows = await db.fetch(FEED.format(filters=" ".join(filters)), params)
+    return [(int(seq), bytes(body)) for seq, body in rows]
+
+
+PURGED_THROUGH = "events_purged_through"  # the meta key: events up to this number are gone
+GET_PURGED = "SELECT value FROM meta WHERE key = ?"
+
+
+async def purged_through(db: Db) -> int:
+    rows = await db.fetch(GET_PURGED, (PURGED_THROUGH,))
+    return int(rows[0][0]) if rows else 0
+
+
+LAST_EXPIRED = "SELECT max(seq) FROM order_events WHERE created < ?"
+DELETE_EVENTS = "DELETE FROM order_events WHERE seq <= ?"
+SET_PURGED = """
+    INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value
+"""
+
+
+async def purge_events(db: Db, before: int) -> int:
+    """Drops the events created before `before` (and any numbered below them); how many."""
+    rows = await db.fetch(LAST_EXPIRED, (before,))
+    last = rows[0][0] if rows else None
+    if last is None:
+        return 0
+    purged = await db.execute(DELETE_EVENTS, (last,))
+    await db.execute(SET_PURGED, (PURGED_THROUGH, str(max(int(last), await purged_through(db)))))
+    return purged

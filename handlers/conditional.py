@@ -1,0 +1,33 @@
+"""Conditional GETs (RFC 9110 13.1.2): what clients poll carries a strong ETag of its bytes, and a GET whose
+If-None-Match lists it (or `*`) is answered 304 without a body."""
+from __future__ import annotations
+
+import hashlib
+
+from aiohttp import web
+
+CACHE_CONTROL = "private, no-cache"  # per partner; a cache must ask again, and may then get a 304
+
+
+def entity_tag(body: bytes) -> str:
+    """Strong: it changes whenever a byte of the body would."""
+    return f'"{hashlib.blake2b(body, digest_size=16).hexdigest()}"'
+
+
+def _listed(if_none_match: str, tag: str) -> bool:
+    """Weak comparison: a `W/` prefix is ignored."""
+    for candidate in if_none_match.split(","):
+        candidate = candidate.strip()
+        if candidate == "*" or candidate.removeprefix("W/") == tag:
+            return True
+    return False
+
+
+def json_answer(request: web.Request, body: bytes) -> web.Response:
+    """The body, or 304 when the client holds it already; with its ETag either way."""
+    tag = entity_tag(body)
+    headers = {"ETag": tag, "Cache-Control": CACHE_CONTROL}
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match is not None and _listed(if_none_match, tag):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=body, content_type="application/json", headers=headers)
