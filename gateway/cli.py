@@ -51,18 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
             serve.add_argument(flag, dest=field.name, metavar="VALUE",
                                help=f"default {field.default} (env {ENV_PREFIX}{field.name.upper()})")
 
-    partners = commands.add_parser("partners", help="manage partners").add_subparsers(dest="action", required=True)
-    create = partners.add_parser("create", help="create a partner and its first credential")
-    create.add_argument("--name", required=True)
-    create.add_argument("--partner-id")
-    partners.add_parser("list", help="every partner, with its rate limit and number of active credentials")
-    rate = partners.add_parser("set-rate-limit", help="a partner's own rate limit, or back to the default")
-    rate.add_argument("partner_id")
-    chosen = rate.add_mutually_exclusive_group(required=True)
-    chosen.add_argument("--per-second", type=_positive_rate, metavar="R", help="requests per second (> 0)")
-    chosen.add_argument("--default", action="store_true", help="use the configured defaults again")
-    rate.add_argument("--burst", type=_positive_int, metavar="B", help="requests at once (>= 1)")
-
+    _add_partner_commands(commands.add_parser("partners", help="manage partners"))
     credentials = commands.add_parser("credentials", help="manage API credentials")
     actions = credentials.add_subparsers(dest="action", required=True)
     actions.add_parser("create", help="a new credential for a partner").add_argument("partner_id")
@@ -95,6 +84,20 @@ def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
     return int(text)
+
+
+def _add_partner_commands(parser: argparse.ArgumentParser) -> None:
+    partners = parser.add_subparsers(dest="action", required=True)
+    create = partners.add_parser("create", help="create a partner and its first credential")
+    create.add_argument("--name", required=True)
+    create.add_argument("--partner-id")
+    partners.add_parser("list", help="every partner, with its rate limit and number of active credentials")
+    rate = partners.add_parser("set-rate-limit", help="a partner's own rate limit, or back to the default")
+    rate.add_argument("partner_id")
+    chosen = rate.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--per-second", type=_positive_rate, metavar="R", help="requests per second (> 0)")
+    chosen.add_argument("--default", action="store_true", help="use the configured defaults again")
+    rate.add_argument("--burst", type=_positive_int, metavar="B", help="requests at once (>= 1)")
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

@@ -297,3 +297,13 @@ async def limited_client(aiohttp_client: Any, db_url: str) -> TestClient:
     settings = Settings(database_url=db_url, jwt_secret=TEST_SIGNING_KEY, credential_cache_seconds=0,
                         rate_limit_per_second=0.1, rate_limit_burst=10)
     return await aiohttp_client(create_app(settings))
+
+
+async def test_events_follow_their_orders_to_the_partner_that_sees_them(client: TestClient,
+                                                                       partners: dict[str, Any],
+                                                                       load: Any) -> None:
+    placed = await place(client, partners["P1"])
+    await load([reseller_record("R1", "P2")])  # P1's reseller, and with it customer C1, moves to P2
+    assert await everything(client, partners["P1"]) == []
+    moved = await everything(client, partners["P2"])
+    assert [(e["type"], e["orderId"]) for e in moved] == [("order.created", placed["orderId"])]

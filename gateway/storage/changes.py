@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from gateway.order_events import OrderChange, event_of
 from gateway.storage.db import Db
-from gateway.storage.events import write_events
+from gateway.storage.events import restamp, write_events
 from gateway.storage.types import IndexChanges
 
 EVERY_ORDER = ""  # journal entry: every order of the customer may have changed (visibility, a bulk import)
@@ -36,9 +36,11 @@ BUMP_AND_JOURNAL = """
 async def record_changes(db: Db, changes: Sequence[OrderChange], *, reloads: Iterable[str] = (),
                          events: bool = True) -> None:
     """`changes`: the orders written, each with what it was before; `reloads`: customers every order of
-    which may look different now (a reseller or the customer moved). `events=False` only for an import of
-    history that partners have already seen."""
+    which may look different now, or be seen by another partner (a reseller, the customer or an order
+    moved): their caches reload and their events go to whoever sees their orders now. `events=False` only
+    for an import of history that partners have already seen."""
     now = int(time.time())
+    reloads = set(reloads)
     touched: dict[str, set[str]] = {customer_id: {EVERY_ORDER} for customer_id in reloads}
     for change in changes:
         touched.setdefault(change.order.customer_id, set()).add(change.order.order_id)
@@ -50,6 +52,7 @@ async def record_changes(db: Db, changes: Sequence[OrderChange], *, reloads: Ite
     }, now)
     if events:
         await write_events(db, [event for event in (event_of(change, now) for change in changes) if event])
+    await restamp(db, reloads)
 
 
 async def _journal(db: Db, changed: Mapping[str, Iterable[str]], now: int) -> None:

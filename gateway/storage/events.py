@@ -21,7 +21,8 @@ from gateway.storage.db import Db
 EVENTS_LOCK = 0x6576656E7473
 
 # The event goes to the partner that sees the order (through the order's reseller and the customer's); an
-# order no partner sees has no event.
+# order no partner sees has no event. When what a partner sees changes (gateway.storage.changes, on a
+# reseller or customer moved by an import), the events follow their orders (`restamp`).
 INSERT_EVENT = """
     INSERT INTO order_events (event_id, partner_id, customer_id, order_id, type, created, body)
     SELECT ?1, r.partner_id, ?2, ?3, ?4, ?5, ?6
@@ -46,18 +47,8 @@ async def write_events(db: Db, events: Sequence[OrderEvent]) -> None:
         await db.execute_last(INSERT_EVENT if db.commits_in_order else INSERT_EVENT_IN_COMMIT_ORDER, rows)
 
 
-# The partner's events after a number that it can see now, oldest first.
-FEED = """
-    SELECT e.seq, e.body FROM order_events e
-    WHERE e.partner_id = ?1 AND e.seq > ?2 {filters}
-      AND EXISTS (
-          SELECT 1 FROM orders o
-          JOIN resellers r ON r.reseller_id = o.reseller_id
-          JOIN customers c ON c.customer_id = o.customer_id
-          JOIN resellers cr ON cr.reseller_id = c.reseller_id
-          WHERE o.order_id = e.order_id AND r.partner_id = ?1 AND cr.partner_id = ?1)
-    ORDER BY e.seq LIMIT ?3
-"""
+# The partner's events after a number, oldest first.
+FEED = "SELECT seq, body FROM order_events WHERE partner_id = ?1 AND seq > ?2 {filters} ORDER BY seq LIMIT ?3"
 
 
 async def feed(db: Db, partner_id: str, after: int, limit: int, customer_ids: Iterable[str],
@@ -67,10 +58,27 @@ async def feed(db: Db, partner_id: str, after: int, limit: int, customer_ids: It
     for column, values in (("customer_id", sorted(customer_ids)), ("type", sorted(types))):
         if values:
             numbered = ",".join(f"?{len(params) + n}" for n in range(1, len(values) + 1))
-            filters.append(f"AND e.{column} IN ({numbered})")
+            filters.append(f"AND {column} IN ({numbered})")
             params.extend(values)
     rows = await db.fetch(FEED.format(filters=" ".join(filters)), params)
     return [(int(seq), bytes(body)) for seq, body in rows]
+
+
+# '' for an order no partner sees now.
+RESTAMP = """
+    UPDATE order_events SET partner_id = COALESCE((
+        SELECT r.partner_id FROM orders o
+        JOIN resellers r ON r.reseller_id = o.reseller_id
+        JOIN customers c ON c.customer_id = o.customer_id
+        JOIN resellers cr ON cr.reseller_id = c.reseller_id
+        WHERE o.order_id = order_events.order_id AND cr.partner_id = r.partner_id), '')
+    WHERE customer_id = ?
+"""
+
+
+async def restamp(db: Db, customer_ids: Iterable[str]) -> None:
+    """The customers' events given to whichever partner sees their orders now (nobody: '')."""
+    await db.executemany(RESTAMP, [(customer_id,) for customer_id in sorted(set(customer_ids))])
 
 
 PURGED_THROUGH = "events_purged_through"  # the meta key: events up to this number are gone

@@ -115,6 +115,7 @@ async def _upsert_orders(db: Db, batch: list[tuple[int, Order]], counts: ImportC
         in await fetch_in(db, STORED_ORDERS, [order.order_id for _, order in batch])
     }
     changed: dict[str, OrderChange] = {}
+    moved: set[str] = set()  # customers of orders moved to another customer or reseller
     for line_no, order in batch:
         if order.customer_id not in customers:
             raise StorageError(f"line {line_no}: unknown customerId {order.customer_id!r}")
@@ -126,15 +127,17 @@ async def _upsert_orders(db: Db, batch: list[tuple[int, Order]], counts: ImportC
         if previous == (order.customer_id, order.reseller_id, order.render()):
             counts.unchanged += 1
             continue
+        if previous and previous[:2] != (order.customer_id, order.reseller_id):
+            moved.update((previous[0], order.customer_id))
         changed[order.order_id] = OrderChange(orjson.loads(previous[2]) if previous else None, order)
         counts.written += 1
     if changed:
-        await _write_orders(db, list(changed.values()), events)
+        await _write_orders(db, list(changed.values()), moved, events)
 
 
-async def _write_orders(db: Db, changes: list[OrderChange], events: bool) -> None:
+async def _write_orders(db: Db, changes: list[OrderChange], moved: set[str], events: bool) -> None:
     for chunk in chunks([change.order.order_id for change in changes]):
         await db.execute(DELETE_LINES.format(marks=marks(len(chunk))), chunk)
     await db.executemany(UPSERT_ORDER, [order_row(change.order) for change in changes])
     await db.executemany(INSERT_LINE, [row for change in changes for row in line_rows(change.order)])
-    await record_changes(db, changes, events=events)
+    await record_changes(db, changes, reloads=moved, events=events)

@@ -114,6 +114,7 @@ SCHEMA_MIGRATIONS: tuple[str, ...] = (
         body {blob} NOT NULL
     );
     CREATE INDEX order_events_partner ON order_events(partner_id, seq);
+    CREATE INDEX order_events_customer ON order_events(customer_id);
     CREATE INDEX order_events_created ON order_events(created);
     """,
 )
