@@ -47,15 +47,13 @@ def _statuses(resource: Mapping[str, Any]) -> tuple[Any, ...]:
 def event_of(change: OrderChange, now: int) -> OrderEvent | None:
     """The event of a change; None when the order is as it was (a write that changes nothing)."""
     order, previous = change.order, change.previous
-    current = order.resource()
     if previous is None:
         kind = ORDER_CREATED
-    elif previous == current:
-        return None
-    elif _statuses(previous) != _statuses(current):
-        kind = ORDER_STATUS_CHANGED
     else:
-        kind = ORDER_UPDATED
+        current = order.resource()
+        if previous == current:
+            return None
+        kind = ORDER_STATUS_CHANGED if _statuses(previous) != _statuses(current) else ORDER_UPDATED
     event_id = str(uuid.uuid4())
     head: dict[str, Any] = {
         "eventId": event_id,
