@@ -7,7 +7,10 @@ import os
 from typing import Any
 
 import pytest
-from conftest import cli
+from conftest import cli, sqlite_only
+
+from gateway.partners import create_credential, create_partner, revoke_credential
+from gateway.storage import open_storage
 
 
 # The configured defaults (the suite's own environment sets a limit no test of other rules reaches).
@@ -19,13 +22,14 @@ def lines(output: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def issued(db_url: str) -> list[dict[str, str]]:
-    """P1 with two credentials (one revoked), P2 with one."""
-    first = json.loads(cli(db_url, "partners", "create", "--name", "Northwind", "--partner-id", "P1").stdout)
-    second = json.loads(cli(db_url, "credentials", "create", "P1").stdout)
-    other = json.loads(cli(db_url, "partners", "create", "--name", "Contoso", "--partner-id", "P2").stdout)
-    cli(db_url, "credentials", "revoke", second["apiKey"])
-    return [first, second, other]
+async def issued(db_url: str) -> list[dict[str, str]]:
+    """P1 with two credentials (one revoked), P2 with one: made in this process, the listing is the CLI's."""
+    async with open_storage(db_url) as storage:
+        first = await create_partner(storage, "Northwind", "P1")
+        second = await create_credential(storage, "P1")
+        other = await create_partner(storage, "Contoso", "P2")
+        await revoke_credential(storage, second.api_key)
+    return [credential.as_json() for credential in (first, second, other)]
 
 
 def assert_no_secret(output: str, issued: list[dict[str, str]]) -> None:
@@ -82,6 +86,7 @@ USAGE_ERRORS = [
 
 
 def test_set_rate_limit_usage_errors_change_nothing(db_url: str, issued: Any) -> None:
+    sqlite_only(db_url, "usage errors are refused before the database is opened: one backend says it all")
     for args in USAGE_ERRORS:
         result = cli(db_url, "partners", "set-rate-limit", *args, check=False)
         assert result.returncode == 2 and result.stderr.count("\n") == 1, (args, result.stderr)
