@@ -23,7 +23,7 @@ from gateway.importer import ImportLineError, import_file
 from gateway.keys import SETTINGS, STORAGE
 from gateway.logconfig import configure_logging
 from gateway.partners import create_credential, create_partner, credential_line, partner_line, revoke_credential
-from gateway.settings import ENV_PREFIX, Settings, SettingsError
+from gateway.settings import ENV_PREFIX, MIN_RATE_PER_SECOND, Settings, SettingsError
 from gateway.storage import RateOverride, Storage, StorageError, StorageUnavailable, open_storage
 from schemas.enums import STATUSES
 
@@ -75,8 +75,8 @@ def _positive_rate(text: str) -> float:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number > 0")
+    if not MIN_RATE_PER_SECOND <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number >= {MIN_RATE_PER_SECOND}")
     return value
 
 
@@ -95,7 +95,7 @@ def _add_partner_commands(parser: argparse.ArgumentParser) -> None:
     rate = partners.add_parser("set-rate-limit", help="a partner's own rate limit, or back to the default")
     rate.add_argument("partner_id")
     chosen = rate.add_mutually_exclusive_group(required=True)
-    chosen.add_argument("--per-second", type=_positive_rate, metavar="R", help="requests per second (> 0)")
+    chosen.add_argument("--per-second", type=_positive_rate, metavar="R", help=f"requests per second (>= {MIN_RATE_PER_SECOND})")
     chosen.add_argument("--default", action="store_true", help="use the configured defaults again")
     rate.add_argument("--burst", type=_positive_int, metavar="B", help="requests at once (>= 1)")
 

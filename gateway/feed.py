@@ -37,11 +37,14 @@ class EventFeed:
     async def page(self, partner_id: str, query: FeedQuery) -> bytes:
         """The page as JSON bytes; ApiError 1132 for a cursor that is not this partner's, 410 4124 for one
         that points before the oldest event kept."""
-        oldest = await self._storage.events_purged_through()
-        after = oldest if query.cursor is None else self._position(partner_id, query.cursor)
-        if after < oldest:
-            raise ApiError("4124", fields=["cursor"])
+        if query.cursor is None:
+            after = await self._storage.events_purged_through()
+        else:
+            after = self._position(partner_id, query.cursor)
         events = await self._storage.events_after(partner_id, after, query.limit, query.customer_ids, query.types)
+        # Read after the events: a purge that committed meanwhile may have taken some the cursor had not seen.
+        if query.cursor is not None and after < await self._storage.events_purged_through():
+            raise ApiError("4124", fields=["cursor"])
         # An empty page gives back the cursor it was given, so a client can poll with it.
         cursor = self.cursor(partner_id, events[-1][0] if events else after)
         if not events and query.cursor is not None:

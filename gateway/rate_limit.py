@@ -30,6 +30,7 @@ LEASE_SECONDS = 1.0
 LEASE_SHARE = 4
 LEASE_REFILL_SECONDS = 0.1
 REFUSAL_MEMORY_SECONDS = 1.0
+MIN_REFUSAL_SECONDS = 0.001
 
 log = structlog.get_logger("gateway.rate_limit")
 
@@ -82,6 +83,7 @@ class _Allowance:
 
     limit: Limit | None = None  # the limit its lease was taken under
     held: int = 0
+    shared: bool = True  # the lease came from the shared bucket (not made up while it was out of reach)
     lease_ends: float = 0.0  # monotonic, like every time below
     level: float = 0.0  # what the shared bucket held at `seen_at`
     seen_at: float = 0.0
@@ -99,10 +101,11 @@ class _Allowance:
             return self._decision(limit, now, admitted=False)
         return None
 
-    def renew(self, limit: Limit, lease: Lease, now: float) -> None:
-        self.limit, self.held, self.lease_ends = limit, lease.granted, now + LEASE_SECONDS
+    def renew(self, limit: Limit, lease: Lease, now: float, shared: bool = True) -> None:
+        self.limit, self.held, self.lease_ends, self.shared = limit, lease.granted, now + LEASE_SECONDS, shared
         self.level, self.seen_at = lease.left, now
-        wait = (1 - lease.left) / limit.per_second
+        # At least a millisecond: `now` plus a wait too small for its precision would be `now` again.
+        wait = max((1 - lease.left) / limit.per_second, MIN_REFUSAL_SECONDS)
         self.refused_until = now + min(wait, REFUSAL_MEMORY_SECONDS) if lease.granted == 0 else 0.0
 
     def _decision(self, limit: Limit, now: float, admitted: bool) -> Decision:
@@ -149,18 +152,22 @@ class RateLimiter:
             now = time.monotonic()
             decision = allowance.spend(limit, now)
             if decision is None:
-                allowance.renew(limit, await self._take(partner_id, limit, allowance.held), now)
+                returned = allowance.held if allowance.shared else 0  # made-up tokens never enter the bucket
+                lease, shared = await self._take(partner_id, limit, returned)
+                allowance.renew(limit, lease, now, shared)
                 decision = allowance.spend(limit, now)
         assert decision is not None, "a renewed allowance admits or refuses"
         return decision
 
-    async def _take(self, partner_id: str, limit: Limit, returned: int) -> Lease:
+    async def _take(self, partner_id: str, limit: Limit, returned: int) -> tuple[Lease, bool]:
+        """A lease from the shared bucket (True), or one made up while the bucket is out of reach (False)."""
         wall = time.time()
         try:
-            return await self._storage.take_tokens(partner_id, lambda bucket: draw(bucket, limit, wall, returned))
+            lease = await self._storage.take_tokens(partner_id, lambda bucket: draw(bucket, limit, wall, returned))
+            return lease, True
         except StorageUnavailable as failure:
             log.warning("rate_limit_not_shared", partner_id=partner_id, reason=str(failure))
-            return Lease(max(1, int(limit.per_second * LEASE_SECONDS)), 0.0)
+            return Lease(max(1, int(limit.per_second * LEASE_SECONDS)), 0.0), False
 
     async def _limit(self, partner_id: str) -> Limit:
         known = self._limits.get(partner_id)

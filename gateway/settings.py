@@ -11,6 +11,7 @@ DEFAULT_DATABASE_URL = "sqlite:///var/gateway.db"
 MIN_SIGNING_KEY_CHARS = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
 MIN_TOKEN_TTL_SECONDS = 3600  # clients renew a few minutes before expiry: never hand out shorter tokens
 LOG_FORMATS = ("json", "console")
+MIN_RATE_PER_SECOND = 0.001  # one request in about 17 minutes; slower limits overflow the header arithmetic
 
 
 class SettingsError(ValueError):
@@ -83,7 +84,9 @@ class Settings:
             ("shutdown_timeout_seconds", self.shutdown_timeout_seconds >= 0, "must be >= 0"),
             ("db_busy_timeout_seconds", 0 <= self.db_busy_timeout_seconds <= 60, "must be 0..60"),
             ("body_timeout_seconds", self.body_timeout_seconds > 0, "must be > 0"),
-            ("rate_limit_per_second", 0 <= self.rate_limit_per_second < math.inf, "must be a number >= 0 (0: off)"),
+            ("rate_limit_per_second",
+             self.rate_limit_per_second == 0 or MIN_RATE_PER_SECOND <= self.rate_limit_per_second < math.inf,
+             f"must be 0 (off) or a number >= {MIN_RATE_PER_SECOND}"),
             ("rate_limit_burst", self.rate_limit_burst >= 1, "must be at least 1"),
             ("database_url", self.database_url.startswith(("sqlite://", "postgresql://", "postgres://")),
              "must start with sqlite:/// or postgresql://"),

@@ -112,12 +112,14 @@ async def _authenticate(request: web.Request) -> tuple[str, Credential]:
         client_id, secret = basic
     if not client_id:
         raise OAuthError(401, "invalid_client", "client_id and client_secret are required", challenge)
+    credential = await request.app[CREDENTIALS].lookup(client_id) if secret else None
+    # From the lock-out check to recording a failure nothing awaits: requests sent at once cannot all pass
+    # the check before the first of them is counted.
     failures = request.app[AUTH_FAILURES]
     wait = failures.retry_after(client_id, request.remote)
     if wait is not None:
         raise OAuthError(TOO_MANY, "invalid_client", f"too many failed authentications; retry in {wait} s",
                          {"Retry-After": str(wait)})
-    credential = await request.app[CREDENTIALS].lookup(client_id) if secret else None
     if credential is None or not secret or not secret_matches(secret, credential.secret_hash):
         failures.record(client_id, request.remote)
         why = "unknown client or wrong secret" if secret else "client_id and client_secret are required"

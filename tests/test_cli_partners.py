@@ -80,6 +80,7 @@ USAGE_ERRORS = [
     ["P1", "--per-second", "0", "--burst", "5"],
     ["P1", "--per-second", "nan", "--burst", "5"],
     ["P1", "--per-second", "inf", "--burst", "5"],
+    ["P1", "--per-second", "1e-310", "--burst", "5"],
     ["P1", "--per-second", "5", "--burst", "0"],
     ["P1", "--per-second", "5", "--burst", "2.5"],
 ]

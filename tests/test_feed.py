@@ -307,3 +307,15 @@ async def test_events_follow_their_orders_to_the_partner_that_sees_them(client: 
     assert await everything(client, partners["P1"]) == []
     moved = await everything(client, partners["P2"])
     assert [(e["type"], e["orderId"]) for e in moved] == [("order.created", placed["orderId"])]
+
+
+async def test_events_of_an_order_moved_to_another_customer_follow_it(client: TestClient,
+                                                                      partners: dict[str, Any],
+                                                                      load: Any) -> None:
+    await load([reseller_record("R3", "P1"), customer_record("C3", "R3")])
+    order = order_record("5000000010", "C1", zulu(NOW), reseller_id="R3")
+    await load([order])
+    await load([{**order, "customerId": "C3"}])  # the order moves to C3 (still P1's)
+    await load([reseller_record("R3", "P2")])  # then C3's reseller, the order's too, moves to P2
+    assert await everything(client, partners["P1"]) == []
+    assert {e["orderId"] for e in await everything(client, partners["P2"])} == {"5000000010"}

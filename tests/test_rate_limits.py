@@ -280,3 +280,10 @@ async def test_rate_limiting_off(limited: MakeClient, partner: IssuedCredential)
     for _ in range(5):
         response = await client.get(ORDERS, headers=headers)
         assert response.status == 200 and "RateLimit-Limit" not in response.headers
+
+
+async def test_failures_sent_at_once_are_all_counted(client: TestClient, partner: IssuedCredential) -> None:
+    answers = await asyncio.gather(*(client.post("/ims/token/v3", data=token_form(partner, "wrong"))
+                                     for _ in range(30)))
+    statuses = sorted(response.status for response in answers)
+    assert statuses == [401] * 10 + [429] * 20

@@ -72,7 +72,7 @@ RESTAMP = """
         JOIN customers c ON c.customer_id = o.customer_id
         JOIN resellers cr ON cr.reseller_id = c.reseller_id
         WHERE o.order_id = order_events.order_id AND cr.partner_id = r.partner_id), '')
-    WHERE customer_id = ?
+    WHERE customer_id = ?1 OR order_id IN (SELECT order_id FROM orders WHERE customer_id = ?1)
 """
 
 
@@ -99,6 +99,7 @@ SET_PURGED = """
 
 async def purge_events(db: Db, before: int) -> int:
     """Drops the events created before `before` (and any numbered below them); how many."""
+    await db.lock(PURGED_THROUGH)  # purges run one at a time: the mark only moves forward
     rows = await db.fetch(LAST_EXPIRED, (before,))
     last = rows[0][0] if rows else None
     if last is None:
