@@ -235,7 +235,7 @@ class PostgresBackend:
             return result
 
     async def write_buckets(self, unit: Unit[T]) -> T:
-        """The buckets are a table of the same database: one round trip each way is all they cost."""
+        """The buckets are a table of the same database, each take a short transaction of its own."""
         return await self.write(unit)
 
 
