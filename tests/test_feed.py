@@ -319,3 +319,17 @@ async def test_events_of_an_order_moved_to_another_customer_follow_it(client: Te
     await load([reseller_record("R3", "P2")])  # then C3's reseller, the order's too, moves to P2
     assert await everything(client, partners["P1"]) == []
     assert {e["orderId"] for e in await everything(client, partners["P2"])} == {"5000000010"}
+
+
+async def test_an_imports_events_come_in_file_order_between_other_writes(client: TestClient,
+                                                                         partners: dict[str, Any],
+                                                                         load: Any) -> None:
+    before = await place(client, partners["P1"])
+    cursor = (await read(client, partners["P1"]))["cursor"]
+    ids = [f"50000000{n:02d}" for n in range(12, 0, -1)]  # not in id order: the file's order is what counts
+    await load([order_record(order_id, "C1", zulu(NOW - timedelta(hours=1))) for order_id in ids])
+    after = await place(client, partners["P1"])
+    events = await everything(client, partners["P1"])
+    assert [e["orderId"] for e in events] == [before["orderId"], *ids, after["orderId"]]
+    resumed = await everything(client, partners["P1"], f"?cursor={cursor}&limit=5")
+    assert [e["orderId"] for e in resumed] == [*ids, after["orderId"]]

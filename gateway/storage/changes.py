@@ -34,11 +34,12 @@ BUMP_AND_JOURNAL = """
 
 
 async def record_changes(db: Db, changes: Sequence[OrderChange], *, reloads: Iterable[str] = (),
-                         events: bool = True) -> None:
+                         events: bool = True, bulk: bool = False) -> None:
     """`changes`: the orders written, each with what it was before; `reloads`: customers every order of
     which may look different now, or be seen by another partner (a reseller, the customer or an order
     moved): their caches reload and their events go to whoever sees their orders now. `events=False` only
-    for an import of history that partners have already seen."""
+    for an import of history that partners have already seen; `bulk` for a write that called
+    `events.begin_bulk` first."""
     now = int(time.time())
     reloads = set(reloads)
     touched: dict[str, set[str]] = {customer_id: {EVERY_ORDER} for customer_id in reloads}
@@ -51,7 +52,7 @@ async def record_changes(db: Db, changes: Sequence[OrderChange], *, reloads: Ite
         for customer_id, order_ids in touched.items()
     }, now)
     if events:
-        await write_events(db, [event for event in (event_of(change, now) for change in changes) if event])
+        await write_events(db, [event for event in (event_of(change, now) for change in changes) if event], bulk)
     await restamp(db, reloads)
 
 

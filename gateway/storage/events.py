@@ -38,13 +38,44 @@ INSERT_EVENT_IN_COMMIT_ORDER = f"""
 """
 
 
-async def write_events(db: Db, events: Sequence[OrderEvent]) -> None:
+# A bulk write (an import) on PostgreSQL inserts its events as it goes, each under a placeholder number (the
+# negative of a fresh one: unique, and never visible, since the same transaction renumbers it), and numbers
+# them all in one statement at its end, in the order they were written, under the lock. So the events are
+# never held in memory, and the lock waits for one statement inside the database, not for their transfer.
+INSERT_EVENT_STAGED = """
+    INSERT INTO order_events (seq, event_id, partner_id, customer_id, order_id, type, created, body)
+    SELECT -nextval('order_events_seq'), ?1::text, r.partner_id, ?2::text, ?3::text, ?4::text, ?5::bigint,
+           ?6::bytea
+    FROM resellers r JOIN customers c ON c.customer_id = ?2 JOIN resellers cr ON cr.reseller_id = c.reseller_id
+    WHERE r.reseller_id = ?7 AND cr.partner_id = r.partner_id
+"""
+RENUMBER_STAGED = f"""
+    WITH turn AS MATERIALIZED (SELECT pg_advisory_xact_lock({EVENTS_LOCK})),
+    staged AS MATERIALIZED (SELECT seq FROM order_events, turn WHERE seq < 0 ORDER BY seq DESC),
+    numbered AS MATERIALIZED (SELECT seq AS placeholder, nextval('order_events_seq') AS seq FROM staged)
+    UPDATE order_events SET seq = numbered.seq FROM numbered WHERE order_events.seq = numbered.placeholder
+"""
+
+
+async def begin_bulk(db: Db) -> None:
+    """Before a bulk write's first `write_events(..., bulk=True)`: its events are numbered when it ends."""
+    if not db.commits_in_order:
+        await db.execute_last(RENUMBER_STAGED, [()])
+
+
+async def write_events(db: Db, events: Sequence[OrderEvent], bulk: bool = False) -> None:
     rows = [
         (e.event_id, e.order.customer_id, e.order.order_id, e.type, e.created, e.body, e.order.reseller_id)
         for e in events
     ]
-    if rows:
-        await db.execute_last(INSERT_EVENT if db.commits_in_order else INSERT_EVENT_IN_COMMIT_ORDER, rows)
+    if not rows:
+        return
+    if db.commits_in_order:
+        await db.execute_last(INSERT_EVENT, rows)
+    elif bulk:
+        await db.executemany(INSERT_EVENT_STAGED, rows)
+    else:
+        await db.execute_last(INSERT_EVENT_IN_COMMIT_ORDER, rows)
 
 
 # The partner's events after a number, oldest first.

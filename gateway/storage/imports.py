@@ -10,6 +10,7 @@ from gateway.order_events import OrderChange
 from gateway.order_model import Order
 from gateway.storage.changes import record_changes
 from gateway.storage.db import Db, chunks, fetch_in, marks
+from gateway.storage.events import begin_bulk
 from gateway.storage.orders import INSERT_LINE, line_rows, order_row
 from gateway.storage.partners import partner_exists
 from gateway.storage.types import Customer, ImportCounts, ImportRecord, Reseller, StorageError
@@ -22,6 +23,7 @@ async def import_records(db: Db, records: Iterable[tuple[int, ImportRecord]], ev
     or changed gets its event, unless `events` is False."""
     counts = ImportCounts()
     await db.lock("import")
+    await begin_bulk(db)
     batch: list[tuple[int, Order]] = []
     for line_no, record in records:
         if isinstance(record, Order):
@@ -140,4 +142,4 @@ async def _write_orders(db: Db, changes: list[OrderChange], moved: set[str], eve
         await db.execute(DELETE_LINES.format(marks=marks(len(chunk))), chunk)
     await db.executemany(UPSERT_ORDER, [order_row(change.order) for change in changes])
     await db.executemany(INSERT_LINE, [row for change in changes for row in line_rows(change.order)])
-    await record_changes(db, changes, reloads=moved, events=events)
+    await record_changes(db, changes, reloads=moved, events=events, bulk=True)
