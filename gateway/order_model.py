@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import random
 from datetime import datetime, timezone
 from typing import Any
@@ -86,7 +87,12 @@ class Order:
         }
 
     def render(self) -> bytes:
-        """The order resource as JSON bytes: stored beside the order so reads never re-encode it."""
+        """The order resource as JSON bytes: stored beside the order so reads never re-encode it. Encoded
+        once per record: a write stores it, answers with it and puts it in its event."""
+        return self._rendered
+
+    @functools.cached_property
+    def _rendered(self) -> bytes:
         return orjson.dumps(self.resource())
 
 
