@@ -43,6 +43,7 @@ import _mixed_report  # noqa: E402
 from _mixed_load import CREATE_EVERY, LIMIT, Load, Phase, run_phase  # noqa: E402
 from _servers import Server, Servers, gateway_headers, gateway_source, wait_ready  # noqa: E402
 from create import _body as order_body  # noqa: E402  (bench/create.py's creation body)
+from create import total_count  # noqa: E402
 
 CONNECTIONS = 64
 PG_GATEWAYS = 2
@@ -50,7 +51,6 @@ PG_DEFAULT_SCHEMA = "bench_mixed"
 RUN_DIR = _data.DATA_DIR / "mixed"
 WARMUP_SECONDS = 3.0
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30)
-CHECK_LIMIT = 1  # the totalCount check reads one order a customer
 
 
 def sqlite_copy(customers: int, per_customer: int) -> tuple[dict[str, Any], str]:
@@ -76,18 +76,6 @@ def postgres_fresh(url: str, customers: int, per_customer: int) -> dict[str, Any
     return asyncio.run(_data.build_postgres(url, schema, customers * per_customer, layout, wanted))
 
 
-async def total_counts(session: aiohttp.ClientSession, server: Server, customers: list[str]) -> int:
-    """The sum of the customers' history totalCounts, as one gateway answers."""
-    total = 0
-    for customer_id in customers:
-        url = f"{server.base}/v3/customers/{customer_id}/orders?limit={CHECK_LIMIT}"
-        async with session.get(url, headers=server.headers()) as response:
-            if response.status != 200:
-                raise RuntimeError(f"{server.name}: {url} answered {response.status}: {await response.text()}")
-            total += (await response.json())["totalCount"]
-    return total
-
-
 async def run_backend(backend: str, gateways: list[Server], info: dict[str, Any],
                       args: argparse.Namespace) -> tuple[Phase, Phase, str]:
     """Warm-up, phase A, phase B and the totalCount check on the started gateways."""
@@ -100,7 +88,7 @@ async def run_backend(backend: str, gateways: list[Server], info: dict[str, Any]
             # One prefix per process and run: two processes share the database's stored correlation ids.
             await gateway_headers(session, server, info, prefix=f"mixed-{run_id}-{server.name}")
         load = Load(session, gateways, {c: info["ordersPerCustomer"] for c in customers}, CONNECTIONS, order_body)
-        before = [await total_counts(session, server, customers) for server in gateways]
+        before = [await total_count(session, server, customers) for server in gateways]
         await run_phase(load, "warm-up", WARMUP_SECONDS, args.max_requests, mixed=False)
         print(f"{backend}: warm-up done; phases of at most {args.seconds:g} s or {args.max_requests:,} requests, "
               f"{CONNECTIONS} connections over {len(gateways)} gateway process(es)", flush=True)
@@ -108,7 +96,7 @@ async def run_backend(backend: str, gateways: list[Server], info: dict[str, Any]
         print(f"{backend}: read-only {read_only.rate:.0f} req/s", flush=True)
         mixed = await run_phase(load, "mixed", args.seconds, args.max_requests, mixed=True)
         print(f"{backend}: mixed {mixed.rate:.0f} req/s", flush=True)
-        after = [await total_counts(session, server, customers) for server in gateways]
+        after = [await total_count(session, server, customers) for server in gateways]
     grown = [a - b for a, b in zip(after, before)]
     check = (f"created {mixed.created:,} (201s); the customers' totalCounts grew by "
              + ", ".join(f"{g:,}" for g in grown) + " (per gateway process)")

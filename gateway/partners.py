@@ -5,6 +5,7 @@ import secrets
 
 from gateway.credentials import IssuedCredential, digest, fingerprint, new_api_key, new_client_secret
 from gateway.order_model import format_time
+from gateway.rate_limit import Limit, limit_in_force
 from gateway.settings import Settings
 from gateway.storage import CredentialRecord, PartnerRecord, Storage
 
@@ -28,15 +29,15 @@ async def revoke_credential(storage: Storage, api_key: str) -> bool:
 
 def partner_line(partner: PartnerRecord, settings: Settings) -> dict[str, object]:
     """A partner as `partners list` prints it: the rate limit in force, no credential."""
-    override = partner.override
-    per_second = override.per_second or settings.rate_limit_per_second
+    limit = limit_in_force(partner.override, Limit(settings.rate_limit_per_second, settings.rate_limit_burst))
+    per_second = limit.per_second
     return {
         "partnerId": partner.partner_id,
         "name": partner.name,
         "rateLimit": {
             "perSecond": int(per_second) if per_second.is_integer() else per_second,
-            "burst": override.burst or settings.rate_limit_burst,
-            "default": override.per_second is None,
+            "burst": limit.burst,
+            "default": partner.override.per_second is None,
         },
         "activeCredentials": partner.active_credentials,
     }

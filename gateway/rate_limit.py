@@ -24,7 +24,7 @@ import time
 
 import structlog
 
-from gateway.storage import Bucket, Storage, StorageUnavailable
+from gateway.storage import Bucket, RateOverride, Storage, StorageUnavailable
 
 LEASE_SECONDS = 1.0
 LEASE_SHARE = 4
@@ -45,6 +45,11 @@ class Limit:
 class Lease:
     granted: int
     left: float  # what the shared bucket holds after the take
+
+
+def limit_in_force(override: RateOverride, default: Limit) -> Limit:
+    """A partner's own limit where `partners set-rate-limit` gave one, else the configured default."""
+    return Limit(override.per_second or default.per_second, override.burst or default.burst)
 
 
 def draw(bucket: Bucket | None, limit: Limit, now: float, returned: int) -> tuple[Bucket, Lease]:
@@ -173,7 +178,6 @@ class RateLimiter:
         known = self._limits.get(partner_id)
         if known is not None and known[0] > time.monotonic():
             return known[1]
-        override = await self._storage.rate_override(partner_id)
-        limit = Limit(override.per_second or self._default.per_second, override.burst or self._default.burst)
+        limit = limit_in_force(await self._storage.rate_override(partner_id), self._default)
         self._limits[partner_id] = (time.monotonic() + self._overrides_ttl, limit)
         return limit

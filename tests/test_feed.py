@@ -333,3 +333,11 @@ async def test_an_imports_events_come_in_file_order_between_other_writes(client:
     assert [e["orderId"] for e in events] == [before["orderId"], *ids, after["orderId"]]
     resumed = await everything(client, partners["P1"], f"?cursor={cursor}&limit=5")
     assert [e["orderId"] for e in resumed] == [*ids, after["orderId"]]
+
+
+async def test_links_encode_the_parameters_once(client: TestClient, partners: dict[str, Any]) -> None:
+    page = await read(client, partners["P1"], "?customer-id=A%20B%26C&limit=2")
+    for link in page["links"].values():
+        query = urlsplit(link["uri"]).query
+        assert "customer-id=A+B%26C" in query and "%25" not in query
+        assert ("customer-id", "A B&C") in parse_qsl(query)

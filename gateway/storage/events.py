@@ -11,7 +11,7 @@ so a reader that has seen number N has already seen, or will never see, every nu
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from gateway.order_events import OrderEvent
@@ -107,8 +107,10 @@ RESTAMP = """
 """
 
 
-async def restamp(db: Db, customer_ids: Iterable[str]) -> None:
+async def restamp(db: Db, customer_ids: Collection[str]) -> None:
     """The customers' events given to whichever partner sees their orders now (nobody: '')."""
+    if not customer_ids:
+        return
     await db.executemany(RESTAMP, [(customer_id,) for customer_id in sorted(set(customer_ids))])
 
 
