@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -22,6 +21,8 @@ from gateway.rate_limit import Limit, RateLimiter
 from gateway.settings import Settings
 from gateway.storage import Storage, open_storage
 from gateway.tokens import TokenService, new_signing_key
+from gateway.webhook_delivery import DeliveryWorker
+from gateway.webhooks import secret_box
 from handlers import docs, events, health, orders, tokens
 from middleware.auth import auth_middleware
 from middleware.correlation import correlation_middleware
@@ -54,13 +55,16 @@ async def _storage_context(app: web.Application) -> AsyncIterator[None]:
         app[HISTORY] = HistoryService(storage, settings.history_cache_bytes)
         default_limit = Limit(settings.rate_limit_per_second, settings.rate_limit_burst)
         app[RATE_LIMITER] = RateLimiter(storage, default_limit, settings.credential_cache_seconds)
-        purger = asyncio.create_task(_purge(storage, settings))
+        worker = DeliveryWorker(storage, settings, await secret_box(settings, storage), app[METRICS])
+        storage.on_write(worker.wake)
+        background = [asyncio.create_task(_purge(storage, settings)), asyncio.create_task(worker.run())]
         try:
             yield
         finally:
-            purger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await purger
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await worker.finish()
 
 
 FIRST_PURGE_AFTER_SECONDS = 60.0

@@ -9,14 +9,16 @@ import shlex
 import shutil
 import sqlite3
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, NoReturn
+from collections.abc import Mapping, Sequence
+from typing import NoReturn
 
 import orjson
 from aiohttp import web
 from tqdm import tqdm
 
 from gateway.app import create_app, signing_key, token_service
+from gateway.cli_common import EXIT_FAILED, EXIT_USAGE, Command, positive_int, print_json
+from gateway.cli_webhooks import WEBHOOK_COMMANDS, add_webhook_commands
 from gateway.demo import DEMO_CUSTOMER, load_demo
 from gateway.http_server import serve_app
 from gateway.importer import ImportLineError, import_file
@@ -27,8 +29,6 @@ from gateway.settings import ENV_PREFIX, MIN_RATE_PER_SECOND, Settings, Settings
 from gateway.storage import RateOverride, Storage, StorageError, StorageUnavailable, open_storage
 from schemas.enums import STATUSES
 
-EXIT_USAGE = 2
-EXIT_FAILED = 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--no-events", dest="events", action="store_false",
                       help="write no order events (for history that partners have already seen)")
 
+    add_webhook_commands(commands.add_parser("webhooks", help="manage partners' webhooks"))
+
     orders = commands.add_parser("orders", help="operate on orders").add_subparsers(dest="action", required=True)
     status = orders.add_parser("set-status", help="move an order to another status")
     status.add_argument("order_id")
@@ -80,12 +82,6 @@ def _positive_rate(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
-    return int(text)
-
-
 def _add_partner_commands(parser: argparse.ArgumentParser) -> None:
     partners = parser.add_subparsers(dest="action", required=True)
     create = partners.add_parser("create", help="create a partner and its first credential")
@@ -97,7 +93,7 @@ def _add_partner_commands(parser: argparse.ArgumentParser) -> None:
     chosen = rate.add_mutually_exclusive_group(required=True)
     chosen.add_argument("--per-second", type=_positive_rate, metavar="R", help=f"requests per second (>= {MIN_RATE_PER_SECOND})")
     chosen.add_argument("--default", action="store_true", help="use the configured defaults again")
-    rate.add_argument("--burst", type=_positive_int, metavar="B", help="requests at once (>= 1)")
+    rate.add_argument("--burst", type=positive_int, metavar="B", help="requests at once (>= 1)")
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -131,9 +127,6 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return EXIT_FAILED
 
 
-Command = Callable[[Storage, argparse.Namespace, Settings], Awaitable[int]]
-
-
 async def _with_storage(settings: Settings, command: Command, args: argparse.Namespace) -> int:
     async with open_storage(
         settings.database_url, settings.db_pool_min_size, settings.db_pool_max_size, settings.db_busy_timeout_seconds
@@ -141,18 +134,13 @@ async def _with_storage(settings: Settings, command: Command, args: argparse.Nam
         return await command(storage, args, settings)
 
 
-def _print_json(value: Any) -> None:
-    sys.stdout.write(orjson.dumps(value).decode() + "\n")
-    sys.stdout.flush()
-
-
 async def _partners_create(storage: Storage, args: argparse.Namespace, settings: Settings) -> int:
-    _print_json((await create_partner(storage, args.name, args.partner_id)).as_json())
+    print_json((await create_partner(storage, args.name, args.partner_id)).as_json())
     return 0
 
 
 async def _credentials_create(storage: Storage, args: argparse.Namespace, settings: Settings) -> int:
-    _print_json((await create_credential(storage, args.partner_id)).as_json())
+    print_json((await create_credential(storage, args.partner_id)).as_json())
     return 0
 
 
@@ -175,7 +163,7 @@ async def _import(storage: Storage, args: argparse.Namespace, settings: Settings
         disable=not sys.stderr.isatty(), ncols=shutil.get_terminal_size().columns,  # 80 where the tty has no size
     ) as bar:
         counts = await import_file(storage, handle, bar.update, events=args.events)
-    _print_json({"written": counts.written, "unchanged": counts.unchanged})
+    print_json({"written": counts.written, "unchanged": counts.unchanged})
     return 0
 
 
@@ -190,7 +178,7 @@ async def _set_status(storage: Storage, args: argparse.Namespace, settings: Sett
 
 async def _partners_list(storage: Storage, args: argparse.Namespace, settings: Settings) -> int:
     for partner in await storage.list_partners():
-        _print_json(partner_line(partner, settings))
+        print_json(partner_line(partner, settings))
     return 0
 
 
@@ -198,13 +186,13 @@ async def _set_rate_limit(storage: Storage, args: argparse.Namespace, settings: 
     await storage.set_rate_override(args.partner_id, RateOverride(args.per_second, args.burst))
     for partner in await storage.list_partners():
         if partner.partner_id == args.partner_id:
-            _print_json(partner_line(partner, settings))
+            print_json(partner_line(partner, settings))
     return 0
 
 
 async def _credentials_list(storage: Storage, args: argparse.Namespace, settings: Settings) -> int:
     for credential in await storage.list_credentials(args.partner_id):
-        _print_json(credential_line(credential))
+        print_json(credential_line(credential))
     return 0
 
 
@@ -217,6 +205,7 @@ _COMMANDS: dict[tuple[str, str | None], Command] = {
     ("credentials", "revoke"): _credentials_revoke,
     ("import", None): _import,
     ("orders", "set-status"): _set_status,
+    **WEBHOOK_COMMANDS,
 }
 
 

@@ -30,6 +30,7 @@ class Claim:
     request_id: str
     now: int  # when the request arrived, seconds since the epoch
     not_before: int  # answers stored before this have expired
+    traceparent: str | None = None  # the request's W3C trace context, which its writes' events carry on
 
 
 def canonical_json(value: Any) -> bytes:

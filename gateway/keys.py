@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from gateway.settings import Settings
     from gateway.storage import Storage
     from gateway.tokens import TokenService
+    from gateway.tracing import TraceContext
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 STORAGE: web.AppKey[Storage] = web.AppKey("storage")
@@ -36,6 +37,8 @@ REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
 PARTNER_ID: web.RequestKey[str] = web.RequestKey("partner_id")
 API_KEY_ID: web.RequestKey[str] = web.RequestKey("api_key_id")
 ERROR_CODE: web.RequestKey[str] = web.RequestKey("error_code")
+# The request's valid W3C `traceparent`, if it sent one.
+TRACE: web.RequestKey[TraceContext] = web.RequestKey("trace")
 ERROR: web.RequestKey[BaseException] = web.RequestKey("error")
 # Headers every answer to the request carries from here on, whatever answers it (the RateLimit headers).
 ANSWER_HEADERS: web.RequestKey[dict[str, str]] = web.RequestKey("answer_headers")

@@ -1,7 +1,7 @@
 """Prometheus metrics, one registry per application (so tests and several apps never share counters)."""
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 AUTH_CODES = frozenset({"4115", "4116", "4117"})
 
@@ -27,6 +27,17 @@ class Metrics:
         self.rate_limited = Counter(
             "gateway_rate_limited", "Requests answered 429 by a rate limit, by limit",
             ["limit"], registry=self.registry,
+        )
+        # One per attempt, by outcome: delivered, failed (to be retried), given_up (the schedule ran out),
+        # disabled (a 410), skipped (the partner no longer sees the event).
+        self.webhook_attempts = Counter(
+            "gateway_webhook_attempts", "Webhook delivery attempts made by this process, by result",
+            ["result"], registry=self.registry,
+        )
+        self.webhook_oldest_pending = Gauge(
+            "gateway_webhook_oldest_pending_seconds",
+            "Age of the oldest webhook delivery not yet made (0 when none), across every process",
+            registry=self.registry,
         )
         self.auth_rejections = Counter(
             "gateway_auth_rejections", "Requests refused by authentication, by error code",

@@ -69,7 +69,7 @@ async def place(storage: Storage, claim: Claim, customer_id: str, request: Order
             lines = _lines(request.lines, status=STATUS_PENDING)
         for _ in range(ORDER_ID_ATTEMPTS):
             order = _order(new_order_id(), customer_id, reseller_id, request, lines, now, status=STATUS_PENDING)
-            if await tx.insert_order(order):
+            if await tx.insert_order(order, claim.traceparent):
                 answer = Answer(201, order.render(), JSON, order_uri(customer_id, order.order_id))
                 await tx.store_answer(claim, answer, now)
                 return Reply(answer, replayed=False)
@@ -89,7 +89,7 @@ async def update_reference(storage: Storage, claim: Claim, customer_id: str, ord
         if order is None:
             raise ApiError("2115" if await tx.customer_reseller(customer_id, partner_id) else "1116")
         before, order = order, dataclasses.replace(order, external_reference_id=value)
-        await tx.update_order(before, order)
+        await tx.update_order(before, order, claim.traceparent)
         answer = Answer(200, order.render(), JSON)
         await tx.store_answer(claim, answer, claim.now)
         return Reply(answer, replayed=False)

@@ -11,6 +11,8 @@ DEFAULT_DATABASE_URL = "sqlite:///var/gateway.db"
 MIN_SIGNING_KEY_CHARS = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
 MIN_TOKEN_TTL_SECONDS = 3600  # clients renew a few minutes before expiry: never hand out shorter tokens
 LOG_FORMATS = ("json", "console")
+SECRET_SETTINGS = frozenset({"jwt_secret", "webhook_secret_key"})  # never echoed in an error
+TRUE_WORDS, FALSE_WORDS = frozenset({"true", "1", "yes", "on"}), frozenset({"false", "0", "no", "off"})
 MIN_RATE_PER_SECOND = 0.001  # one request in about 17 minutes; slower limits overflow the header arithmetic
 
 
@@ -57,10 +59,30 @@ class Settings:
     # limits already): no partner is limited, no answer carries the RateLimit headers.
     rate_limit_per_second: float = 50.0
     rate_limit_burst: int = 100
+    # Webhooks (`order-gateway webhooks add`): an attempt is acknowledged by a 2xx within the timeout; a failed
+    # one is retried after each delay of the schedule in turn (seconds), then given up.
+    webhook_timeout_seconds: float = 10.0
+    webhook_retry_schedule: str = "5,300,1800,7200,18000,36000,36000"
+    # Targets must be https and resolve to public addresses; these let tests and private networks through.
+    webhook_allow_http: bool = False
+    webhook_allow_private: bool = False
+    # Deliveries in flight in one process, and to one webhook from one process: a slow endpoint holds at most
+    # its own share.
+    webhook_concurrency: int = 32
+    webhook_endpoint_concurrency: int = 4
+    # How often a process looks for deliveries that other processes' writes made due (its own wake it at once).
+    webhook_poll_seconds: float = 1.0
+    # The key that encrypts webhook secrets at rest; empty means "generate one once and keep it in the database".
+    webhook_secret_key: str = ""
 
     def __post_init__(self) -> None:
         for name, ok, why in self._rules():
-            _check(ok, name, "(hidden)" if name == "jwt_secret" else getattr(self, name), why)
+            _check(ok, name, "(hidden)" if name in SECRET_SETTINGS else getattr(self, name), why)
+
+    @property
+    def webhook_retry_delays(self) -> tuple[float, ...]:
+        """The retry schedule, in seconds: attempt n + 1 comes this long after attempt n failed."""
+        return _delays(self.webhook_retry_schedule)
 
     def _rules(self) -> list[tuple[str, bool, str]]:
         """(setting, holds, what it must be): every rule a value must meet for the gateway to run."""
@@ -88,6 +110,14 @@ class Settings:
              self.rate_limit_per_second == 0 or MIN_RATE_PER_SECOND <= self.rate_limit_per_second < math.inf,
              f"must be 0 (off) or a number >= {MIN_RATE_PER_SECOND}"),
             ("rate_limit_burst", self.rate_limit_burst >= 1, "must be at least 1"),
+            ("webhook_timeout_seconds", 0 < self.webhook_timeout_seconds <= 60, "must be more than 0, at most 60"),
+            ("webhook_retry_schedule", _schedule_ok(self.webhook_retry_schedule),
+             "must be comma-separated delays in seconds, each > 0 (an empty list: no retries)"),
+            ("webhook_concurrency", self.webhook_concurrency >= 1, "must be at least 1"),
+            ("webhook_endpoint_concurrency", self.webhook_endpoint_concurrency >= 1, "must be at least 1"),
+            ("webhook_poll_seconds", 0 < self.webhook_poll_seconds <= 60, "must be more than 0, at most 60"),
+            ("webhook_secret_key", not self.webhook_secret_key or len(self.webhook_secret_key) >= MIN_SIGNING_KEY_CHARS,
+             f"must be at least {MIN_SIGNING_KEY_CHARS} characters"),
             ("database_url", self.database_url.startswith(("sqlite://", "postgresql://", "postgres://")),
              "must start with sqlite:/// or postgresql://"),
         ]
@@ -121,9 +151,30 @@ def _convert(field: dataclasses.Field[Any], raw: str) -> Any:
             return int(raw)
         if kind == "float":
             return float(raw)
+        if kind == "bool":
+            return _boolean(raw)
     except ValueError:
-        raise SettingsError(f"setting {field.name}={raw!r}: not a number ({ENV_PREFIX}{field.name.upper()})") from None
+        expected = "true or false" if kind == "bool" else "a number"
+        raise SettingsError(f"setting {field.name}={raw!r}: not {expected} ({ENV_PREFIX}{field.name.upper()})") from None
     return raw
+
+
+def _boolean(raw: str) -> bool:
+    word = raw.strip().lower()
+    if word not in TRUE_WORDS | FALSE_WORDS:
+        raise ValueError(word)
+    return word in TRUE_WORDS
+
+
+def _delays(schedule: str) -> tuple[float, ...]:
+    return tuple(float(part) for part in schedule.split(",") if part.strip())
+
+
+def _schedule_ok(schedule: str) -> bool:
+    try:
+        return all(0 < delay < math.inf for delay in _delays(schedule))
+    except ValueError:
+        return False
 
 
 def _check(ok: bool, name: str, value: Any, why: str) -> None:

@@ -14,7 +14,7 @@ from aiohttp.typedefs import Handler
 
 from gateway.errors import ApiError
 from gateway.idempotency import RETRY_AFTER_SECONDS, Answer, Claim, fingerprint
-from gateway.keys import CLAIM, IDEMPOTENCY, IN_FLIGHT, JSON_BODY, PARTNER_ID, REQUEST_ID, SETTINGS, STORAGE
+from gateway.keys import CLAIM, IDEMPOTENCY, IN_FLIGHT, JSON_BODY, PARTNER_ID, REQUEST_ID, SETTINGS, STORAGE, TRACE
 from gateway.order_writes import JSON, keep_answer, replay
 from gateway.stored_answers import respond
 from gateway.wire import is_partner_path
@@ -60,6 +60,7 @@ def _claim(request: web.Request, body: dict[str, object]) -> Claim:
         request_id=request[REQUEST_ID],
         now=now,
         not_before=now - request.app[SETTINGS].idempotency_retention_seconds,
+        traceparent=request[TRACE].header() if TRACE in request else None,
     )
 
 

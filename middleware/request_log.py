@@ -10,7 +10,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.keys import ANSWER_HEADERS, API_KEY_ID, ERROR, ERROR_CODE, IDEMPOTENCY, METRICS, PARTNER_ID, REQUEST_ID
+from gateway.keys import TRACE
 from gateway.metrics import Metrics
+from gateway.tracing import parse_traceparent
 from gateway.wire import CLIENT_CLOSED, header_safe
 
 log = structlog.get_logger("gateway.request")
@@ -34,6 +36,9 @@ async def request_log_middleware(request: web.Request, handler: Handler) -> web.
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     correlation_id = request.headers.get("X-Correlation-Id")
+    trace = parse_traceparent(request.headers.get("traceparent"))
+    if trace is not None:
+        request[TRACE] = trace
     status = CLIENT_CLOSED
     try:
         response = await handler(request)
@@ -67,6 +72,8 @@ def _log_request(request: web.Request, status: int, elapsed: float, correlation_
         "customer_id": request.match_info.get("customerId"),
         "user_agent": request.headers.get("User-Agent"),
     }
+    if TRACE in request:
+        fields["trace_id"] = request[TRACE].trace_id
     _emit(request.app[METRICS], fields, status, elapsed, request.get(ERROR_CODE), request.get(IDEMPOTENCY),
           remote=request.remote, error=request.get(ERROR))
 

@@ -7,6 +7,9 @@ from contextlib import asynccontextmanager
 
 from gateway.storage.sql import SqlStorage, SqlTransaction
 from gateway.storage.types import (
+    Attempt,
+    Delivery,
+    Webhook,
     Bucket,
     Credential,
     CredentialRecord,
@@ -29,7 +32,7 @@ Storage = SqlStorage
 Transaction = SqlTransaction
 
 __all__ = [
-    "Bucket", "Credential", "CredentialRecord", "PartnerRecord", "RateOverride", "Customer", "CustomerScope", "HistoryConditions", "ImportCounts", "ImportRecord", "IndexChanges",
+    "Attempt", "Delivery", "Webhook", "Bucket", "Credential", "CredentialRecord", "PartnerRecord", "RateOverride", "Customer", "CustomerScope", "HistoryConditions", "ImportCounts", "ImportRecord", "IndexChanges",
     "IndexRow", "Reseller", "Storage", "StorageError", "StorageUnavailable", "StoredAnswer", "Transaction", "open_storage",
 ]
 

@@ -34,12 +34,13 @@ BUMP_AND_JOURNAL = """
 
 
 async def record_changes(db: Db, changes: Sequence[OrderChange], *, reloads: Iterable[str] = (),
-                         events: bool = True, bulk: bool = False) -> None:
+                         events: bool = True, bulk: bool = False, traceparent: str | None = None) -> None:
     """`changes`: the orders written, each with what it was before; `reloads`: customers every order of
     which may look different now, or be seen by another partner (a reseller, the customer or an order
     moved): their caches reload and their events go to whoever sees their orders now. `events=False` only
     for an import of history that partners have already seen; `bulk` for a write that called
-    `events.begin_bulk` first."""
+    `events.begin_bulk` first; `traceparent`: the trace context of the request that made the changes, which
+    their events carry to webhooks."""
     now = int(time.time())
     reloads = set(reloads)
     touched: dict[str, set[str]] = {customer_id: {EVERY_ORDER} for customer_id in reloads}
@@ -52,7 +53,8 @@ async def record_changes(db: Db, changes: Sequence[OrderChange], *, reloads: Ite
         for customer_id, order_ids in touched.items()
     }, now)
     if events:
-        await write_events(db, [event for event in (event_of(change, now) for change in changes) if event], bulk)
+        written = [event for event in (event_of(change, now) for change in changes) if event]
+        await write_events(db, written, bulk, traceparent)
     await restamp(db, reloads)
 
 

@@ -22,19 +22,35 @@ EVENTS_LOCK = 0x6576656E7473
 
 # The event goes to the partner that sees the order (through the order's reseller and the customer's); an
 # order no partner sees has no event. When what a partner sees changes (gateway.storage.changes, on a
-# reseller or customer moved by an import), the events follow their orders (`restamp`).
+# reseller or customer moved by an import), the events follow their orders (`restamp`). Each event is due at
+# once to every enabled webhook of its partner that takes its type (`types` is '' or ',type,type,').
+WEBHOOKS_OF_EVENT = """
+    JOIN webhooks w ON w.partner_id = event.partner_id
+    WHERE w.disabled IS NULL AND (w.types = '' OR w.types LIKE '%,' || event.type || ',%')
+"""
+DELIVERIES_OF = f"""
+    INSERT INTO webhook_deliveries (webhook_id, event_id, created, attempts, due)
+    SELECT w.webhook_id, event.event_id, event.created, 0, event.created * 1000 FROM {{events}} {WEBHOOKS_OF_EVENT}
+"""
+
 INSERT_EVENT = """
-    INSERT INTO order_events (event_id, partner_id, customer_id, order_id, type, created, body)
-    SELECT ?1, r.partner_id, ?2, ?3, ?4, ?5, ?6
+    INSERT INTO order_events (event_id, partner_id, customer_id, order_id, type, created, body, traceparent)
+    SELECT ?1, r.partner_id, ?2, ?3, ?4, ?5, ?6, ?8
     FROM resellers r JOIN customers c ON c.customer_id = ?2 JOIN resellers cr ON cr.reseller_id = c.reseller_id
     WHERE r.reseller_id = ?7 AND cr.partner_id = r.partner_id
 """
+DELIVERIES_OF_EVENT = DELIVERIES_OF.format(events="order_events event") + " AND event.event_id = ?"
+# On PostgreSQL an event and its deliveries are one statement: one round trip.
 INSERT_EVENT_IN_COMMIT_ORDER = f"""
-    WITH turn AS (SELECT pg_advisory_xact_lock({EVENTS_LOCK}))
-    INSERT INTO order_events (seq, event_id, partner_id, customer_id, order_id, type, created, body)
-    SELECT nextval('order_events_seq'), ?1::text, r.partner_id, ?2::text, ?3::text, ?4::text, ?5::bigint, ?6::bytea
-    FROM turn, resellers r JOIN customers c ON c.customer_id = ?2 JOIN resellers cr ON cr.reseller_id = c.reseller_id
-    WHERE r.reseller_id = ?7 AND cr.partner_id = r.partner_id
+    WITH turn AS (SELECT pg_advisory_xact_lock({EVENTS_LOCK})), event AS (
+        INSERT INTO order_events (seq, event_id, partner_id, customer_id, order_id, type, created, body, traceparent)
+        SELECT nextval('order_events_seq'), ?1::text, r.partner_id, ?2::text, ?3::text, ?4::text, ?5::bigint,
+               ?6::bytea, ?8::text
+        FROM turn, resellers r JOIN customers c ON c.customer_id = ?2
+        JOIN resellers cr ON cr.reseller_id = c.reseller_id
+        WHERE r.reseller_id = ?7 AND cr.partner_id = r.partner_id
+        RETURNING *
+    ) {DELIVERIES_OF.format(events="event")}
 """
 
 
@@ -42,12 +58,15 @@ INSERT_EVENT_IN_COMMIT_ORDER = f"""
 # negative of a fresh one: unique, and never visible, since the same transaction renumbers it), and numbers
 # them all in one statement at its end, in the order they were written, under the lock. So the events are
 # never held in memory, and the lock waits for one statement inside the database, not for their transfer.
-INSERT_EVENT_STAGED = """
-    INSERT INTO order_events (seq, event_id, partner_id, customer_id, order_id, type, created, body)
-    SELECT -nextval('order_events_seq'), ?1::text, r.partner_id, ?2::text, ?3::text, ?4::text, ?5::bigint,
-           ?6::bytea
-    FROM resellers r JOIN customers c ON c.customer_id = ?2 JOIN resellers cr ON cr.reseller_id = c.reseller_id
-    WHERE r.reseller_id = ?7 AND cr.partner_id = r.partner_id
+INSERT_EVENT_STAGED = f"""
+    WITH event AS (
+        INSERT INTO order_events (seq, event_id, partner_id, customer_id, order_id, type, created, body, traceparent)
+        SELECT -nextval('order_events_seq'), ?1::text, r.partner_id, ?2::text, ?3::text, ?4::text, ?5::bigint,
+               ?6::bytea, ?8::text
+        FROM resellers r JOIN customers c ON c.customer_id = ?2 JOIN resellers cr ON cr.reseller_id = c.reseller_id
+        WHERE r.reseller_id = ?7 AND cr.partner_id = r.partner_id
+        RETURNING *
+    ) {DELIVERIES_OF.format(events="event")}
 """
 RENUMBER_STAGED = f"""
     WITH turn AS MATERIALIZED (SELECT pg_advisory_xact_lock({EVENTS_LOCK})),
@@ -63,15 +82,20 @@ async def begin_bulk(db: Db) -> None:
         await db.execute_last(RENUMBER_STAGED, [()])
 
 
-async def write_events(db: Db, events: Sequence[OrderEvent], bulk: bool = False) -> None:
+async def write_events(db: Db, events: Sequence[OrderEvent], bulk: bool = False,
+                       traceparent: str | None = None) -> None:
+    """The events, and the deliveries they are due to webhooks; `traceparent`: the W3C trace context of the
+    request that caused them."""
     rows = [
-        (e.event_id, e.order.customer_id, e.order.order_id, e.type, e.created, e.body, e.order.reseller_id)
+        (e.event_id, e.order.customer_id, e.order.order_id, e.type, e.created, e.body, e.order.reseller_id,
+         traceparent)
         for e in events
     ]
     if not rows:
         return
     if db.commits_in_order:
         await db.execute_last(INSERT_EVENT, rows)
+        await db.executemany(DELIVERIES_OF_EVENT, [(e.event_id,) for e in events])
     elif bulk:
         await db.executemany(INSERT_EVENT_STAGED, rows)
     else:
@@ -123,7 +147,13 @@ async def purged_through(db: Db) -> int:
     return int(rows[0][0]) if rows else 0
 
 
-LAST_EXPIRED = "SELECT max(seq) FROM order_events WHERE created < ?"
+# An event a webhook delivery still waits for is kept, and so is every later one: the purged events stay
+# one run from the first, which the feed's 410 relies on.
+LAST_EXPIRED = """
+    SELECT max(seq) FROM order_events WHERE created < ? AND seq < COALESCE(
+        (SELECT min(pending.seq) FROM webhook_deliveries d JOIN order_events pending ON pending.event_id = d.event_id),
+        9223372036854775807)
+"""
 DELETE_EVENTS = "DELETE FROM order_events WHERE seq <= ?"
 SET_PURGED = """
     INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value
@@ -133,7 +163,7 @@ SET_PURGED = """
 async def purge_events(db: Db, before: int) -> int:
     """Drops the events created before `before` (and any numbered below them); how many."""
     await db.lock(PURGED_THROUGH)  # purges run one at a time: the mark only moves forward
-    rows = await db.fetch(LAST_EXPIRED, (before,))
+    rows = await db.fetch(LAST_EXPIRED, (before,))  # an expired event with pending deliveries is kept
     last = rows[0][0] if rows else None
     if last is None:
         return 0

@@ -83,11 +83,12 @@ async def _insert_rows(db: Db, order: Order) -> bool:
     return True
 
 
-async def insert_order(db: Db, order: Order) -> bool:
-    """False when the order id is taken (nothing is written then)."""
+async def insert_order(db: Db, order: Order, traceparent: str | None = None) -> bool:
+    """False when the order id is taken (nothing is written then). `traceparent`: the request's trace
+    context, carried by the order's event to webhooks."""
     if not await _insert_rows(db, order):
         return False
-    await record_changes(db, [OrderChange(None, order)])
+    await record_changes(db, [OrderChange(None, order)], traceparent=traceparent)
     return True
 
 
@@ -95,7 +96,7 @@ UPDATE_ORDER = "UPDATE orders SET external_reference_id = ?, status = ?, body = 
 UPDATE_LINE = "UPDATE line_items SET status = ?, subscription_id = ? WHERE order_id = ? AND ext_line_item_number = ?"
 
 
-async def store_changes(db: Db, before: Order, order: Order) -> None:
+async def store_changes(db: Db, before: Order, order: Order, traceparent: str | None = None) -> None:
     """What an existing order can change (reference, statuses, subscriptions), with its body re-rendered;
     nothing at all when the order is as it was."""
     if order == before:
@@ -105,7 +106,7 @@ async def store_changes(db: Db, before: Order, order: Order) -> None:
         UPDATE_LINE,
         [(line.status, line.subscription_id, order.order_id, line.ext_line_item_number) for line in order.line_items],
     )
-    await record_changes(db, [OrderChange(before.resource(), order)])
+    await record_changes(db, [OrderChange(before.resource(), order)], traceparent=traceparent)
 
 
 GET_ORDER = """

@@ -28,10 +28,23 @@ INSERT_META = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO 
 SIGNING_KEY = "jwt_signing_key"
 
 
+SEALING_KEY = "webhook_secret_key"
+
+
+async def kept_value(db: Db, name: str, candidate: str) -> str:
+    """The value stored under `name`; `candidate` is stored first when there is none yet (so every process
+    of every host ends up with the first one stored)."""
+    await db.execute(INSERT_META, (name, candidate))
+    return str((await db.fetch(GET_META, (name,)))[0][0])
+
+
 async def signing_key(db: Db, candidate: str) -> str:
-    """The stored signing key; `candidate` is stored first when there is none yet."""
-    await db.execute(INSERT_META, (SIGNING_KEY, candidate))
-    return str((await db.fetch(GET_META, (SIGNING_KEY,)))[0][0])
+    return await kept_value(db, SIGNING_KEY, candidate)
+
+
+async def sealing_key(db: Db, candidate: str) -> str:
+    """The key that seals webhook secrets at rest, when none is configured."""
+    return await kept_value(db, SEALING_KEY, candidate)
 
 
 PARTNER_EXISTS = "SELECT 1 FROM partners WHERE partner_id = ?"

@@ -117,6 +117,45 @@ SCHEMA_MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX order_events_customer ON order_events(customer_id);
     CREATE INDEX order_events_created ON order_events(created);
     """,
+    # Webhooks (gateway.storage.webhooks): the endpoints, the deliveries still to make (written with their
+    # events, deleted once delivered or given up), and every attempt made, for `webhooks deliveries`. An
+    # event keeps the W3C trace context of the request that caused it, sent on with its deliveries.
+    """
+    ALTER TABLE order_events ADD COLUMN traceparent TEXT;
+    CREATE TABLE webhooks (
+        webhook_id TEXT PRIMARY KEY,
+        partner_id TEXT NOT NULL REFERENCES partners(partner_id),
+        url TEXT NOT NULL,
+        types TEXT NOT NULL,
+        secret {blob} NOT NULL,
+        created {bigint} NOT NULL,
+        disabled {bigint}
+    );
+    CREATE INDEX webhooks_partner ON webhooks(partner_id);
+    CREATE TABLE webhook_deliveries (
+        webhook_id TEXT NOT NULL REFERENCES webhooks(webhook_id) ON DELETE CASCADE,
+        event_id TEXT NOT NULL,
+        created {bigint} NOT NULL,
+        attempts INTEGER NOT NULL,
+        due {bigint} NOT NULL,
+        claim TEXT,
+        PRIMARY KEY (webhook_id, event_id)
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries(webhook_id, due);
+    CREATE INDEX webhook_deliveries_created ON webhook_deliveries(created);
+    CREATE TABLE webhook_attempts (
+        webhook_id TEXT NOT NULL REFERENCES webhooks(webhook_id) ON DELETE CASCADE,
+        event_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        attempted {bigint} NOT NULL,
+        outcome TEXT NOT NULL,
+        status INTEGER,
+        error TEXT,
+        next_attempt {bigint},
+        PRIMARY KEY (webhook_id, event_id, attempt)
+    );
+    CREATE INDEX webhook_attempts_time ON webhook_attempts(webhook_id, attempted);
+    """,
 )
 
 

@@ -17,10 +17,11 @@ import gateway.storage.orders as orders
 import gateway.storage.answers as answers
 import gateway.storage.partners as partners
 import gateway.storage.rate_limits as rate_limits
+import gateway.storage.webhooks as webhooks
 from gateway.storage.db import Backend, Db
 from gateway.storage.types import Credential, CustomerScope, HistoryConditions, ImportCounts, ImportRecord
 from gateway.storage.types import Bucket, CredentialRecord, IndexChanges, IndexRow, PartnerRecord, RateOverride
-from gateway.storage.types import StoredAnswer
+from gateway.storage.types import Attempt, Delivery, StoredAnswer, Webhook
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -47,20 +48,29 @@ class SqlTransaction:
     async def returned_quantities(self, original_id: str) -> dict[int, int]:
         return await orders.returned_quantities(self._db, original_id)
 
-    async def insert_order(self, order: Order) -> bool:
-        return await orders.insert_order(self._db, order)
+    async def insert_order(self, order: Order, traceparent: str | None = None) -> bool:
+        return await orders.insert_order(self._db, order, traceparent)
 
-    async def update_order(self, before: Order, after: Order) -> None:
-        await orders.store_changes(self._db, before, after)
+    async def update_order(self, before: Order, after: Order, traceparent: str | None = None) -> None:
+        await orders.store_changes(self._db, before, after, traceparent)
 
 
 class SqlStorage:
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
         self._reader = backend.reader
+        self._write_listeners: list[Callable[[], None]] = []
+
+    def on_write(self, listener: Callable[[], None]) -> None:
+        """`listener` is called after each order write of this process commits (the webhook worker: the
+        write's deliveries are due at once)."""
+        self._write_listeners.append(listener)
 
     async def write(self, unit: Callable[[SqlTransaction], Coroutine[Any, Any, T]]) -> T:
-        return await self._backend.write(lambda db: unit(SqlTransaction(db)))
+        result = await self._backend.write(lambda db: unit(SqlTransaction(db)))
+        for listener in self._write_listeners:
+            listener()
+        return result
 
     async def ping(self) -> None:
         await partners.ping(self._reader)
@@ -72,6 +82,9 @@ class SqlStorage:
 
     async def signing_key(self, candidate: str) -> str:
         return await self._backend.write(lambda db: partners.signing_key(db, candidate))
+
+    async def sealing_key(self, candidate: str) -> str:
+        return await self._backend.write(lambda db: partners.sealing_key(db, candidate))
 
     async def create_partner(self, partner_id: str, name: str) -> None:
         await self._backend.write(lambda db: partners.create_partner(db, partner_id, name))
@@ -113,9 +126,11 @@ class SqlStorage:
         return await answers.request_id_used(self._reader, partner_id, request_id, not_before)
 
     async def purge(self, answers_before: int, events_before: int) -> tuple[int, int]:
-        """Drops expired answers, expired events and old journal entries; how many answers and events."""
+        """Drops expired answers, expired events (and the record of webhook attempts as old) and old journal
+        entries; how many answers and events."""
         await self._backend.write(lambda db: changes.purge_journal(db, int(time.time())))
         purged_events = await self._backend.write(lambda db: events.purge_events(db, events_before))
+        await self._backend.write(lambda db: webhooks.purge_attempts(db, events_before))
         return await self._backend.write(lambda db: answers.purge_answers(db, answers_before)), purged_events
 
     async def events_after(self, partner_id: str, after: int, limit: int, customer_ids: Iterable[str],
@@ -157,3 +172,36 @@ class SqlStorage:
 
     async def set_order_status(self, order_id: str, status: str) -> Order | None:
         return await self._backend.write(lambda db: orders.set_order_status(db, order_id, status))
+
+    async def add_webhook(self, webhook: Webhook) -> None:
+        await self._backend.write(lambda db: webhooks.add_webhook(db, webhook))
+
+    async def list_webhooks(self, partner_id: str | None = None) -> list[Webhook]:
+        return await webhooks.list_webhooks(self._reader, partner_id)
+
+    async def get_webhook(self, webhook_id: str) -> Webhook | None:
+        return await webhooks.get_webhook(self._reader, webhook_id)
+
+    async def remove_webhook(self, webhook_id: str) -> bool:
+        return await self._backend.write(lambda db: webhooks.remove_webhook(db, webhook_id))
+
+    async def latest_attempts(self, webhook_id: str, limit: int) -> list[Attempt]:
+        return await webhooks.latest_attempts(self._reader, webhook_id, limit)
+
+    async def deliveries_due_by_webhook(self) -> dict[str, int]:
+        return await webhooks.due_by_webhook(self._reader)
+
+    async def claim_deliveries(self, webhook_id: str, now: int, lease_until: int, claim: str,
+                               limit: int) -> list[Delivery]:
+        return await self._backend.write(
+            lambda db: webhooks.claim_deliveries(db, webhook_id, now, lease_until, claim, limit)
+        )
+
+    async def event_bodies(self, partner_id: str, event_ids: Sequence[str]) -> dict[str, tuple[bytes, str | None]]:
+        return await webhooks.event_bodies(self._reader, partner_id, event_ids)
+
+    async def record_attempt(self, attempt: Attempt) -> bool:
+        return await self._backend.write(lambda db: webhooks.record_attempt(db, attempt))
+
+    async def oldest_pending_delivery(self) -> int | None:
+        return await webhooks.oldest_pending(self._reader)

@@ -109,8 +109,6 @@ class StoredAnswer:
     answer: Answer
 
 
-
-
 @dataclasses.dataclass(frozen=True)
 class RateOverride:
     """A partner's own rate limit, where `partners set-rate-limit` gave one (None: the configured default)."""
@@ -144,3 +142,38 @@ class Bucket:
 
     tokens: float
     updated: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Webhook:
+    """A partner's webhook: where its events go, which types (empty: all), and its sealed secret."""
+
+    webhook_id: str
+    partner_id: str
+    url: str
+    types: tuple[str, ...]
+    sealed_secret: bytes
+    created: int
+    disabled: int | None  # when a 410 answer disabled it
+
+
+@dataclasses.dataclass(frozen=True)
+class Delivery:
+    """One event claimed for one attempt at one webhook; `attempt` counts from 1."""
+
+    webhook_id: str
+    event_id: str
+    attempt: int
+    claim: str  # the claim's own id: only its holder may record the attempt's outcome
+
+
+@dataclasses.dataclass(frozen=True)
+class Attempt:
+    """The outcome of one attempt (times in milliseconds since the epoch)."""
+
+    delivery: Delivery
+    attempted: int
+    outcome: str  # delivered, failed (to be retried), given_up, disabled (a 410), skipped (no longer visible)
+    status: int | None
+    error: str | None
+    next_attempt: int | None
