@@ -5,24 +5,17 @@ import argparse
 import asyncio
 import math
 import os
-import shlex
 import shutil
 import sqlite3
 import sys
 from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
-import orjson
-from aiohttp import web
 from tqdm import tqdm
 
-from gateway.app import create_app, signing_key, token_service
 from gateway.cli_common import EXIT_FAILED, EXIT_USAGE, Command, positive_int, print_json
 from gateway.cli_webhooks import WEBHOOK_COMMANDS, add_webhook_commands
-from gateway.demo import DEMO_CUSTOMER, load_demo
-from gateway.http_server import serve_app
 from gateway.importer import ImportLineError, import_file
-from gateway.keys import SETTINGS, STORAGE
 from gateway.logconfig import configure_logging
 from gateway.partners import create_credential, create_partner, credential_line, partner_line, revoke_credential
 from gateway.settings import ENV_PREFIX, MIN_RATE_PER_SECOND, Settings, SettingsError
@@ -111,6 +104,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     configure_logging(settings.log_format)
     try:
         if args.command == "serve":
+            from gateway.cli_serve import serve  # the web stack, loaded only by the command that runs it
+
             return serve(settings, demo=args.demo)
         command = _COMMANDS[(args.command, getattr(args, "action", None))]
         return asyncio.run(_with_storage(settings, command, args))
@@ -207,30 +202,3 @@ _COMMANDS: dict[tuple[str, str | None], Command] = {
     ("orders", "set-status"): _set_status,
     **WEBHOOK_COMMANDS,
 }
-
-
-def serve(settings: Settings, demo: bool = False) -> int:
-    app = create_app(settings)
-    if demo:
-        app.on_startup.append(_announce_demo)
-    serve_app(app, settings)
-    return 0
-
-
-async def _announce_demo(app: web.Application) -> None:
-    settings, storage = app[SETTINGS], app[STORAGE]
-    credential = await load_demo(storage)
-    token = token_service(settings, await signing_key(settings, storage)).issue(credential.partner_id, credential.api_key)
-    url = f"http://{settings.host}:{settings.port}/v3/customers/{DEMO_CUSTOMER}/orders?limit=5"
-    curl = " ".join(
-        [
-            "curl -s",
-            f"-H {shlex.quote('X-Api-Key: ' + credential.api_key)}",
-            f"-H {shlex.quote('Authorization: Bearer ' + token)}",
-            "-H 'X-Correlation-Id: demo-1'",
-            shlex.quote(url),
-        ]
-    )
-    print(f"Demo data loaded. Partner {credential.partner_id}: API key and client secret (shown once):", flush=True)
-    print(orjson.dumps(credential.as_json()).decode(), flush=True)
-    print(f"Try:\n{curl}\n", flush=True)

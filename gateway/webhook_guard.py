@@ -2,18 +2,15 @@
 
 A webhook must not become a way into the operator's own network. The address is checked when a delivery
 is made, on what the name resolves to then, and the connection goes to exactly the addresses checked (the
-resolver below is the connection's own), so a name that resolves to a public address when checked and to
-a private one when connected (DNS rebinding) gets nowhere. Redirects are never followed (the sender's
+sender's resolver checks them: gateway.webhook_sender), so a name that resolves to a public address when
+checked and to a private one when connected (DNS rebinding) gets nowhere. Redirects are never followed (the sender's
 business), so a public endpoint cannot forward the call inward either.
 """
 from __future__ import annotations
 
 import ipaddress
-import socket
 
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
-from yarl import URL
+from yarl import URL  # the parser aiohttp connects with: the host checked is the host called
 
 MAX_URL_CHARS = 2048
 
@@ -61,21 +58,3 @@ def check_literal_host(url: URL, allow_private: bool) -> None:
     except ValueError:
         return
     check_address(host.strip("[]"), allow_private)
-
-
-class GuardedResolver(AbstractResolver):
-    """The system resolver, refusing a name any of whose addresses a webhook may not reach."""
-
-    def __init__(self, allow_private: bool) -> None:
-        self._resolver = DefaultResolver()
-        self._allow_private = allow_private
-
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-                      ) -> list[ResolveResult]:
-        results = await self._resolver.resolve(host, port, family)
-        for result in results:
-            check_address(result["host"], self._allow_private)
-        return results
-
-    async def close(self) -> None:
-        await self._resolver.close()

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
 import time
 from datetime import datetime, timezone
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 from standardwebhooks import Webhook as Signer
 
 from gateway.tracing import parse_traceparent
-from gateway.webhook_guard import GuardedResolver, TargetRefused, check_literal_host, check_url
+from gateway.webhook_guard import TargetRefused, check_address, check_literal_host, check_url
 
 USER_AGENT = "order-gateway-webhooks"
 MAX_ERROR_CHARS = 200
@@ -51,6 +54,25 @@ def signed_headers(call: Call, now: float) -> dict[str, str]:
     if trace is not None:
         headers["traceparent"] = trace.child().header()
     return headers
+
+
+class GuardedResolver(AbstractResolver):
+    """The system resolver, refusing a name any of whose addresses a webhook may not reach: the connection
+    goes to the addresses checked here, not to a second lookup's."""
+
+    def __init__(self, allow_private: bool) -> None:
+        self._resolver = DefaultResolver()
+        self._allow_private = allow_private
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+                      ) -> list[ResolveResult]:
+        results = await self._resolver.resolve(host, port, family)
+        for result in results:
+            check_address(result["host"], self._allow_private)
+        return results
+
+    async def close(self) -> None:
+        await self._resolver.close()
 
 
 class Sender:

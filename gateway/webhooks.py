@@ -2,8 +2,8 @@
 and their latest delivery attempts."""
 from __future__ import annotations
 
+import secrets
 import time
-import uuid
 from collections.abc import Sequence
 
 from gateway.order_model import format_time
@@ -18,12 +18,17 @@ async def secret_box(settings: Settings, storage: Storage) -> SecretBox:
     return SecretBox(settings.webhook_secret_key or await storage.sealing_key(new_sealing_key()))
 
 
+def new_webhook_id() -> str:
+    """`wh_`, the time in milliseconds, random: ids sort in the order the webhooks were added."""
+    return f"wh_{int(time.time() * 1000):012x}{secrets.token_hex(8)}"
+
+
 async def add_webhook(storage: Storage, settings: Settings, partner_id: str, url: str,
                       types: Sequence[str]) -> dict[str, object]:
     """The new webhook as `webhooks add` prints it: the only time its secret is shown. Raises TargetRefused
     for a URL no delivery could be made to, StorageError for an unknown partner."""
     check_url(url, settings.webhook_allow_http)
-    webhook_id, secret = f"wh_{uuid.uuid4().hex}", new_secret()
+    webhook_id, secret = new_webhook_id(), new_secret()
     sealed = (await secret_box(settings, storage)).seal(webhook_id, secret)
     webhook = Webhook(webhook_id, partner_id, url, tuple(sorted(set(types))), sealed, int(time.time()), None)
     await storage.add_webhook(webhook)

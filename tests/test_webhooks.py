@@ -4,6 +4,7 @@ sent into the operator's own network unless allowed. Each test calls a receiver 
 itself, with the guard relaxed by the settings unless the test is about the guard."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import itertools
@@ -129,3 +130,168 @@ async def test_a_delivery_is_signed_as_standard_webhooks_says(aiohttp_client: An
         assert [(a["eventId"], a["attempt"], a["result"], a["status"], a["nextAttempt"]) for a in attempts] == [
             (event["eventId"], 1, "delivered", 204, None)]
         assert await metric(client, "gateway_webhook_attempts_total", result="delivered") == 1
+
+
+async def test_failures_are_retried_on_the_schedule_with_the_same_id(aiohttp_client: Any, settings: Settings,
+                                                                    db_url: str, partners: Any) -> None:
+    async with receiver(replying((500, {}, 0), (503, {}, 0))) as hook:
+        added = add_webhook(db_url, "P1", hook.url)
+        client = await gateway(aiohttp_client, settings)
+        await place(client, partners["P1"])
+        calls = await hook.wait_for(3)
+        assert len({call.headers["webhook-id"] for call in calls}) == 1
+        gaps = [later.arrived - earlier.arrived for earlier, later in zip(calls, calls[1:])]
+        assert gaps[0] >= 0.3 and gaps[1] >= 0.6, gaps  # the schedule: 0.3 s, then 0.6 s
+        timestamps = [int(call.headers["webhook-timestamp"]) for call in calls]
+        assert timestamps == sorted(timestamps)  # each attempt signed at its own time
+        for call in calls:
+            Verifier(added["secret"]).verify(call.body, call.headers)
+        attempts = cli_lines(db_url, "webhooks", "deliveries", added["webhookId"])
+        assert [(a["attempt"], a["result"], a["status"]) for a in attempts] == [
+            (3, "delivered", 204), (2, "failed", 503), (1, "failed", 500)]
+        assert attempts[1]["nextAttempt"] is not None and attempts[0]["nextAttempt"] is None
+        assert await metric(client, "gateway_webhook_attempts_total", result="failed") == 2
+
+
+async def test_given_up_after_the_schedule_and_shown(aiohttp_client: Any, settings: Settings, db_url: str,
+                                                     partners: Any) -> None:
+    async with receiver(lambda call: (500, {}, 0)) as hook:
+        added = add_webhook(db_url, "P1", hook.url)
+        client = await gateway(aiohttp_client, settings, webhook_retry_schedule="0.1,0.1")
+        await place(client, partners["P1"])
+        await hook.wait_for(3)
+        await counted(client, given_up=1)
+        attempts = cli_lines(db_url, "webhooks", "deliveries", added["webhookId"], "--limit", "2")
+        assert [(a["attempt"], a["result"], a["nextAttempt"]) for a in attempts] == [
+            (3, "given_up", None), (2, "failed", attempts[1]["nextAttempt"])]
+        await asyncio.sleep(0.5)
+        assert len(hook.calls) == 3  # nothing more after giving up
+        assert await metric(client, "gateway_webhook_oldest_pending_seconds") == 0
+
+
+async def test_410_disables_the_webhook(aiohttp_client: Any, settings: Settings, db_url: str,
+                                        partners: Any) -> None:
+    async with receiver(lambda call: (410, {}, 0)) as hook:
+        added = add_webhook(db_url, "P1", hook.url)
+        client = await gateway(aiohttp_client, settings)
+        await place(client, partners["P1"])
+        await hook.wait_for(1)
+        await counted(client, disabled=1)
+        assert cli_lines(db_url, "webhooks", "list")[0]["disabled"] is not None
+        await place(client, partners["P1"])
+        await asyncio.sleep(0.5)
+        assert len(hook.calls) == 1
+        (attempt,) = cli_lines(db_url, "webhooks", "deliveries", added["webhookId"])
+        assert (attempt["result"], attempt["status"], attempt["nextAttempt"]) == ("disabled", 410, None)
+
+
+async def test_redirects_are_not_followed(aiohttp_client: Any, settings: Settings, db_url: str,
+                                          partners: Any) -> None:
+    async with receiver(lambda call: (307, {"Location": "/elsewhere"}, 0) if call.path == "/hook" else OK) as hook:
+        added = add_webhook(db_url, "P1", hook.url + "/hook")
+        client = await gateway(aiohttp_client, settings)
+        await place(client, partners["P1"])
+        await hook.wait_for(2, "/hook")
+        assert hook.at("/elsewhere") == []
+        attempts = cli_lines(db_url, "webhooks", "deliveries", added["webhookId"])
+        assert {(a["result"], a["status"]) for a in attempts} == {("failed", 307)}
+
+
+async def test_a_call_past_the_timeout_failed(aiohttp_client: Any, settings: Settings, db_url: str,
+                                              partners: Any) -> None:
+    async with receiver(replying((204, {}, 1.0))) as hook:
+        added = add_webhook(db_url, "P1", hook.url)
+        client = await gateway(aiohttp_client, settings, webhook_timeout_seconds=0.3)
+        await place(client, partners["P1"])
+        first, second = await hook.wait_for(2)
+        assert first.headers["webhook-id"] == second.headers["webhook-id"]
+        await counted(client, failed=1, delivered=1)
+        latest, earliest = cli_lines(db_url, "webhooks", "deliveries", added["webhookId"])
+        assert (earliest["result"], earliest["status"], earliest["error"]) == ("failed", None, "timeout")
+        assert latest["result"] == "delivered"
+
+
+async def test_types_and_partners_choose_what_is_delivered(aiohttp_client: Any, settings: Settings, db_url: str,
+                                                           partners: Any) -> None:
+    async with receiver() as hook:
+        add_webhook(db_url, "P1", hook.url + "/status", "order.status_changed")
+        add_webhook(db_url, "P1", hook.url + "/all")
+        add_webhook(db_url, "P2", hook.url + "/other")
+        client = await gateway(aiohttp_client, settings)
+        order = await place(client, partners["P1"])
+        cli(db_url, "orders", "set-status", order["orderId"], "1000")
+        (changed,) = await hook.wait_for(1, "/status")
+        await hook.wait_for(2, "/all")
+        assert orjson.loads(changed.body)["type"] == "order.status_changed"
+        assert [orjson.loads(call.body)["type"] for call in hook.at("/all")] == ["order.created",
+                                                                               "order.status_changed"]
+        await place(client, partners["P2"], customer="C2")
+        (other,) = await hook.wait_for(1, "/other")
+        assert orjson.loads(other.body)["customerId"] == "C2"
+        await asyncio.sleep(0.3)
+        assert len(hook.at("/other")) == 1 and len(hook.at("/all")) == 2
+
+
+async def test_the_guard_refuses_loopback_unless_allowed(aiohttp_client: Any, settings: Settings,
+                                                                   db_url: str, partners: Any) -> None:
+    async with receiver() as hook:
+        port = hook.url.rsplit(":", 1)[1]
+        by_address = add_webhook(db_url, "P1", f"{hook.url}/address")
+        by_name = add_webhook(db_url, "P1", f"http://localhost:{port}/name")
+        client = await gateway(aiohttp_client, settings, webhook_allow_private=False)
+        await place(client, partners["P1"])
+        await counted(client, failed=2)
+        for webhook in (by_address, by_name):
+            (attempt,) = cli_lines(db_url, "webhooks", "deliveries", webhook["webhookId"])
+            assert attempt["result"] == "failed" and attempt["error"].startswith("refused: ")
+            assert "non-public address" in attempt["error"]
+        assert hook.calls == []
+
+
+async def test_http_is_refused_unless_allowed(aiohttp_client: Any, settings: Settings, db_url: str,
+                                              partners: Any) -> None:
+    async with receiver() as hook:
+        plain = add_webhook(db_url, "P1", f"{hook.url}/plain")
+        client = await gateway(aiohttp_client, settings, webhook_allow_http=False)
+        await place(client, partners["P1"])
+        await counted(client, failed=1)
+        assert "https://" in cli_lines(db_url, "webhooks", "deliveries", plain["webhookId"])[0]["error"]
+        assert hook.at("/plain") == []
+
+
+async def test_traceparent_is_logged_and_sent_on(aiohttp_client: Any, settings: Settings, db_url: str,
+                                                 partners: Any) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    async with receiver() as hook:
+        add_webhook(db_url, "P1", hook.url)
+        client = await gateway(aiohttp_client, settings)
+        await place(client, partners["P1"], traceparent=f"00-{trace_id}-00f067aa0ba902b7-01")
+        await place(client, partners["P1"], traceparent="00-not-a-trace")
+        traced, untraced = await hook.wait_for(2)
+        if "traceparent" in traced.headers and traced.headers["traceparent"].split("-")[1] != trace_id:
+            traced, untraced = untraced, traced
+        version, sent_trace, parent, flags = traced.headers["traceparent"].split("-")
+        assert (version, sent_trace, flags) == ("00", trace_id, "01") and parent != "00f067aa0ba902b7"
+        assert "traceparent" not in untraced.headers
+
+
+async def test_removing_a_webhook_drops_its_deliveries(aiohttp_client: Any, settings: Settings, db_url: str,
+                                                      partners: Any) -> None:
+    async with receiver(lambda call: (500, {}, 0)) as hook:
+        added = add_webhook(db_url, "P1", hook.url)
+        client = await gateway(aiohttp_client, settings, webhook_retry_schedule="0.5,0.5,0.5")
+        await place(client, partners["P1"])
+        await hook.wait_for(1)
+        cli(db_url, "webhooks", "remove", added["webhookId"])
+        calls = len(hook.calls)
+        await asyncio.sleep(1.2)
+        assert len(hook.calls) == calls and cli_lines(db_url, "webhooks", "list") == []
+
+
+async def counted(client: TestClient, timeout: float = 10.0, **results: int) -> None:
+    """Waits until the gateway counted at least this many attempts of each result."""
+    deadline = time.monotonic() + timeout
+    for result, count in results.items():
+        while await metric(client, "gateway_webhook_attempts_total", result=result) < count:
+            assert time.monotonic() < deadline, f"fewer than {count} {result} attempts in time"
+            await asyncio.sleep(0.05)
