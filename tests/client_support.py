@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
@@ -64,6 +65,21 @@ class Gateway:
 
     def async_client(self, url: str | None = None, **options: Any) -> AsyncClient:
         return AsyncClient(url or self.url, self.api_key, self.client_secret, **options)
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """One gateway per test module (imported by each): starting one takes a few seconds."""
+    with running_gateway(tmp_path_factory.mktemp("client")) as running:
+        yield running
+
+
+@pytest.fixture
+def proxy(gateway: Gateway) -> Iterator[tuple[Proxy, str]]:
+    """A proxy of its own per test, in front of the module's gateway; yields it and its URL."""
+    scripted = Proxy(gateway.url)
+    with scripted.serving() as url:
+        yield scripted, url
 
 
 @contextlib.contextmanager

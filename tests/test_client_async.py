@@ -4,25 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from client_support import FAST, READS, WRITES, Gateway, Proxy, new_order, running_gateway
+from client_support import FAST, Gateway, Proxy, READS, WRITES, gateway, new_order, proxy  # gateway, proxy: fixtures used by name
 from partner_orders_client import ApiError, NetworkError
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    with running_gateway(tmp_path_factory.mktemp("client-async")) as running:
-        yield running
-
-
-@pytest.fixture
-def proxy(gateway: Gateway) -> Iterator[tuple[Proxy, str]]:
-    scripted = Proxy(gateway.url)
-    with scripted.serving() as url:
-        yield scripted, url
 
 
 async def test_a_post_whose_answer_is_lost_is_sent_again_and_creates_one_order(

@@ -19,17 +19,11 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
-from client_support import READS, WRITES, Gateway, Proxy, running_gateway
+from client_support import Gateway, Proxy, READS, WRITES, gateway  # gateway: a fixture used by name
 from conftest import ROOT, free_port
 
 EXAMPLES = ROOT / "client" / "examples"
 SECRET = "whsec_" + base64.b64encode(b"receiver test secret 24b").decode()
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    with running_gateway(tmp_path_factory.mktemp("client-examples")) as running:
-        yield running
 
 
 def run_example(gateway: Gateway, name: str, *args: str, base_url: str | None = None) -> subprocess.CompletedProcess[str]:

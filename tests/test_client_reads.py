@@ -3,7 +3,6 @@ reads answered 304, and the change feed iterated, stopped anywhere and resumed w
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import date, datetime, timezone
 from itertools import islice
 from typing import Any
@@ -11,14 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from client_support import FAST, READS, WRITES, Gateway, Proxy, new_order, running_gateway
+from client_support import FAST, Gateway, Proxy, READS, WRITES, gateway, new_order  # gateway: a fixture used by name
 from partner_orders_client import ApiError, HistoryFilters
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    with running_gateway(tmp_path_factory.mktemp("client-reads")) as running:
-        yield running
 
 
 def by_hand(gateway: Gateway, path: str, params: list[tuple[str, str]]) -> list[dict[str, Any]]:

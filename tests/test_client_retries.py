@@ -5,26 +5,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from client_support import FAST, WRITES, Gateway, Proxy, new_order, running_gateway
+from client_support import FAST, Gateway, Proxy, WRITES, gateway, new_order, proxy  # gateway, proxy: fixtures used by name
 from partner_orders_client import ApiError, Client, NetworkError, RetryPolicy
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    with running_gateway(tmp_path_factory.mktemp("client-retries")) as running:
-        yield running
-
-
-@pytest.fixture
-def proxy(gateway: Gateway) -> Iterator[tuple[Proxy, str]]:
-    scripted = Proxy(gateway.url)
-    with scripted.serving() as url:
-        yield scripted, url
 
 
 def orders_with_reference(gateway: Gateway, reference: str) -> list[str]:

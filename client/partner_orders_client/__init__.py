@@ -4,7 +4,7 @@ from partner_orders_client.async_client import AsyncClient
 from partner_orders_client.errors import ApiError, ClientError, NetworkError, UnexpectedAnswer, WebhookVerificationError
 from partner_orders_client.queries import Event, EventFilters, Fetched, HistoryFilters, Order
 from partner_orders_client.retry import RetryPolicy
-from partner_orders_client.settings import VERSION as __version__
+from partner_orders_client.transport import VERSION as __version__
 from partner_orders_client.sync_client import Client
 from partner_orders_client.webhooks import verify_webhook
 

@@ -8,11 +8,11 @@ from typing import Any, TypeVar, Unpack
 
 import httpx
 
-from partner_orders_client.engine import Emit, Engine, Send, Sleep, Steps, Stream
+from partner_orders_client.engine import DEFAULT_POLL_SECONDS, Action, Driver, Emit, Engine, Send, Sleep, Steps, Stream
 from partner_orders_client.queries import Event, EventFilters, Fetched, HistoryFilters, Order
 from partner_orders_client.retry import RetryPolicy
-from partner_orders_client.settings import DEFAULT_POLL_SECONDS, http_options
-from partner_orders_client.wire import Answer, Failure, Reply
+from partner_orders_client.transport import answer_of, http_options, request_arguments
+from partner_orders_client.wire import Failure, Reply
 
 T = TypeVar("T")
 
@@ -68,35 +68,25 @@ class AsyncClient:
         await self.aclose()
 
     async def _run(self, steps: Steps[T]) -> T:
-        reply: Reply | None = None
-        while True:
-            try:
-                action = steps.send(reply)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            reply = await self._perform(action)
+        driver = Driver(steps)
+        while driver.action is not None:
+            driver.resume(await self._perform(driver.action))
+        return driver.result
 
     async def _iterate(self, stream: Stream) -> AsyncIterator[dict[str, Any]]:
-        reply: Reply | None = None
-        while True:
-            try:
-                action = stream.send(reply)
-            except StopIteration:
-                return
-            if isinstance(action, Emit):
-                reply = None
-                yield action.item
-            else:
-                reply = await self._perform(action)
+        driver = Driver(stream)
+        while driver.action is not None:
+            if isinstance(driver.action, Emit):
+                yield driver.action.item
+            driver.resume(await self._perform(driver.action))
 
-    async def _perform(self, action: Send | Sleep) -> Reply | None:
+    async def _perform(self, action: Action) -> Reply | None:
+        """The reply to a Send, None after a Sleep or an Emit."""
+        if isinstance(action, Send):
+            try:
+                return answer_of(await self._http.request(**request_arguments(action.request)))
+            except httpx.TransportError as error:
+                return Failure(error)
         if isinstance(action, Sleep):
             await asyncio.sleep(action.seconds)
-            return None
-        request = action.request
-        try:
-            response = await self._http.request(request.method, request.target, content=request.body,
-                                                headers=dict(request.headers))
-        except httpx.TransportError as error:
-            return Failure(error)
-        return Answer(response.status_code, response.headers, response.content)
+        return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from partner_orders_client.errors import UnexpectedAnswer
 from partner_orders_client.feed_position import FeedPosition
@@ -26,6 +26,7 @@ OK = frozenset({200, 201})
 UNAUTHORIZED = 401
 TOKEN_REFUSED = "4116"  # 401: the bearer token is not (or no longer) valid for this API key
 NOT_MODIFIED = 304
+DEFAULT_POLL_SECONDS = 2.0  # the gateway shows an event within 2 s of its change: polling faster finds nothing
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,34 @@ class Emit:
     item: dict[str, Any]
 
 
+Action = Send | Sleep | Emit
 Steps = Generator[Send | Sleep, Reply | None, T]  # one call: its result is the generator's return value
-Stream = Generator[Send | Sleep | Emit, Reply | None, None]  # an iteration: its items are the Emits
+Stream = Generator[Action, Reply | None, None]  # an iteration: its items are the Emits
+
+
+class Driver(Generic[T]):
+    """Runs an operation for a client: `action` is what to do next (None once the operation has finished);
+    the client does it (sends, sleeps, hands the item out) and passes what came of it to `resume`. The clients
+    differ only in how they do an action."""
+
+    def __init__(self, steps: Generator[Action, Reply | None, T]) -> None:
+        self._steps = steps
+        self._result: list[T] = []
+        self.action: Action | None = None
+        self.resume(None)
+
+    def resume(self, reply: Reply | None) -> None:
+        try:
+            self.action = self._steps.send(reply)
+        except StopIteration as done:
+            self.action = None
+            self._result.append(done.value)
+
+    @property
+    def result(self) -> T:
+        if self.action is not None:
+            raise RuntimeError("the operation has not finished")
+        return self._result[0]
 
 
 class Engine:
