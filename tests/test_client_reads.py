@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from client_support import FAST, Gateway, Proxy, READS, WRITES, gateway, new_order  # gateway: a fixture used by name
-from partner_orders_client import ApiError, HistoryFilters
+from partner_orders_client import ApiError, Client, HistoryFilters, UnexpectedAnswer
 
 
 def by_hand(gateway: Gateway, path: str, params: list[tuple[str, str]]) -> list[dict[str, Any]]:
@@ -134,3 +134,24 @@ def test_a_cursor_too_old_is_an_api_error_4124(gateway: Gateway) -> None:
         with pytest.raises(ApiError) as gone:
             list(client.events("AAAAAAAAAAAAAAAAAAAAAAAAAAA"))
     assert (gone.value.status, gone.value.code) == (410, "4124")
+
+
+def test_a_next_link_to_another_host_is_not_followed() -> None:
+    """The credentials go only to the base URL: a page whose links.next names another host is an error."""
+    hosts: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        hosts.append(request.url.host)
+        if request.url.path.startswith("/ims/token"):
+            return httpx.Response(200, json={"access_token": "t", "token_type": "bearer", "expires_in": 3600})
+        page = {"totalCount": 2, "count": 1, "offset": 0, "limit": 1, "items": [{"orderId": "1"}],
+                "links": {"self": {"uri": "/v3/customers/C/orders"},
+                          "next": {"uri": "https://elsewhere.example/v3/customers/C/orders?offset=1"}}}
+        return httpx.Response(200, json=page)
+
+    with Client("https://gateway.example", "key", "secret", transport=httpx.MockTransport(answer)) as client:
+        orders = client.history("C")
+        assert next(orders) == {"orderId": "1"}
+        with pytest.raises(UnexpectedAnswer, match="root-relative"):
+            next(orders)
+    assert set(hosts) == {"gateway.example"}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, TypedDict
 
+from partner_orders_client.errors import UnexpectedAnswer
 from partner_orders_client.wire import QueryValue, path, with_query
 
 ORDERS = ("v3", "customers")
@@ -75,11 +76,16 @@ def events_target(cursor: str | None, filters: EventFilters) -> str:
 
 def next_link(page: dict[str, Any]) -> str | None:
     """The root-relative target of the page after this one, present exactly when there is one: the gateway
-    decides, from the limit it applied and the total it counted, never the client from the one it asked."""
+    decides, from the limit it applied and the total it counted, never the client from the one it asked.
+    Only a root-relative link is followed: an absolute one would take the credentials to another host."""
     links = page.get("links")
     following = links.get("next") if isinstance(links, dict) else None
     uri = following.get("uri") if isinstance(following, dict) else None
-    return uri if isinstance(uri, str) and uri else None
+    if uri is None:
+        return None
+    if not isinstance(uri, str) or not uri.startswith("/") or uri.startswith("//"):
+        raise UnexpectedAnswer(f"links.next is not a root-relative link: {str(uri)[:200]!r}")
+    return uri
 
 
 def _renamed(filters: Any, names: dict[str, str]) -> dict[str, QueryValue]:

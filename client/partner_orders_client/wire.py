@@ -31,10 +31,6 @@ class Request:
     def with_headers(self, **extra: str) -> Request:
         return replace(self, headers={**self.headers, **extra})
 
-    @property
-    def correlation_id(self) -> str:
-        return self.headers["X-Correlation-Id"]
-
 
 @dataclass(frozen=True)
 class Answer:
