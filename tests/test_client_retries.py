@@ -113,11 +113,11 @@ def test_a_refused_token_is_renewed_once_and_the_call_retried(gateway: Gateway, 
 
 def test_a_token_is_renewed_before_it_expires(gateway: Gateway, proxy: tuple[Proxy, str]) -> None:
     scripted, url = proxy
-    scripted.token_lifetime = 1.0  # renewed halfway: a lifetime shorter than twice the margin
+    scripted.token_lifetime = 2.0  # renewed halfway (after 1 s): a lifetime shorter than twice the margin
     with gateway.client(url, retry=FAST) as client:
         client.get_order(WRITES, client.place_order(WRITES, new_order("short-token"))["orderId"])
         assert len(scripted.requests("POST", "/ims/token")) == 1
-        time.sleep(0.6)
+        time.sleep(1.1)
         client.history(WRITES, limit=1).__next__()
     assert len(scripted.requests("POST", "/ims/token")) == 2
     assert all(seen.status != 401 for seen in scripted.seen)
