@@ -7,10 +7,11 @@ DB ?= var/gateway.db
 
 .PHONY: run test fuzz bench-history bench-create bench-feed clean
 
-$(STAMP): setup.cfg
+$(STAMP): setup.cfg client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet -e ./client
 	touch $(STAMP)
 
 run: $(STAMP)
