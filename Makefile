@@ -1,23 +1,38 @@
 # Two commands do everything on a fresh machine: `make run` and `make test`.
+# `make run` installs only what the gateway needs; the tests and benchmarks install their own extras.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
+BENCH_STAMP := $(VENV)/.installed-bench
 DB ?= var/gateway.db
+PORT ?= 8080
+HOST ?= 127.0.0.1
 
-.PHONY: run test fuzz bench-history bench-create bench-feed clean
+.PHONY: run test fuzz bench-history bench-create bench-feed bench-webhooks clean
 
-$(STAMP): setup.cfg client/pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,bench]'
-	$(BIN)/pip install --quiet -e ./client
-	touch $(STAMP)
 
-run: $(STAMP)
-	$(BIN)/order-gateway --database sqlite:///$(DB) serve --demo
+$(RUN_STAMP): setup.cfg | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $(RUN_STAMP)
 
-test: $(STAMP)
+$(TEST_STAMP): setup.cfg client/pyproject.toml $(RUN_STAMP)
+	$(BIN)/pip install --quiet -e '.[test]' -e ./client
+	touch $(TEST_STAMP)
+
+$(BENCH_STAMP): setup.cfg $(RUN_STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+# The demo gateway on http://$(HOST):$(PORT) (`make run PORT=9000` for another port), with demo data in $(DB).
+run: $(RUN_STAMP)
+	$(BIN)/order-gateway --database sqlite:///$(DB) serve --demo --host $(HOST) --port $(PORT)
+
+test: $(TEST_STAMP)
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
@@ -27,19 +42,22 @@ test: $(STAMP)
 FUZZ_EXAMPLES ?= 1667
 FUZZ_SECONDS ?= 1800
 RAW_FUZZ_REQUESTS ?= 10000
-fuzz: $(STAMP)
+fuzz: $(TEST_STAMP)
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) timeout $(FUZZ_SECONDS) $(BIN)/python -m pytest -q tests/test_fuzz.py
 	RAW_FUZZ_REQUESTS=$(RAW_FUZZ_REQUESTS) RAW_FUZZ_SECONDS=$$(($(FUZZ_SECONDS) - 60)) timeout $(FUZZ_SECONDS) \
 		$(BIN)/python -m pytest -q tests/test_raw_fuzz.py
 
-bench-history: $(STAMP)
+bench-history: $(BENCH_STAMP)
 	$(BIN)/python bench/history.py
 
-bench-create: $(STAMP)
+bench-create: $(BENCH_STAMP)
 	$(BIN)/python bench/create.py
 
-bench-feed: $(STAMP)
+bench-feed: $(BENCH_STAMP)
 	$(BIN)/python bench/feed.py
+
+bench-webhooks: $(BENCH_STAMP)
+	$(BIN)/python bench/webhooks.py
 
 clean:
 	rm -rf $(VENV) var *.egg-info
