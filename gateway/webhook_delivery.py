@@ -1,13 +1,16 @@
-"""The delivery worker each gateway process runs: takes due deliveries by claim (gateway.storage.webhooks),
-calls the webhooks, records each attempt's outcome, and plans the retries.
+"""The delivery worker each gateway process runs: calls webhooks with their due deliveries, records each
+attempt's outcome under its claim (gateway.storage.webhooks), and plans the retries.
 
-Concurrency is bounded twice: at most `webhook_concurrency` calls in flight in the process, and at most
-`webhook_endpoint_concurrency` to any one webhook, so a slow or dead endpoint holds its own share and
-never the others' (nor the API's: calls are plain tasks on the event loop, waiting on sockets).
+Work goes in lanes: a lane belongs to one webhook and makes one call at a time, taking the webhook's next
+due delivery in the same transaction that records the last one's outcome, until none is due. Rounds start
+lanes: at most `webhook_concurrency` in the process and `webhook_endpoint_concurrency` per webhook, so a
+slow or dead endpoint holds its own lanes and never the others' (nor the API's: calls are plain tasks on
+the event loop, waiting on sockets).
 
-The worker wakes when this process commits a write (its events may be due at once), when a call of its
-own ends (a slot is free), when a retry falls due, and every `webhook_poll_seconds` for what other
-processes wrote.
+A round runs when this process commits a write (its events may be due at once), when a lane ends (a slot is
+free), when a retry falls due, and every `webhook_poll_seconds` for what other processes wrote. While no
+webhook is enabled (checked at each poll), writes do not wake it: a gateway without webhooks pays one query
+a poll for them, not one a write.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from gateway.webhook_sender import Answer, Call, Sender
 log = structlog.get_logger("gateway.webhooks")
 
 LEASE_MARGIN_MS = 5000  # a claim outlives the call's timeout by this much before another process may retry
-MIN_ROUND_SECONDS = 0.01  # wakes closer together than this share one round
+MIN_ROUND_SECONDS = 0.002  # wakes closer together than this share one round
 GONE = 410
 
 
@@ -43,11 +46,15 @@ class DeliveryWorker:
         self._lease_ms = int(settings.webhook_timeout_seconds * 1000) + LEASE_MARGIN_MS
         self._wake = asyncio.Event()
         self._in_flight: collections.Counter[str] = collections.Counter()
-        self._calls: set[asyncio.Task[None]] = set()
+        self._lanes: set[asyncio.Task[None]] = set()
+        self._stopping = False
         self._sender: Sender | None = None
+        self._webhooks_enabled = True  # until the first poll says otherwise
+        self._next_poll = 0.0  # time.monotonic() of the next round that also looks at what the others did
 
     def wake(self) -> None:
-        self._wake.set()
+        if self._webhooks_enabled:
+            self._wake.set()
 
     async def run(self) -> None:
         """For the life of the app; cancelled at shutdown (see `finish`)."""
@@ -66,59 +73,74 @@ class DeliveryWorker:
             self._wake.clear()
 
     async def finish(self) -> None:
-        """After `run` is cancelled: lets the calls in flight end and record their outcome (each is bounded
-        by the timeout), so that a graceful restart repeats none."""
-        if self._calls:
-            await asyncio.wait(self._calls, timeout=self._settings.webhook_timeout_seconds + 1)
+        """After `run` is cancelled: the lanes make no new claim, and the calls in flight end and record their
+        outcome (each is bounded by the timeout), so that a graceful restart repeats none."""
+        self._stopping = True
+        if self._lanes:
+            await asyncio.wait(self._lanes, timeout=self._settings.webhook_timeout_seconds + 1)
         if self._sender is not None:
             await self._sender.close()
 
     async def _round(self) -> float:
-        """Claims what is due and has room; the seconds until the next delivery falls due (at most a poll)."""
-        started = now_ms()
-        pause = self._settings.webhook_poll_seconds
-        due = await self._storage.deliveries_due_by_webhook()
-        for webhook_id, due_at in sorted(due.items(), key=lambda item: item[1]):
+        """Starts lanes where deliveries are due and there is room; the seconds until the next delivery
+        falls due (at most a poll)."""
+        started, settings = now_ms(), self._settings
+        pause = settings.webhook_poll_seconds
+        due = await self._storage.deliveries_due_by_webhook(started, settings.webhook_endpoint_concurrency)
+        for webhook_id, (due_at, due_now) in sorted(due.items(), key=lambda item: item[1][0]):
             if due_at > started:
                 pause = min(pause, (due_at - started) / 1000)
-                continue
-            room = min(self._settings.webhook_endpoint_concurrency - self._in_flight[webhook_id],
-                       self._settings.webhook_concurrency - sum(self._in_flight.values()))
-            if room > 0:
-                await self._start_calls(webhook_id, started, room)
-        oldest = await self._storage.oldest_pending_delivery()
-        self._metrics.webhook_oldest_pending.set(0 if oldest is None else max(0.0, time.time() - oldest))
+            room = min(settings.webhook_endpoint_concurrency - self._in_flight[webhook_id],
+                       settings.webhook_concurrency - sum(self._in_flight.values()), due_now)
+            if room > 0 and (webhook := await self._storage.get_webhook(webhook_id)) is not None:
+                for _ in range(room):
+                    self._start_lane(webhook)
+        if time.monotonic() >= self._next_poll:
+            self._next_poll = time.monotonic() + settings.webhook_poll_seconds
+            self._webhooks_enabled = await self._storage.any_enabled_webhook()
+            oldest = await self._storage.oldest_pending_delivery()
+            self._metrics.webhook_oldest_pending.set(0 if oldest is None else max(0.0, time.time() - oldest))
         return max(pause, 0.0)
 
-    async def _start_calls(self, webhook_id: str, now: int, room: int) -> None:
-        webhook = await self._storage.get_webhook(webhook_id)
-        if webhook is None:  # removed since the deliveries were listed: they went with it
-            return
-        claim = uuid.uuid4().hex
-        deliveries = await self._storage.claim_deliveries(webhook_id, now, now + self._lease_ms, claim, room)
-        events = await self._storage.event_bodies(webhook.partner_id, [d.event_id for d in deliveries])
-        for delivery in deliveries:
-            self._in_flight[webhook_id] += 1
-            task = asyncio.create_task(self._call(webhook, delivery, events.get(delivery.event_id)))
-            self._calls.add(task)
-            task.add_done_callback(self._calls.discard)
+    def _start_lane(self, webhook: Webhook) -> None:
+        self._in_flight[webhook.webhook_id] += 1
+        lane = asyncio.create_task(self._lane(webhook))
+        self._lanes.add(lane)
+        lane.add_done_callback(self._lanes.discard)
 
-    async def _call(self, webhook: Webhook, delivery: Delivery, event: tuple[bytes, str | None] | None) -> None:
+    async def _lane(self, webhook: Webhook) -> None:
+        """Claims, calls and records, one delivery at a time, until none of the webhook's is due."""
+        attempt: Attempt | None = None
         try:
-            if event is None:  # an import moved the order to another partner, or the event is gone
-                attempt = Attempt(delivery, now_ms(), "skipped", None, "the partner no longer sees this event", None)
-            else:
-                attempt = self._outcome(delivery, await self._send(webhook, delivery, event))
-            if not await self._storage.record_attempt(attempt):
-                log.warning("webhook_claim_lost", webhook_id=webhook.webhook_id, event_id=delivery.event_id)
-            self._metrics.webhook_attempts.labels(attempt.outcome).inc()
-        except StorageUnavailable:  # the lease runs out and the delivery is attempted again
-            log.warning("webhook_outcome_not_recorded", webhook_id=webhook.webhook_id, event_id=delivery.event_id)
+            while True:
+                now, claim = now_ms(), uuid.uuid4().hex
+                held, claimed = await self._storage.record_and_claim(
+                    attempt, webhook.webhook_id, now, now + self._lease_ms, claim, 0 if self._stopping else 1)
+                if attempt is not None:
+                    self._counted(attempt, held)
+                if not claimed:
+                    return
+                attempt = await self._attempt(webhook, claimed[0])
+        except StorageUnavailable:  # the claim's lease runs out, and the delivery is attempted again
+            log.warning("webhook_outcome_not_recorded", webhook_id=webhook.webhook_id)
         except Exception:
-            log.exception("webhook_call_failed", webhook_id=webhook.webhook_id, event_id=delivery.event_id)
+            log.exception("webhook_lane_failed", webhook_id=webhook.webhook_id)
         finally:
             self._in_flight[webhook.webhook_id] -= 1
             self._wake.set()
+
+    def _counted(self, attempt: Attempt, held: bool) -> None:
+        self._metrics.webhook_attempts.labels(attempt.outcome).inc()
+        if not held:
+            log.warning("webhook_claim_lost", webhook_id=attempt.delivery.webhook_id,
+                        event_id=attempt.delivery.event_id)
+
+    async def _attempt(self, webhook: Webhook, delivery: Delivery) -> Attempt:
+        events = await self._storage.event_bodies(webhook.partner_id, [delivery.event_id])
+        event = events.get(delivery.event_id)
+        if event is None:  # an import moved the order to another partner, or the event is gone
+            return Attempt(delivery, now_ms(), "skipped", None, "the partner no longer sees this event", None)
+        return self._outcome(delivery, await self._send(webhook, delivery, event))
 
     async def _send(self, webhook: Webhook, delivery: Delivery, event: tuple[bytes, str | None]) -> Answer:
         try:

@@ -103,6 +103,9 @@ class SqlStorage:
     async def revoke_credential(self, key_hash: str) -> bool:
         return await self._backend.write(lambda db: partners.revoke_credential(db, key_hash))
 
+    async def revoke_partner_credentials(self, partner_id: str) -> int:
+        return await self._backend.write(lambda db: partners.revoke_partner_credentials(db, partner_id))
+
     async def list_partners(self) -> list[PartnerRecord]:
         return await partners.list_partners(self._reader)
 
@@ -182,26 +185,26 @@ class SqlStorage:
     async def get_webhook(self, webhook_id: str) -> Webhook | None:
         return await webhooks.get_webhook(self._reader, webhook_id)
 
+    async def any_enabled_webhook(self) -> bool:
+        return await webhooks.any_enabled(self._reader)
+
     async def remove_webhook(self, webhook_id: str) -> bool:
         return await self._backend.write(lambda db: webhooks.remove_webhook(db, webhook_id))
 
     async def latest_attempts(self, webhook_id: str, limit: int) -> list[Attempt]:
         return await webhooks.latest_attempts(self._reader, webhook_id, limit)
 
-    async def deliveries_due_by_webhook(self) -> dict[str, int]:
-        return await webhooks.due_by_webhook(self._reader)
+    async def deliveries_due_by_webhook(self, now: int, bound: int) -> dict[str, tuple[int, int]]:
+        return await webhooks.due_by_webhook(self._reader, now, bound)
 
-    async def claim_deliveries(self, webhook_id: str, now: int, lease_until: int, claim: str,
-                               limit: int) -> list[Delivery]:
+    async def record_and_claim(self, attempt: Attempt | None, webhook_id: str, now: int, lease_until: int,
+                               claim: str, limit: int) -> tuple[bool, list[Delivery]]:
         return await self._backend.write(
-            lambda db: webhooks.claim_deliveries(db, webhook_id, now, lease_until, claim, limit)
+            lambda db: webhooks.record_and_claim(db, attempt, webhook_id, now, lease_until, claim, limit)
         )
 
     async def event_bodies(self, partner_id: str, event_ids: Sequence[str]) -> dict[str, tuple[bytes, str | None]]:
         return await webhooks.event_bodies(self._reader, partner_id, event_ids)
-
-    async def record_attempt(self, attempt: Attempt) -> bool:
-        return await self._backend.write(lambda db: webhooks.record_attempt(db, attempt))
 
     async def oldest_pending_delivery(self) -> int | None:
         return await webhooks.oldest_pending(self._reader)

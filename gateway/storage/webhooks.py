@@ -62,6 +62,13 @@ async def get_webhook(db: Db, webhook_id: str) -> Webhook | None:
     return _webhook(rows[0]) if rows else None
 
 
+ANY_ENABLED = "SELECT 1 FROM webhooks WHERE disabled IS NULL LIMIT 1"
+
+
+async def any_enabled(db: Db) -> bool:
+    return bool(await db.fetch(ANY_ENABLED))
+
+
 DELETE_WEBHOOK = "DELETE FROM webhooks WHERE webhook_id = ?"  # its deliveries and attempts go with it
 
 
@@ -84,12 +91,22 @@ async def latest_attempts(db: Db, webhook_id: str, limit: int) -> list[Attempt]:
     ]
 
 
-# Per webhook, when its earliest delivery is due: what the worker plans its next round from.
-DUE_BY_WEBHOOK = "SELECT webhook_id, min(due) FROM webhook_deliveries GROUP BY webhook_id"
+# Per enabled webhook, when its earliest delivery is due, and how many (up to a bound) are due now: one
+# probe of the (webhook_id, due) index each, however long a dead endpoint's backlog has grown.
+DUE_BY_WEBHOOK = """
+    SELECT w.webhook_id,
+           (SELECT min(d.due) FROM webhook_deliveries d WHERE d.webhook_id = w.webhook_id),
+           (SELECT count(*) FROM (SELECT 1 FROM webhook_deliveries d WHERE d.webhook_id = w.webhook_id AND d.due <= ?1
+                                  LIMIT ?2) due_now)
+    FROM webhooks w WHERE w.disabled IS NULL
+"""
 
 
-async def due_by_webhook(db: Db) -> dict[str, int]:
-    return {str(webhook_id): int(due) for webhook_id, due in await db.fetch(DUE_BY_WEBHOOK)}
+async def due_by_webhook(db: Db, now: int, bound: int) -> dict[str, tuple[int, int]]:
+    """webhook id -> (when its earliest delivery is due, how many are due at `now`, at most `bound`), for
+    the webhooks that have any."""
+    rows = await db.fetch(DUE_BY_WEBHOOK, (now, bound))
+    return {str(webhook_id): (int(due), int(count)) for webhook_id, due, count in rows if due is not None}
 
 
 # SQLite runs one writer at a time, so a plain UPDATE claims; PostgreSQL claims under row locks, skipping
@@ -157,6 +174,15 @@ async def record_attempt(db: Db, attempt: Attempt) -> bool:
         await db.execute(DISABLE_WEBHOOK, (attempt.attempted // 1000, delivery.webhook_id))
         await db.execute(DROP_DELIVERIES, (delivery.webhook_id,))
     return True
+
+
+async def record_and_claim(db: Db, attempt: Attempt | None, webhook_id: str, now: int, lease_until: int,
+                           claim: str, limit: int) -> tuple[bool, list[Delivery]]:
+    """A lane's one transaction per delivery: the outcome of its last attempt (if any; whether the claim
+    still held it) and its next claim (none when `limit` is 0)."""
+    held = await record_attempt(db, attempt) if attempt is not None else True
+    claimed = await claim_deliveries(db, webhook_id, now, lease_until, claim, limit) if limit else []
+    return held, claimed
 
 
 OLDEST_PENDING = "SELECT min(created) FROM webhook_deliveries"
