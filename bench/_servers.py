@@ -32,7 +32,7 @@ LOG_DIR = BENCH / "data" / "logs"
 READY_SECONDS = 60.0
 STOP_SECONDS = 10.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-# A benchmark measures the gateway's work, not a throttle: the rate limit (SPEC 12; defaults 50/s, burst
+# A benchmark measures the gateway's work, not a throttle: the rate limit (defaults 50/s, burst
 # 100, per partner) is set far above any rate this machine reaches. Harmless where it is not implemented.
 UNTHROTTLED = "1000000"
 BENCH_ENV = {"GATEWAY_RATE_LIMIT_PER_SECOND": UNTHROTTLED, "GATEWAY_RATE_LIMIT_BURST": UNTHROTTLED}

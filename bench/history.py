@@ -183,7 +183,7 @@ class Group:
 
 
 def whale_scenarios(orders: int) -> dict[str, str]:
-    """Page 1 and the deepest full page (offset may go up to totalCount: SPEC 4) of the whale customer."""
+    """Page 1 and the deepest full page (offset may go up to totalCount) of the whale customer."""
     path = f"/v3/customers/{_layouts.WHALE_CUSTOMER}/orders"
     return {
         f"{_size(orders)} page 1": f"{path}?offset=0&limit={LIMIT}",

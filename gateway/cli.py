@@ -6,6 +6,7 @@ import asyncio
 import math
 import os
 import shutil
+import signal
 import sqlite3
 import sys
 from collections.abc import Mapping, Sequence
@@ -13,12 +14,15 @@ from typing import NoReturn
 
 from tqdm import tqdm
 
-from gateway.cli_common import EXIT_FAILED, EXIT_USAGE, Command, positive_int, print_json
+from gateway.cli_common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, INTERRUPTED, Command, Interrupted
+from gateway.cli_common import PortInUse, interrupt, positive_int, print_json
 from gateway.cli_webhooks import WEBHOOK_COMMANDS, add_webhook_commands
 from gateway.importer import ImportLineError, import_file
 from gateway.logconfig import configure_logging
 from gateway.partners import create_credential, create_partner, credential_line, partner_line, revoke_credential
-from gateway.settings import ENV_PREFIX, MIN_RATE_PER_SECOND, Settings, SettingsError
+from gateway import __version__
+from gateway.settings import DEFAULT_DATABASE_URL, ENV_PREFIX, MIN_RATE_PER_SECOND, Settings, SettingsError
+from gateway.settings_help import SETTING_HELP
 from gateway.storage import RateOverride, Storage, StorageError, StorageUnavailable, open_storage
 from schemas.enums import STATUSES
 
@@ -31,38 +35,51 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="order-gateway", description="Partner Orders Gateway")
-    parser.add_argument("--database", metavar="URL", help="database URL (env GATEWAY_DATABASE_URL)")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    serve = commands.add_parser("serve", help="run the API")
-    serve.add_argument("--demo", action="store_true", help="load demo data and print a working curl")
-    # Every setting but the database (a global option) has a flag; Settings checks the values.
-    for field in Settings.fields():
-        if field.name != "database_url":
-            flag = "--" + field.name.replace("_", "-")
-            serve.add_argument(flag, dest=field.name, metavar="VALUE",
-                               help=f"default {field.default} (env {ENV_PREFIX}{field.name.upper()})")
-
-    _add_partner_commands(commands.add_parser("partners", help="manage partners"))
+    parser = _Parser(prog="order-gateway", description="Partner Orders Gateway: serve the API, operate its data.",
+                     epilog="Exit status: 0 done, 1 failed (one line on stderr says why), 2 usage error, "
+                            "130 interrupted.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--database", metavar="URL", help=f"database URL (env {ENV_PREFIX}DATABASE_URL; "
+                                                          f"default {DEFAULT_DATABASE_URL})")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    _add_serve_command(commands.add_parser("serve", help="run the API"))
+    _add_partner_commands(commands.add_parser("partners", help="manage partners and their rate limits"))
     credentials = commands.add_parser("credentials", help="manage API credentials")
-    actions = credentials.add_subparsers(dest="action", required=True)
-    actions.add_parser("create", help="a new credential for a partner").add_argument("partner_id")
-    actions.add_parser("revoke", help="revoke a credential by its API key").add_argument("api_key")
-    actions.add_parser("list", help="a partner's credentials, by fingerprint").add_argument("partner_id")
+    actions = credentials.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = actions.add_parser("create", help="a new credential for a partner (prints its key and secret once)")
+    create.add_argument("partner_id", metavar="PARTNER_ID", help="the partner it belongs to")
+    revoke = actions.add_parser("revoke", help="revoke a credential (running servers refuse it within seconds)")
+    revoke.add_argument("api_key", metavar="API_KEY", help="the credential's API key")
+    listing = actions.add_parser("list", help="a partner's credentials, by fingerprint, never the key")
+    listing.add_argument("partner_id", metavar="PARTNER_ID", help="the partner")
 
-    load = commands.add_parser("import", help="load resellers, customers and orders from JSON Lines")
-    load.add_argument("file")
+    load = commands.add_parser("import", help="load resellers, customers and orders from JSON Lines, all or nothing")
+    load.add_argument("file", metavar="FILE.jsonl", help="one record per line: reseller, customer or order")
     load.add_argument("--no-events", dest="events", action="store_false",
                       help="write no order events (for history that partners have already seen)")
 
     add_webhook_commands(commands.add_parser("webhooks", help="manage partners' webhooks"))
 
-    orders = commands.add_parser("orders", help="operate on orders").add_subparsers(dest="action", required=True)
-    status = orders.add_parser("set-status", help="move an order to another status")
-    status.add_argument("order_id")
-    status.add_argument("status", choices=STATUSES)
+    orders = commands.add_parser("orders", help="operate on orders").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    status = orders.add_parser("set-status", help="move an order to another status (writes its event)")
+    status.add_argument("order_id", metavar="ORDER_ID", help="the order")
+    status.add_argument("status", choices=STATUSES, metavar="STATUS", help=f"one of {', '.join(STATUSES)}")
     return parser
+
+
+def _add_serve_command(serve: argparse.ArgumentParser) -> None:
+    serve.add_argument("--demo", action="store_true",
+                       help="load the demo data once, leave one working demo credential, print a curl that works")
+    serve.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                       help="processes serving one port (default 1); SIGTERM stops them all")
+    # Every setting but the database (a global option) has a flag; Settings checks the values.
+    for field in Settings.fields():
+        if field.name != "database_url":
+            flag = "--" + field.name.replace("_", "-")
+            serve.add_argument(flag, dest=field.name, metavar="VALUE",
+                               help=f"{SETTING_HELP[field.name]} (default {field.default!r}; "
+                                    f"env {ENV_PREFIX}{field.name.upper()})")
 
 
 def _positive_rate(text: str) -> float:
@@ -76,13 +93,13 @@ def _positive_rate(text: str) -> float:
 
 
 def _add_partner_commands(parser: argparse.ArgumentParser) -> None:
-    partners = parser.add_subparsers(dest="action", required=True)
-    create = partners.add_parser("create", help="create a partner and its first credential")
-    create.add_argument("--name", required=True)
-    create.add_argument("--partner-id")
+    partners = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = partners.add_parser("create", help="create a partner and its first credential (printed once)")
+    create.add_argument("--name", required=True, help="the partner's name")
+    create.add_argument("--partner-id", metavar="ID", help="its id (default: a new random one)")
     partners.add_parser("list", help="every partner, with its rate limit and number of active credentials")
     rate = partners.add_parser("set-rate-limit", help="a partner's own rate limit, or back to the default")
-    rate.add_argument("partner_id")
+    rate.add_argument("partner_id", metavar="PARTNER_ID", help="the partner")
     chosen = rate.add_mutually_exclusive_group(required=True)
     chosen.add_argument("--per-second", type=_positive_rate, metavar="R", help=f"requests per second (>= {MIN_RATE_PER_SECOND})")
     chosen.add_argument("--default", action="store_true", help="use the configured defaults again")
@@ -106,9 +123,18 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         if args.command == "serve":
             from gateway.cli_serve import serve  # the web stack, loaded only by the command that runs it
 
-            return serve(settings, demo=args.demo)
+            return serve(settings, demo=args.demo, workers=args.workers)
         command = _COMMANDS[(args.command, getattr(args, "action", None))]
+        signal.signal(signal.SIGINT, interrupt)
         return asyncio.run(_with_storage(settings, command, args))
+    except KeyboardInterrupt:
+        print("order-gateway: interrupted; a command's writes are one transaction, never left half-written",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except PortInUse as exc:
+        print(f"order-gateway: cannot listen: {exc.strerror}; choose another port with --port "
+              f"(or {ENV_PREFIX}PORT, or make run PORT=...)", file=sys.stderr)
+        return EXIT_FAILED
     except (StorageError, ImportLineError) as exc:
         print(f"order-gateway: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -157,7 +183,13 @@ async def _import(storage: Storage, args: argparse.Namespace, settings: Settings
         total=os.fstat(handle.fileno()).st_size, unit="B", unit_scale=True, desc="import",
         disable=not sys.stderr.isatty(), ncols=shutil.get_terminal_size().columns,  # 80 where the tty has no size
     ) as bar:
-        counts = await import_file(storage, handle, bar.update, events=args.events)
+
+        def on_line(size: int) -> None:
+            if INTERRUPTED.is_set():
+                raise Interrupted("import interrupted")
+            bar.update(size)
+
+        counts = await import_file(storage, handle, on_line, events=args.events)
     print_json({"written": counts.written, "unchanged": counts.unchanged})
     return 0
 

@@ -1,40 +1,120 @@
-"""`order-gateway serve`: the API, and with `--demo` the demo data and a curl that works."""
+"""`order-gateway serve`: the API, in one process or in `--workers N` on one port, and with `--demo` the demo
+data and a curl that works, printed once the port is bound."""
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.connection
 import shlex
+import signal
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from types import FrameType
 
 import orjson
+import structlog
 from aiohttp import web
 
 from gateway.app import create_app, signing_key, token_service
 from gateway.demo import DEMO_CUSTOMER, load_demo
+from gateway.cli_common import PortInUse
 from gateway.http_server import serve_app
 from gateway.keys import SETTINGS, STORAGE
+from gateway.logconfig import configure_logging
 from gateway.settings import Settings
 
+log = structlog.get_logger("gateway.server")
+WORKER_STOP_MARGIN_SECONDS = 5.0  # beyond the shutdown timeout, before a worker that has not stopped is killed
 
-def serve(settings: Settings, demo: bool = False) -> int:
-    app = create_app(settings)
-    if demo:
-        app.on_startup.append(_announce_demo)
-    serve_app(app, settings)
+
+def serve(settings: Settings, demo: bool = False, workers: int = 1) -> int:
+    if workers > 1:
+        return _serve_workers(settings, demo, workers)
+    serve_app(create_app(settings), settings, _announce_demo if demo else None)
     return 0
 
 
-async def _announce_demo(app: web.Application) -> None:
+def _worker(settings: Settings, demo: bool) -> None:
+    """One of `serve --workers N`: a whole gateway sharing the port with its siblings (SO_REUSEPORT: the
+    kernel spreads new connections over them)."""
+    configure_logging(settings.log_format)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: the parent stops the workers
+    serve_app(create_app(settings), settings, _announce_demo if demo else None, reuse_port=True)
+
+
+def _serve_workers(settings: Settings, demo: bool, workers: int) -> int:
+    """Starts the workers, then waits: SIGTERM or SIGINT stops them all gracefully; a worker that dies on
+    its own stops the others too (exit 1), for the supervisor above to restart the whole."""
+    with _reserve(settings) as reserved:
+        settings = replace(settings, port=reserved.getsockname()[1])
+        context = multiprocessing.get_context("spawn")
+        processes = [context.Process(target=_worker, args=(settings, demo and n == 0), name=f"worker-{n + 1}")
+                     for n in range(workers)]
+        for process in processes:
+            process.start()
+        log.info("workers", count=workers, pids=[process.pid for process in processes])
+        stopping = _wait_for_signal_or_exit(processes)
+        deadline = time.monotonic() + settings.shutdown_timeout_seconds + WORKER_STOP_MARGIN_SECONDS
+        for process in processes:
+            if process.is_alive():
+                process.terminate()  # SIGTERM: each finishes its requests and closes its database
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join()
+    return 0 if stopping else 1
+
+
+def _reserve(settings: Settings) -> socket.socket:
+    """The port, bound (not listening) with SO_REUSEPORT: taken for the workers, a port in use is found
+    before any starts, and port 0 becomes one port for all of them."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    reserved = socket.socket(family, socket.SOCK_STREAM)
+    reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        reserved.bind((settings.host, settings.port))
+    except OSError as failure:
+        reserved.close()
+        raise PortInUse(failure.errno, f"{settings.host}:{settings.port} is in use") from None
+    return reserved
+
+
+def _wait_for_signal_or_exit(processes: Sequence[multiprocessing.process.BaseProcess]) -> bool:
+    """True when SIGTERM or SIGINT came; False when a worker exited first."""
+    signalled: list[int] = []
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        signalled.append(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, note)
+    sentinels = [process.sentinel for process in processes]
+    while not signalled:
+        if multiprocessing.connection.wait(sentinels, timeout=0.2):
+            print("order-gateway: a worker exited; stopping the others", file=sys.stderr)
+            return False
+    return True
+
+
+async def _announce_demo(app: web.Application, base: str) -> None:
     settings, storage = app[SETTINGS], app[STORAGE]
-    credential = await load_demo(storage)
+    credential, loaded = await load_demo(storage)
     token = token_service(settings, await signing_key(settings, storage)).issue(credential.partner_id, credential.api_key)
-    url = f"http://{settings.host}:{settings.port}/v3/customers/{DEMO_CUSTOMER}/orders?limit=5"
     curl = " ".join(
         [
             "curl -s",
             f"-H {shlex.quote('X-Api-Key: ' + credential.api_key)}",
             f"-H {shlex.quote('Authorization: Bearer ' + token)}",
             "-H 'X-Correlation-Id: demo-1'",
-            shlex.quote(url),
+            shlex.quote(f"{base}/v3/customers/{DEMO_CUSTOMER}/orders?limit=5"),
         ]
     )
-    print(f"Demo data loaded. Partner {credential.partner_id}: API key and client secret (shown once):", flush=True)
+    print(f"Demo data {'loaded' if loaded else 'already loaded'}; listening on {base} (docs: {base}/api/docs).",
+          flush=True)
+    print(f"Demo partner {credential.partner_id}: its one working credential (earlier ones revoked; "
+          "the secret is shown once):", flush=True)
     print(orjson.dumps(credential.as_json()).decode(), flush=True)
     print(f"Try:\n{curl}\n", flush=True)

@@ -23,9 +23,9 @@ def add_webhook_commands(parser: argparse.ArgumentParser) -> None:
     listing = webhooks.add_parser("list", help="the webhooks, one JSON object per line, without secrets")
     listing.add_argument("partner_id", nargs="?", metavar="PARTNER_ID", help="only this partner's")
     remove = webhooks.add_parser("remove", help="delete a webhook and the deliveries it still had to make")
-    remove.add_argument("webhook_id", metavar="WEBHOOK_ID")
+    remove.add_argument("webhook_id", metavar="WEBHOOK_ID", help="the webhook (as `webhooks list` shows it)")
     deliveries = webhooks.add_parser("deliveries", help="a webhook's latest delivery attempts, newest first")
-    deliveries.add_argument("webhook_id", metavar="WEBHOOK_ID")
+    deliveries.add_argument("webhook_id", metavar="WEBHOOK_ID", help="the webhook")
     deliveries.add_argument("--limit", type=positive_int, default=DEFAULT_ATTEMPTS_SHOWN, metavar="N",
                             help=f"how many attempts (default {DEFAULT_ATTEMPTS_SHOWN})")
 

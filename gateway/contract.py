@@ -1,5 +1,5 @@
 """Requests loaded through their schemas, and the one translator from what the schemas report to the API's
-answers (SPEC 3, 4 and 6).
+answers (docs/authentication.md, docs/history-and-paging.md, docs/placing-orders-and-replay.md).
 
 Every problem of a request is reported in one answer, so a client fixes its request once. The first problem
 found decides the code and the message; every offending field is named in `invalidFields` and every bad line

@@ -57,9 +57,13 @@ def _demo_order(n: int, now: int) -> Order:
     )
 
 
-async def load_demo(storage: Storage) -> IssuedCredential:
-    """Loads the data set once (into an empty database) and mints a fresh demo credential every time."""
+async def load_demo(storage: Storage) -> tuple[IssuedCredential, bool]:
+    """Loads the data set once (True when it did, now) and leaves exactly one working demo credential, a
+    fresh one (a secret is kept only as a hash, so the last start's cannot be shown again): the ones of
+    earlier starts are revoked, so credentials do not pile up however often the demo starts."""
     if not await storage.partner_exists(DEMO_PARTNER):
-        await create_partner(storage, "Demo Distribution", DEMO_PARTNER)
+        credential = await create_partner(storage, "Demo Distribution", DEMO_PARTNER)
         await storage.import_records(enumerate(demo_records(int(time.time())), start=1))
-    return await create_credential(storage, DEMO_PARTNER)
+        return credential, True
+    await storage.revoke_partner_credentials(DEMO_PARTNER)
+    return await create_credential(storage, DEMO_PARTNER), False

@@ -1,4 +1,4 @@
-"""SPEC 2's limits on a request as sent, and the API's answer when one is exceeded.
+"""The limits on a request as sent (docs/errors.md), and the API's answer when one is exceeded.
 
 Two places enforce them: the HTTP parser (gateway.http_server), for what it refuses before any middleware
 runs, and the error middleware (admit), for what the parser lets through. Both answer through `refusal`, so

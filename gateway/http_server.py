@@ -11,13 +11,19 @@ set up, listen, wait for SIGTERM or SIGINT, and clean up (in-flight requests fin
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import signal
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
+from gateway import __version__
+from gateway.cli_common import PortInUse
 from gateway.errors import INTERNAL_ERROR, ApiError
 from gateway.http_limits import PARSER_LIMITS, refusal
 from gateway.keys import METRICS
@@ -28,6 +34,9 @@ from middleware.request_log import log_refusal, new_request_id
 
 # web.run_app's default: how long an idle keep-alive connection is kept.
 KEEPALIVE_SECONDS = 75.0
+
+log = structlog.get_logger("gateway.server")
+Listening = Callable[[web.Application, str], Awaitable[None]]  # the app and its base URL, once bound
 
 
 class _RefusingHandler(RequestHandler):
@@ -79,16 +88,34 @@ class _GatewayRunner(web.AppRunner):
         return _GatewayServer(await super()._make_server(), self.app[METRICS])
 
 
-def serve_app(app: web.Application, settings: Settings) -> None:
-    asyncio.run(_serve(app, settings))
+def serve_app(app: web.Application, settings: Settings, on_listening: Listening | None = None,
+              reuse_port: bool = False) -> None:
+    """Serves until SIGTERM or SIGINT. `on_listening` runs once the port is bound; `reuse_port` lets several
+    processes listen on one port (`serve --workers`)."""
+    asyncio.run(_serve(app, settings, on_listening, reuse_port))
 
 
-async def _serve(app: web.Application, settings: Settings) -> None:
+async def _serve(app: web.Application, settings: Settings, on_listening: Listening | None,
+                 reuse_port: bool) -> None:
     handler_args: dict[str, Any] = {"keepalive_timeout": KEEPALIVE_SECONDS, "access_log": None, **PARSER_LIMITS}
     runner = _GatewayRunner(app, shutdown_timeout=settings.shutdown_timeout_seconds, **handler_args)
     await runner.setup()
+    listened = False
     try:
-        await web.TCPSite(runner, settings.host, settings.port).start()
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port or None)
+        try:
+            await site.start()
+        except OSError as failure:
+            if failure.errno == errno.EADDRINUSE:
+                raise PortInUse(failure.errno, f"{settings.host}:{settings.port} is in use") from None
+            raise
+        port = runner.addresses[0][1] if runner.addresses else settings.port
+        base = f"http://{settings.host}:{port}"
+        log.info("listening", address=base, version=__version__, pid=os.getpid(),
+                 database=settings.database_url.split(":", 1)[0])
+        listened = True
+        if on_listening is not None:
+            await on_listening(app, base)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -96,3 +123,5 @@ async def _serve(app: web.Application, settings: Settings) -> None:
         await stop.wait()
     finally:
         await runner.cleanup()
+        if listened:
+            log.info("stopped", pid=os.getpid())

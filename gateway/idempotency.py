@@ -1,4 +1,4 @@
-"""X-Correlation-Id replay (SPEC 7): a request's claim on its key, its fingerprint, the answer stored."""
+"""X-Correlation-Id replay (docs/placing-orders-and-replay.md): a request's claim on its key, its fingerprint, the answer stored."""
 from __future__ import annotations
 
 import dataclasses

@@ -45,7 +45,7 @@ def parse_record(line_no: int, raw: bytes) -> ImportRecord:
     schema = _SCHEMAS.get(kind) if isinstance(kind, str) else None
     if schema is None or not isinstance(kind, str):
         raise ImportLineError(line_no, f"type must be one of {', '.join(_SCHEMAS)}, not {kind!r}")
-    if kind == "order":  # the string limits of SPEC 6; externalReferenceId's is the schema's
+    if kind == "order":  # the string limits of a request body; externalReferenceId's is the schema's
         long = shorter_than_their_limits(data, {"externalReferenceId"})
         if long:
             raise ImportLineError(line_no, "; ".join(problem.reason for problem in long))

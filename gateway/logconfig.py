@@ -38,7 +38,7 @@ class _WithholdRequestBytes(logging.Filter):
 
     It holds for every record because the filter sits on the one handler the process has, which is also
     logging.lastResort (used for loggers that do not propagate), and warnings are routed through it; the
-    gateway's own events (structlog, not the standard library) carry only the named fields of SPEC 8.
+    gateway's own events (structlog, not the standard library) carry only the named fields of the request log (README, Operations).
     """
 
     def filter(self, record: logging.LogRecord) -> bool:

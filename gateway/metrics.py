@@ -2,13 +2,28 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 
 AUTH_CODES = frozenset({"4115", "4116", "4117"})
+# Every label value a counter can take is known, and each is shown from the start (at 0), as Prometheus
+# advises: a rate over a series that appears only with its first event misses that event.
+RATE_LIMITS = ("partner", "token")
+IDEMPOTENCY_OUTCOMES = ("stored", "replayed", "conflict", "mismatch")
+WEBHOOK_RESULTS = ("delivered", "failed", "given_up", "disabled", "skipped")
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # The standard collectors: the process's CPU, memory, file descriptors and start time; Python's
+        # version; its garbage collector.
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        self.in_flight = Gauge(
+            "gateway_requests_in_flight", "Requests being handled now (received, not yet answered)",
+            registry=self.registry,
+        )
         self.requests = Counter(
             "gateway_requests", "Requests answered, by route template, method and status",
             ["route", "method", "status"], registry=self.registry,
@@ -21,6 +36,12 @@ class Metrics:
         self.replays = Counter(
             "gateway_idempotent_replays", "Stored answers replayed for a repeated X-Correlation-Id",
             registry=self.registry,
+        )
+        # How the replay layer answered a POST or PATCH: stored (executed, its answer kept), replayed,
+        # conflict (409 4122: the same key still executing), mismatch (422 4123: the key with another request).
+        self.idempotency = Counter(
+            "gateway_idempotency_outcomes", "POST and PATCH requests by what their X-Correlation-Id did",
+            ["outcome"], registry=self.registry,
         )
         # Labelled by what was limited ("partner": a /v3 request over its partner's rate; "token": a client id
         # refused after failed authentications), never by partner: the label set stays fixed.
@@ -44,10 +65,17 @@ class Metrics:
             ["code"], registry=self.registry,
         )
 
+        for counter, values in ((self.rate_limited, RATE_LIMITS), (self.idempotency, IDEMPOTENCY_OUTCOMES),
+                                (self.webhook_attempts, WEBHOOK_RESULTS), (self.auth_rejections, sorted(AUTH_CODES))):
+            for value in values:
+                counter.labels(value)
+
     def observe(self, route: str, method: str, status: int, seconds: float, error_code: str | None,
                 idempotency: str | None) -> None:
         self.requests.labels(route, method, str(status)).inc()
         self.latency.labels(route).observe(seconds)
+        if idempotency is not None:
+            self.idempotency.labels(idempotency).inc()
         if idempotency == "replayed":
             self.replays.inc()
         if error_code in AUTH_CODES:

@@ -7,6 +7,7 @@ from aiohttp import web
 from aiohttp_apispec import docs, response_schema
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.openmetrics import exposition as openmetrics
 
 from gateway.keys import METRICS, STORAGE
 from schemas.common import ErrorSchema
@@ -44,12 +45,20 @@ async def readyz(request: web.Request) -> web.Response:
 
 @docs(
     tags=["operations"],
-    summary="Prometheus metrics (text exposition format)",
-    produces=["text/plain"],
+    summary="Prometheus metrics (text exposition format; OpenMetrics when the Accept header asks for it)",
+    produces=["text/plain", "application/openmetrics-text"],
     responses={**_CRASH, 200: {"description": "The metrics"}},
 )
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    response = web.Response(body=generate_latest(request.app[METRICS].registry))
-    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    """OpenMetrics to a scraper that asks for it (Prometheus does), the text format to anyone else."""
+    registry = request.app[METRICS].registry
+    if "application/openmetrics-text" in request.headers.get("Accept", ""):
+        body = openmetrics.generate_latest(registry)  # type: ignore[no-untyped-call]  # untyped upstream
+        content_type = openmetrics.CONTENT_TYPE_LATEST
+    else:
+        body, content_type = generate_latest(registry), CONTENT_TYPE_LATEST
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = content_type
+    response.headers["Vary"] = "Accept"
     return response

@@ -1,4 +1,4 @@
-"""X-Correlation-Id replay for POST and PATCH under /v3 (SPEC 7).
+"""X-Correlation-Id replay for POST and PATCH under /v3 (docs/placing-orders-and-replay.md).
 
 A repeated key with the same request gets the stored answer; with another request, 422 4123; while the
 first is still executing in this process, 409 4122. The decisive check is repeated inside the write
@@ -42,7 +42,7 @@ async def idempotency_middleware(request: web.Request, handler: Handler) -> web.
 
 
 async def _json_object(request: web.Request) -> dict[str, object]:
-    """The body as a JSON object within the limits of SPEC 6. A refusal here is not stored for replay: a
+    """The body as a JSON object within the limits of a request body. A refusal here is not stored for replay: a
     body with a repeated member has no one canonical form to fingerprint (both of `{"orderType":"PREVIEW",
     "orderType":"NEW"}` and `{"orderType":"NEW"}` would have the same), like a body that is not JSON."""
     try:

@@ -40,6 +40,8 @@ async def request_log_middleware(request: web.Request, handler: Handler) -> web.
     if trace is not None:
         request[TRACE] = trace
     status = CLIENT_CLOSED
+    in_flight = request.app[METRICS].in_flight
+    in_flight.inc()
     try:
         response = await handler(request)
         status = response.status
@@ -53,6 +55,7 @@ async def request_log_middleware(request: web.Request, handler: Handler) -> web.
         status = passed_on.status
         raise
     finally:
+        in_flight.dec()
         _log_request(request, status, time.perf_counter() - started, correlation_id)
 
 

@@ -1,4 +1,4 @@
-"""What a JSON body is (SPEC 6): an object of at most MAX_DEPTH levels of nesting, with no member name twice in
+"""What a JSON body is: an object of at most MAX_DEPTH levels of nesting, with no member name twice in
 one object. Used for the bodies of POST and PATCH and for each line of an import file.
 
 orjson parses every body, as fast as before; the two rules then cost a walk of the parsed value that stops at

@@ -1,4 +1,4 @@
-"""The query of GET /v3/customers/{customerId}/orders (SPEC 4), and the HistoryQuery its schema loads."""
+"""The query of GET /v3/customers/{customerId}/orders, and the HistoryQuery its schema loads."""
 from __future__ import annotations
 
 import dataclasses

@@ -15,8 +15,8 @@ from typing import Any
 
 from marshmallow import ValidationError, validate
 
-MAX_STRING = 64  # characters of any string value of a request, unless a field has a limit of its own (SPEC 6)
-MAX_LINK_URI = 255  # characters of the `uri` of an echoed links object (SPEC 6)
+MAX_STRING = 64  # characters of any string value of a request, unless a field has a limit of its own
+MAX_LINK_URI = 255  # characters of the `uri` of an echoed links object
 LINKS = "links"
 
 # Kinds of problem. The translator's table gives each its code, per field where the API has a specific one.

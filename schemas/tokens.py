@@ -10,7 +10,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, val
 from schemas.problems import REQUIRED, UNSUPPORTED, Coded, Problem, field_messages
 
 GRANT_TYPE = "client_credentials"  # the only grant (RFC 6749 4.4)
-MAX_FORM_FIELDS = 20  # fields of a token request's form body (SPEC 3); more is a malformed request
+MAX_FORM_FIELDS = 20  # fields of a token request's form body; more is a malformed request
 
 
 def repeated_parameters(pairs: Sequence[tuple[str, str]]) -> list[str]:

@@ -1,4 +1,4 @@
-"""SPEC 2 (the check table, in its order) and SPEC 3 (tokens)."""
+"""The checks of every /v3 request, in their order, and tokens."""
 from __future__ import annotations
 
 import base64
@@ -217,7 +217,7 @@ async def test_request_id_is_echoed_on_every_response(client, partner):
     assert uuid.UUID(response.headers["X-Request-Id"])
 
 
-# -- tokens (SPEC 3) --------------------------------------------------------------------------------
+# -- tokens -----------------------------------------------------------------------------------------
 
 
 async def test_v3_and_v2_issue_working_tokens(client, partner):

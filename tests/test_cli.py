@@ -1,4 +1,4 @@
-"""SPEC 10: the operator command line, run as a separate process."""
+"""The operator command line, run as a separate process."""
 from __future__ import annotations
 
 import asyncio

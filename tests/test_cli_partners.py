@@ -1,4 +1,4 @@
-"""The operator's view of partners (SPEC 10): `partners list`, `credentials list`, `partners set-rate-limit`,
+"""The operator's view of partners: `partners list`, `credentials list`, `partners set-rate-limit`,
 run as separate processes; no key or secret is ever printed."""
 from __future__ import annotations
 

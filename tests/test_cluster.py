@@ -1,4 +1,4 @@
-"""SPEC 9 scale-out: gateway processes sharing one PostgreSQL behave as one gateway."""
+"""Scale-out: gateway processes sharing one PostgreSQL behave as one gateway."""
 from __future__ import annotations
 
 import asyncio

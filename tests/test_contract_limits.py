@@ -160,7 +160,7 @@ async def test_correlation_id_length(client, partner, document):
 ])
 async def test_string_length(client, partner, document, component, field):
     longest = schema_of(document, component, field)["maxLength"]
-    assert longest == MAX_STRING  # the one limit of every string without one of its own (SPEC 6)
+    assert longest == MAX_STRING  # the one limit of every string without one of its own
 
     def body(value: str) -> dict[str, Any]:
         if component == "LineItemRequest":

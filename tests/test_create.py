@@ -1,4 +1,4 @@
-"""SPEC 6: placing, previewing and updating orders, with the partner API's coded validation."""
+"""Placing, previewing and updating orders, with the partner API's coded validation."""
 from __future__ import annotations
 
 import itertools

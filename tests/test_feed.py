@@ -259,7 +259,7 @@ async def test_expired_events_are_purged_and_old_cursors_are_410(aiohttp_client:
     assert gone.status == 410 and (await gone.json())["code"] == "4124"
 
 
-# -- conditional GETs (SPEC 2) --------------------------------------------------------------------------------
+# -- conditional GETs ----------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("path", [ORDERS, "{order}", FEED])

@@ -175,7 +175,7 @@ def test_operation_answers_as_documented(api_schema: Any, gateway: Gateway, meth
             case.body = plausible
         headers = dict(case.headers or {})
         if method != "GET" and "X-Request-Id" in headers:
-            # Made unique: a write reusing one is 400 4120 by design (SPEC 7.6), which would hide the rest.
+            # Made unique: a write reusing one is 400 4120 by design, which would hide the rest.
             headers["X-Request-Id"] += str(uuid.uuid4())
         if path.startswith("/v3/"):
             headers.update(gateway.partner_headers())

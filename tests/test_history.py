@@ -1,4 +1,4 @@
-"""Acceptance tests of the order history (SPEC section 4) and order details (SPEC section 5)."""
+"""Acceptance tests of the order history and order details."""
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,4 @@
-"""SPEC 2, "Requests the HTTP layer itself refuses", and SPEC 8's 499 rule, against a real gateway process
+"""Requests the HTTP layer itself refuses, and the 499 rule of the request log, against a real gateway process
 through raw sockets: aiohttp_client (and any HTTP client library) cannot send these requests, since it
 builds well-formed requests and refuses oversized or malformed ones before they leave.
 

@@ -1,4 +1,4 @@
-"""Acceptance tests of partner isolation (SPEC sections 1, 2, 4 and 5): another partner's customers and orders
+"""Acceptance tests of partner isolation: another partner's customers and orders
 are answered exactly like ones that do not exist (404, never 403, never data)."""
 from __future__ import annotations
 

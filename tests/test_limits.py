@@ -1,4 +1,4 @@
-"""SPEC 3, 6 and 10: every body, string, query value and token form from the network is bounded, and a request
+"""Every body, string, query value and token form from the network is bounded, and a request
 beyond a bound is the client's 400, never a 500."""
 from __future__ import annotations
 

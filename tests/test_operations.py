@@ -1,4 +1,4 @@
-"""SPEC 8 beyond the log line: metrics, health, readiness."""
+"""Operations beyond the log line: metrics, health, readiness."""
 from __future__ import annotations
 
 
@@ -54,3 +54,37 @@ async def test_readyz_follows_the_database(client, db_url):
     assert (await response.json()) == {"status": "unavailable"}
     raw_sql(db_url, "ALTER TABLE meta_away RENAME TO meta")
     assert (await client.get("/readyz")).status == 200
+
+
+async def test_every_metric_family_of_the_operations_contract(client, make_partner, load):
+    partner = await make_partner("P1")
+    await load([reseller_record("R1", "P1"), customer_record("C1", "R1")])
+    headers = await partner_headers(client, partner)
+    body = {"orderType": "NEW", "currencyCode": "USD",
+            "lineItems": [{"extLineItemNumber": 1, "offerId": "O", "quantity": 1}]}
+    for sent in (body, body, {**body, "externalReferenceId": "other"}):
+        await client.post("/v3/customers/C1/orders", json=sent, headers=headers)
+    samples = await scrape(client)
+    names = {name for name, _ in samples}
+    for family in ("gateway_requests_total", "gateway_request_duration_seconds_bucket", "gateway_requests_in_flight",
+                   "gateway_auth_rejections_total", "gateway_rate_limited_total", "gateway_webhook_attempts_total",
+                   "gateway_webhook_oldest_pending_seconds", "process_cpu_seconds_total",
+                   "process_resident_memory_bytes", "process_open_fds", "python_info", "python_gc_objects_collected_total"):
+        assert family in names or any(n.startswith(family.rsplit("_total", 1)[0]) for n in names), family
+    assert samples[("gateway_requests_in_flight", ())] == 1  # the scrape itself
+    outcomes = {dict(labels)["outcome"]: value for (name, labels), value in samples.items()
+                if name == "gateway_idempotency_outcomes_total"}
+    assert outcomes == {"stored": 1, "replayed": 1, "mismatch": 1, "conflict": 0}
+
+
+async def test_openmetrics_when_asked_for(client):
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
+
+    response = await client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+    text = await response.text()
+    assert text.endswith("# EOF\n")
+    assert "gateway_requests_in_flight" in {family.name for family in openmetrics_families(text)}
+    plain = await client.get("/metrics", headers={"Accept": "text/plain"})
+    assert plain.headers["Content-Type"].startswith("text/plain") and "# EOF" not in await plain.text()

@@ -1,4 +1,4 @@
-"""SPEC 7: X-Correlation-Id replay, in process and across real sockets and restarts."""
+"""X-Correlation-Id replay, in process and across real sockets and restarts."""
 from __future__ import annotations
 
 import asyncio

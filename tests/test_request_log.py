@@ -1,4 +1,4 @@
-"""SPEC 8: one JSON log line per request, with the named fields and no secrets, from a real server process."""
+"""One JSON log line per request, with the named fields and no secrets, from a real server process."""
 from __future__ import annotations
 
 import json
@@ -68,3 +68,23 @@ async def test_one_json_line_per_request_without_secrets(db_url, tmp_path, load)
     assert crash["level"] == "error" and crash["error_code"] == "1124"
     frames = json.dumps(crash["exception"])
     assert "customers" in frames and '"locals"' not in frames  # the database's own complaint, without locals
+
+
+async def test_trace_id_and_the_listening_and_stopped_events(db_url, tmp_path):
+    log_path = tmp_path / "server.log"
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    with server_process(db_url, log_path=log_path) as base:
+        async with aiohttp.ClientSession(base) as http:
+            for traceparent in (f"00-{trace_id}-b7ad6b7169203331-01", "00-" + "0" * 32 + "-b7ad6b7169203331-01",
+                                "not a traceparent"):
+                async with http.get("/v3/customers/C1/orders", headers={"traceparent": traceparent}) as response:
+                    assert response.status == 403
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    events = [line["event"] for line in lines]
+    assert events[0] == "listening" and events[-1] == "stopped"
+    listening = lines[0]
+    assert listening["address"] == base and listening["version"] and listening["database"] in ("sqlite", "postgresql")
+    assert "postgres@" not in json.dumps(listening) and "?" not in listening["database"]
+    requests = [line for line in lines if line["event"] == "request"]
+    assert requests[0]["trace_id"] == trace_id
+    assert "trace_id" not in requests[1] and "trace_id" not in requests[2]  # an all-zero trace id is invalid

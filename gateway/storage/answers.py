@@ -1,4 +1,4 @@
-"""Stored answers of correlation ids (SPEC 7): the claim on a key, the answer stored with the write."""
+"""Stored answers of correlation ids (docs/placing-orders-and-replay.md): the claim on a key, the answer stored with the write."""
 from __future__ import annotations
 
 from typing import Any

@@ -93,6 +93,14 @@ async def revoke_credential(db: Db, key_hash: str) -> bool:
     return await db.execute(REVOKE_CREDENTIAL, (int(time.time()), key_hash)) > 0
 
 
+REVOKE_PARTNER_CREDENTIALS = "UPDATE credentials SET revoked = ? WHERE partner_id = ? AND revoked IS NULL"
+
+
+async def revoke_partner_credentials(db: Db, partner_id: str) -> int:
+    """Revokes every credential of the partner; how many were active."""
+    return await db.execute(REVOKE_PARTNER_CREDENTIALS, (int(time.time()), partner_id))
+
+
 GET_RATE_OVERRIDE = "SELECT rate_per_second, rate_burst FROM partners WHERE partner_id = ?"
 
 

@@ -1,0 +1,169 @@
+"""The command line's conventions: help for every command and argument, --version, exit codes, Ctrl-C, the
+demo's one credential and its curl, a port in use, and `serve --workers N`."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import re
+import shlex
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, cli, customer_record, free_port, order_record, reseller_record
+
+from gateway import __version__
+from gateway.cli import build_parser
+
+
+def subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser]]:
+    """Every parser under `parser`, with its command line."""
+    found = [(parser.prog, parser)]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                found += subcommands(child)
+    return found
+
+
+def test_every_command_and_argument_has_help() -> None:
+    for prog, parser in subcommands(build_parser()):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                assert all(choice.help for choice in action._choices_actions), prog
+            else:
+                assert action.help, f"{prog}: {action.dest} has no help"
+
+
+def test_help_version_and_usage_exit_codes(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/g.db"
+    version = cli(db, "--version")
+    assert version.stdout.strip() == f"order-gateway {__version__}"
+    assert "webhooks" in cli(db, "--help").stdout
+    assert "--workers" in cli(db, "serve", "--help").stdout
+    for args in (["bogus"], ["import"], ["orders", "set-status", "1", "9999"], ["serve", "--workers", "0"]):
+        refused = cli(db, *args, check=False)
+        assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1, (args, refused.stderr)
+    failed = cli(db, "credentials", "create", "NOBODY", check=False)
+    assert failed.returncode == 1 and len(failed.stderr.splitlines()) == 1 and "Traceback" not in failed.stderr
+
+
+def test_ctrl_c_during_an_import_writes_nothing(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/g.db"
+    cli(db, "partners", "create", "--name", "N", "--partner-id", "P1")
+    seed = tmp_path / "seed.jsonl"
+    seed.write_text("\n".join(json.dumps(r) for r in [reseller_record("R1", "P1"), customer_record("C1", "R1")]))
+    cli(db, "import", str(seed))
+    big = tmp_path / "big.jsonl"
+    with open(big, "w") as out:
+        for n in range(100_000):
+            out.write(json.dumps(order_record(f"{n:010d}", "C1", "2026-01-02T03:04:05Z")) + "\n")
+    importing = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--database", db, "import", str(big)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    time.sleep(2.0)
+    importing.send_signal(signal.SIGINT)
+    out, err = importing.communicate(timeout=60)
+    assert importing.returncode == 130, (out, err)
+    assert len(err.splitlines()) == 1 and "interrupted" in err and "Traceback" not in err, err
+    with contextlib.closing(sqlite3.connect(db.removeprefix("sqlite:///"))) as connection:
+        assert connection.execute("SELECT count(*) FROM orders").fetchone() == (0,)
+        assert connection.execute("SELECT count(*) FROM order_events").fetchone() == (0,)
+
+
+def wait_for_line(process: subprocess.Popen[str], pattern: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if re.search(pattern, line):
+            return line
+        assert line or process.poll() is None, "the gateway exited"
+    raise AssertionError(f"no line matching {pattern!r}")
+
+
+def demo(db: str, port: int) -> tuple[subprocess.Popen[str], str]:
+    """A demo gateway and the curl it printed, read as soon as it was printed."""
+    process = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--database", db, "serve", "--demo",
+                                "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True, cwd=ROOT)
+    return process, wait_for_line(process, r"^curl ").strip()
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    process.terminate()
+    process.communicate(timeout=30)
+
+
+def test_demo_prints_a_working_curl_once_listening_and_keeps_one_credential(tmp_path: Path) -> None:
+    db, port = f"sqlite:///{tmp_path}/demo.db", free_port()
+    for start in range(2):
+        process, curl = demo(db, port)
+        try:
+            answer = subprocess.run(shlex.split(curl), capture_output=True, text=True, timeout=30)
+            page = json.loads(answer.stdout)
+            assert page["count"] == 5 and page["totalCount"] > 5, answer.stdout
+        finally:
+            stop(process)
+    credentials = [json.loads(line) for line in cli(db, "credentials", "list", "demo-partner").stdout.splitlines()]
+    assert len(credentials) == 2 and [c["revoked"] is None for c in credentials].count(True) == 1
+
+
+def test_a_port_in_use_is_named(tmp_path: Path) -> None:
+    db, port = f"sqlite:///{tmp_path}/g.db", free_port()
+    process, _ = demo(db, port)
+    try:
+        taken = cli(db, "serve", "--port", str(port), check=False)
+        assert taken.returncode == 1 and f"127.0.0.1:{port} is in use" in taken.stderr
+        assert len(taken.stderr.splitlines()) == 1
+    finally:
+        stop(process)
+
+
+@pytest.mark.parametrize("workers", [2])
+def test_workers_share_one_port_and_stop_together(tmp_path: Path, workers: int) -> None:
+    db, port = f"sqlite:///{tmp_path}/g.db", free_port()
+    log = tmp_path / "serve.log"
+    with open(log, "w") as err:
+        parent = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--database", db, "serve", "--port",
+                                   str(port), "--workers", str(workers), "--shutdown-timeout-seconds", "5"],
+                                  stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT)
+    try:
+        listening = wait_for_events(log, "listening", workers)
+        pids = {line["pid"] for line in listening}
+        assert len(pids) == workers and {line["address"] for line in listening} == {f"http://127.0.0.1:{port}"}
+        scraped = [metrics_requests(port) for _ in range(20)]  # each on a connection of its own
+        assert scraped != list(range(20)), "one process answered every connection"
+        started = time.monotonic()
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(timeout=30) == 0
+        assert time.monotonic() - started < 10
+        assert {line["pid"] for line in wait_for_events(log, "stopped", workers)} == pids
+    finally:
+        parent.kill()
+        parent.wait(timeout=30)
+
+
+def wait_for_events(log: Path, event: str, count: int, timeout: float = 30) -> list[dict[str, object]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+        found = [line for line in lines if line.get("event") == event]
+        if len(found) >= count:
+            return found
+        assert time.monotonic() < deadline, f"{len(found)} {event} events of {count}"
+        time.sleep(0.1)
+
+
+def metrics_requests(port: int) -> int:
+    """How many /metrics requests the process that answers this one had answered before it."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    match = re.search(r'gateway_requests_total\{[^}]*route="/metrics"[^}]*\} (\d+)', text)
+    return int(float(match.group(1))) if match else 0
