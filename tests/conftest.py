@@ -203,6 +203,16 @@ def order_record(
     return record
 
 
+@pytest.fixture
+async def partners(make_partner: Callable[..., Awaitable[IssuedCredential]],
+                   load: Callable[[Iterable[dict[str, Any]]], Awaitable[None]]) -> dict[str, IssuedCredential]:
+    """P1 (reseller R1, customer C1) and P2 (reseller R2, customer C2), with no order yet."""
+    first, second = await make_partner("P1"), await make_partner("P2")
+    await load([reseller_record("R1", "P1"), reseller_record("R2", "P2"),
+                customer_record("C1", "R1"), customer_record("C2", "R2")])
+    return {"P1": first, "P2": second}
+
+
 def reseller_record(reseller_id: str, partner_id: str) -> dict[str, Any]:
     return {"type": "reseller", "resellerId": reseller_id, "partnerId": partner_id, "name": reseller_id}
 

@@ -34,15 +34,6 @@ def new_order(**fields: Any) -> dict[str, Any]:
             "lineItems": [{"extLineItemNumber": 1, "offerId": "OFFER-A", "quantity": 2}], **fields}
 
 
-@pytest.fixture
-async def partners(make_partner: Any, load: Any) -> dict[str, Any]:
-    """P1 (customer C1) and P2 (customer C2), with no order yet."""
-    first, second = await make_partner("P1"), await make_partner("P2")
-    await load([reseller_record("R1", "P1"), reseller_record("R2", "P2"),
-                customer_record("C1", "R1"), customer_record("C2", "R2")])
-    return {"P1": first, "P2": second}
-
-
 async def headers(client: TestClient, credential: Any) -> dict[str, str]:
     sent = await partner_headers(client, credential)
     sent["X-Correlation-Id"] = f"feed-{next(_keys)}"

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient
-from conftest import cli, customer_record, partner_headers, reseller_record
+from conftest import cli, partner_headers
 from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks import Webhook as Verifier
 from webhook_receiver import OK, Call, Receiver, Reply, receiver
@@ -38,15 +38,6 @@ def add_webhook(db_url: str, partner_id: str, url: str, *types: str) -> dict[str
 
 def cli_lines(db_url: str, *args: str) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in cli(db_url, *args).stdout.splitlines()]
-
-
-@pytest.fixture
-async def partners(make_partner: Any, load: Any) -> dict[str, Any]:
-    """P1 (customer C1) and P2 (customer C2)."""
-    first, second = await make_partner("P1"), await make_partner("P2")
-    await load([reseller_record("R1", "P1"), reseller_record("R2", "P2"),
-                customer_record("C1", "R1"), customer_record("C2", "R2")])
-    return {"P1": first, "P2": second}
 
 
 async def gateway(aiohttp_client: Any, settings: Settings, **changes: Any) -> TestClient:
