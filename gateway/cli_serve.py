@@ -3,11 +3,13 @@ data and a curl that works, printed once the port is bound."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 import multiprocessing.connection
 import shlex
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -23,6 +25,7 @@ from gateway.cli_common import PortInUse
 from gateway.http_server import serve_app
 from gateway.keys import SETTINGS, STORAGE
 from gateway.logconfig import configure_logging
+from gateway.metrics import MULTIPROCESS_DIR
 from gateway.settings import Settings
 
 log = structlog.get_logger("gateway.server")
@@ -47,7 +50,8 @@ def _worker(settings: Settings, demo: bool) -> None:
 def _serve_workers(settings: Settings, demo: bool, workers: int) -> int:
     """Starts the workers, then waits: SIGTERM or SIGINT stops them all gracefully; a worker that dies on
     its own stops the others too (exit 1), for the supervisor above to restart the whole."""
-    with _reserve(settings) as reserved:
+    with _reserve(settings) as reserved, tempfile.TemporaryDirectory(prefix="order-gateway-metrics-") as counts:
+        os.environ[MULTIPROCESS_DIR] = counts  # the workers count together (gateway.metrics)
         settings = replace(settings, port=reserved.getsockname()[1])
         context = multiprocessing.get_context("spawn")
         processes = [context.Process(target=_worker, args=(settings, demo and n == 0), name=f"worker-{n + 1}")

@@ -1,8 +1,18 @@
-"""Prometheus metrics, one registry per application (so tests and several apps never share counters)."""
+"""Prometheus metrics, one registry per application (so tests and several apps never share counters).
+
+Under `serve --workers N` each worker counts in files of a directory the parent made
+(PROMETHEUS_MULTIPROC_DIR, prometheus-client's multiprocess mode, chosen when the library is imported), and a
+scrape, whichever worker it reaches, reads all of them: the counts of the whole gateway, not of one worker.
+"""
 from __future__ import annotations
+
+import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 AUTH_CODES = frozenset({"4115", "4116", "4117"})
 # Every label value a counter can take is known, and each is shown from the start (at 0), as Prometheus
@@ -16,13 +26,12 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         # The standard collectors: the process's CPU, memory, file descriptors and start time; Python's
-        # version; its garbage collector.
-        ProcessCollector(registry=self.registry)
-        PlatformCollector(registry=self.registry)
-        GCCollector(registry=self.registry)
+        # version; its garbage collector. (Under --workers: of the worker that answers the scrape.)
+        self._standard = (ProcessCollector(registry=self.registry), PlatformCollector(registry=self.registry),
+                          GCCollector(registry=self.registry))
         self.in_flight = Gauge(
             "gateway_requests_in_flight", "Requests being handled now (received, not yet answered)",
-            registry=self.registry,
+            registry=self.registry, multiprocess_mode="livesum",
         )
         self.requests = Counter(
             "gateway_requests", "Requests answered, by route template, method and status",
@@ -58,7 +67,7 @@ class Metrics:
         self.webhook_oldest_pending = Gauge(
             "gateway_webhook_oldest_pending_seconds",
             "Age of the oldest webhook delivery not yet made (0 when none), across every process",
-            registry=self.registry,
+            registry=self.registry, multiprocess_mode="livemax",
         )
         self.auth_rejections = Counter(
             "gateway_auth_rejections", "Requests refused by authentication, by error code",
@@ -69,6 +78,17 @@ class Metrics:
                                 (self.webhook_attempts, WEBHOOK_RESULTS), (self.auth_rejections, sorted(AUTH_CODES))):
             for value in values:
                 counter.labels(value)
+
+    def exposition(self) -> CollectorRegistry:
+        """What a scrape shows: this registry, or under --workers every worker's counts and this one's
+        standard collectors."""
+        if not os.environ.get(MULTIPROCESS_DIR):
+            return self.registry
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged)  # type: ignore[no-untyped-call]  # untyped upstream
+        for collector in self._standard:
+            merged.register(collector)
+        return merged
 
     def observe(self, route: str, method: str, status: int, seconds: float, error_code: str | None,
                 idempotency: str | None) -> None:

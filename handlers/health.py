@@ -52,7 +52,7 @@ async def readyz(request: web.Request) -> web.Response:
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     """OpenMetrics to a scraper that asks for it (Prometheus does), the text format to anyone else."""
-    registry = request.app[METRICS].registry
+    registry = request.app[METRICS].exposition()
     if "application/openmetrics-text" in request.headers.get("Accept", ""):
         body = openmetrics.generate_latest(registry)  # type: ignore[no-untyped-call]  # untyped upstream
         content_type = openmetrics.CONTENT_TYPE_LATEST

@@ -1,8 +1,9 @@
 """Outermost middleware: request id, correlation echo, and the one `request` log line per request."""
 from __future__ import annotations
 
-import time
+import os
 import random
+import time
 import uuid
 
 import structlog
@@ -74,6 +75,7 @@ def _log_request(request: web.Request, status: int, elapsed: float, correlation_
         "api_key_id": request.get(API_KEY_ID),
         "customer_id": request.match_info.get("customerId"),
         "user_agent": request.headers.get("User-Agent"),
+        "pid": os.getpid(),  # which process answered: under `serve --workers`, which worker
     }
     if TRACE in request:
         fields["trace_id"] = request[TRACE].trace_id
