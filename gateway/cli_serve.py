@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -29,6 +30,7 @@ from gateway.metrics import MULTIPROCESS_DIR
 from gateway.settings import Settings
 
 log = structlog.get_logger("gateway.server")
+ORPHAN_CHECK_SECONDS = 1.0
 WORKER_STOP_MARGIN_SECONDS = 5.0  # beyond the shutdown timeout, before a worker that has not stopped is killed
 
 
@@ -44,7 +46,15 @@ def _worker(settings: Settings, demo: bool) -> None:
     kernel spreads new connections over them)."""
     configure_logging(settings.log_format)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: the parent stops the workers
+    threading.Thread(target=_stop_when_orphaned, args=(os.getppid(),), daemon=True).start()
     serve_app(create_app(settings), settings, _announce_demo if demo else None, reuse_port=True)
+
+
+def _stop_when_orphaned(parent: int) -> None:
+    """A worker whose parent died (SIGKILL, a crash) stops gracefully rather than hold the port alone."""
+    while os.getppid() == parent:
+        time.sleep(ORPHAN_CHECK_SECONDS)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _serve_workers(settings: Settings, demo: bool, workers: int) -> int:

@@ -150,6 +150,21 @@ def test_workers_share_one_port_and_stop_together(tmp_path: Path, workers: int) 
         assert time.monotonic() - started < 10
         assert {line["pid"] for line in wait_for_events(log, "stopped", workers)} == pids
     finally:
+        parent.kill()  # its workers, orphaned, stop on their own within a second
+        parent.wait(timeout=30)
+
+
+def test_workers_stop_when_their_parent_dies(tmp_path: Path) -> None:
+    db, port = f"sqlite:///{tmp_path}/g.db", free_port()
+    log = tmp_path / "serve.log"
+    with open(log, "w") as err:
+        parent = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--database", db, "serve", "--port",
+                                   str(port), "--workers", "2"], stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT)
+    try:
+        pids = {line["pid"] for line in wait_for_events(log, "listening", 2)}
+        parent.kill()
+        assert {line["pid"] for line in wait_for_events(log, "stopped", 2, timeout=15)} == pids
+    finally:
         parent.kill()
         parent.wait(timeout=30)
 

@@ -18,10 +18,11 @@ from aiohttp.test_utils import TestClient
 from conftest import cli, partner_headers
 from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks import Webhook as Verifier
-from webhook_receiver import OK, Call, Receiver, Reply, receiver
+from webhook_receiver import OK, Reply, receiver
 
 from gateway.app import create_app
 from gateway.settings import Settings
+from partner_orders_client import verify_webhook
 
 ALLOW = {**os.environ, "GATEWAY_WEBHOOK_ALLOW_HTTP": "true"}
 RELAXED: dict[str, Any] = {
@@ -111,6 +112,7 @@ async def test_a_delivery_is_signed_as_standard_webhooks_says(aiohttp_client: An
         (call,) = await hook.wait_for(1)
         event = (await feed(client, partners["P1"]))[0]
         assert Verifier(added["secret"]).verify(call.body, call.headers) == event
+        assert verify_webhook(added["secret"], call.headers, call.body) == event  # the client library agrees
         assert call.path == "/orders" and call.headers["Content-Type"] == "application/json"
         assert call.headers["webhook-id"] == event["eventId"]
         assert before - 1 <= int(call.headers["webhook-timestamp"]) <= time.time() + 1
