@@ -11,32 +11,35 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 from string import Formatter
 from typing import Any
 
-import aiohttp_apispec
 import orjson
 from aiohttp import hdrs, web
 from aiohttp_apispec.aiohttp_apispec import NAME_SWAGGER_SPEC, resolver
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from jinja2 import Template
 
+from gateway import swagger_ui
 from gateway.wire import is_partner_path
-from schemas.headers import RATE_LIMIT_HEADERS, REQUEST_ID_HEADER, SECURITY_SCHEMES
+from schemas.headers import (
+    OPENAPI3_PARTNER_SECURITY,
+    PARTNER_SECURITY,
+    RATE_LIMIT_HEADERS,
+    REQUEST_ID_HEADER,
+    SECURITY_SCHEMES,
+)
 
 API_TITLE = "Partner Orders Gateway"
 API_VERSION = "v3"
-OPENAPI_VERSION = "3.0.3"  # apispec 3.x writes OpenAPI 3.0; Swagger UI 3.x renders up to 3.0
+OPENAPI_VERSION = "3.0.3"  # apispec 3.x writes OpenAPI 3.0 (Swagger UI 5 renders 3.0 and 3.1)
 
 # The documentation's own routes: served beside the API, not part of what they document.
 OPENAPI_ROUTE = "openapi.document"
 DOCS_ROUTE = "openapi.docs"
 STATIC_ROUTE = "openapi.static"
-DOC_ROUTES = frozenset({NAME_SWAGGER_SPEC, OPENAPI_ROUTE, DOCS_ROUTE, STATIC_ROUTE})
-# Swagger UI as aiohttp-apispec ships it: a 3.x bundle, which renders OpenAPI 3.0 as well as Swagger 2.0.
-SWAGGER_UI_FILES = Path(aiohttp_apispec.__file__).parent / "static"
+INITIALIZER_ROUTE = "openapi.initializer"
+DOC_ROUTES = frozenset({NAME_SWAGGER_SPEC, OPENAPI_ROUTE, DOCS_ROUTE, STATIC_ROUTE, INITIALIZER_ROUTE})
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
@@ -47,6 +50,8 @@ _SCHEMA_KEYS = frozenset({
     "type", "format", "items", "enum", "default", "pattern",
     "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems",
 })
+# Swagger 2.0 parameter keys that OpenAPI 3 spells otherwise.
+_TRANSLATED_KEYS = frozenset({"collectionFormat", "x-example"})
 # Operation fields of `docs(...)` that mean the same in both versions.
 _OPERATION_KEYS = ("tags", "summary", "description", "deprecated", "security")
 _REQUEST_ID_REF = {"$ref": "#/components/headers/X-Request-Id"}
@@ -60,11 +65,15 @@ Handler = Callable[..., Any]
 class ApiDocs:
     openapi: bytes  # the OpenAPI 3 document, serialized once
     page: str  # the Swagger UI page that renders it
+    initializer: str  # the page's script: Swagger UI's configuration
 
 
 def api_docs(app: web.Application) -> ApiDocs:
     """Built once all routes are added; the documents cannot change while the app runs."""
-    return ApiDocs(orjson.dumps(build_document(app)), _swagger_page(app))
+    openapi_url = str(app.router[OPENAPI_ROUTE].url_for())
+    static = app.router[STATIC_ROUTE].url_for(filename="swagger-ui.css").parent
+    page = swagger_ui.page(API_TITLE, str(static), str(app.router[INITIALIZER_ROUTE].url_for()))
+    return ApiDocs(orjson.dumps(build_document(app)), page, swagger_ui.initializer(openapi_url))
 
 
 def api_operations(app: web.Application) -> Iterator[tuple[str, str, Handler]]:
@@ -100,6 +109,8 @@ def _operation(plugin: MarshmallowPlugin, path: str, handler: Handler) -> dict[s
     requests: list[Mapping[str, Any]] = getattr(handler, "__schemas__", [])
     operation = {key: meta[key] for key in _OPERATION_KEYS if key in meta}
     operation["operationId"] = handler.__name__  # one function per route (STYLE 5): unique
+    if operation.get("security") == PARTNER_SECURITY:
+        operation["security"] = OPENAPI3_PARTNER_SECURITY
     parameters = _parameters(plugin, path, meta.get("parameters", []), requests)
     if parameters:
         operation["parameters"] = parameters
@@ -164,8 +175,10 @@ def _header_ref(name: str) -> dict[str, str]:
 
 def _parameter(parameter: Mapping[str, Any]) -> dict[str, Any]:
     """A Swagger 2.0 parameter in OpenAPI 3 form."""
-    converted = {k: v for k, v in parameter.items() if k not in _SCHEMA_KEYS and k != "collectionFormat"}
+    converted = {k: v for k, v in parameter.items() if k not in _SCHEMA_KEYS and k not in _TRANSLATED_KEYS}
     converted.setdefault("schema", {k: v for k, v in parameter.items() if k in _SCHEMA_KEYS})
+    if "x-example" in parameter:  # Swagger 2.0 has no parameter example; OpenAPI 3 does
+        converted["example"] = parameter["x-example"]
     if parameter.get("collectionFormat") == "multi":  # a repeated parameter: ?status=1000&status=1002
         converted.update(style="form", explode=True)
     return converted
@@ -176,10 +189,3 @@ def _header(header: Mapping[str, Any]) -> dict[str, Any]:
     converted = {k: v for k, v in header.items() if k not in _SCHEMA_KEYS}
     converted["schema"] = {k: v for k, v in header.items() if k in _SCHEMA_KEYS}
     return converted
-
-
-def _swagger_page(app: web.Application) -> str:
-    template = (SWAGGER_UI_FILES / "index.html").read_text(encoding="utf-8")
-    static = app.router[STATIC_ROUTE].url_for(filename="index.html").parent
-    page: str = Template(template).render(path=str(app.router[OPENAPI_ROUTE].url_for()), static=str(static))
-    return page
