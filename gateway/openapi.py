@@ -21,14 +21,16 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
 from gateway import swagger_ui
-from gateway.wire import is_partner_path
-from schemas.headers import (
-    OPENAPI3_PARTNER_SECURITY,
-    PARTNER_SECURITY,
-    RATE_LIMIT_HEADERS,
-    REQUEST_ID_HEADER,
-    SECURITY_SCHEMES,
+from gateway.openapi_answers import (
+    ERROR_CODES_KEY,
+    PATH_EXAMPLES,
+    REQUEST_EXAMPLES,
+    SUCCESS_EXAMPLES,
+    answer_headers,
+    declared_error_codes,
+    error_examples,
 )
+from schemas.headers import OPENAPI3_PARTNER_SECURITY, PARTNER_SECURITY, RESPONSE_HEADERS, SECURITY_SCHEMES
 
 API_TITLE = "Partner Orders Gateway"
 API_VERSION = "v3"
@@ -54,9 +56,6 @@ _SCHEMA_KEYS = frozenset({
 _TRANSLATED_KEYS = frozenset({"collectionFormat", "x-example"})
 # Operation fields of `docs(...)` that mean the same in both versions.
 _OPERATION_KEYS = ("tags", "summary", "description", "deprecated", "security")
-_REQUEST_ID_REF = {"$ref": "#/components/headers/X-Request-Id"}
-# Answers of the credential checks, which run before the rate limit: they carry no RateLimit headers.
-_BEFORE_RATE_LIMIT = frozenset({"401", "403"})
 
 Handler = Callable[..., Any]
 
@@ -87,43 +86,40 @@ def api_operations(app: web.Application) -> Iterator[tuple[str, str, Handler]]:
 
 def build_document(app: web.Application) -> dict[str, Any]:
     plugin = MarshmallowPlugin(schema_name_resolver=resolver)  # the component names of the 2.0 document
-    spec = APISpec(
-        API_TITLE, API_VERSION, OPENAPI_VERSION, plugins=[plugin],
-        # apispec 3 has no helper for header components: merged into the document as they are.
-        components={"headers": {
-            "X-Request-Id": {**_header(REQUEST_ID_HEADER), "required": True},
-            **{name: _header(header) for name, header in RATE_LIMIT_HEADERS.items()},
-        }},
-    )
+    headers = {name: _header(header) for name, header in RESPONSE_HEADERS.items()}
+    headers["X-Request-Id"]["required"] = True  # on every answer of the service
+    # apispec 3 has no helper for header components: merged into the document as they are.
+    spec = APISpec(API_TITLE, API_VERSION, OPENAPI_VERSION, plugins=[plugin], components={"headers": headers})
     for name, scheme in SECURITY_SCHEMES.items():
         spec.components.security_scheme(name, scheme)
     for path, method, handler in api_operations(app):
         if hasattr(handler, "__apispec__"):
-            spec.path(path=path, operations={method: _operation(plugin, path, handler)})
+            spec.path(path=path, operations={method: _operation(plugin, path, method, handler)})
     document: dict[str, Any] = spec.to_dict()
     return document
 
 
-def _operation(plugin: MarshmallowPlugin, path: str, handler: Handler) -> dict[str, Any]:
+def _operation(plugin: MarshmallowPlugin, path: str, method: str, handler: Handler) -> dict[str, Any]:
     meta: Mapping[str, Any] = getattr(handler, "__apispec__")
     requests: list[Mapping[str, Any]] = getattr(handler, "__schemas__", [])
     operation = {key: meta[key] for key in _OPERATION_KEYS if key in meta}
-    operation["operationId"] = handler.__name__  # one function per route (STYLE 5): unique
+    operation_id = operation["operationId"] = handler.__name__  # one function per route (STYLE 5): unique
     if operation.get("security") == PARTNER_SECURITY:
         operation["security"] = OPENAPI3_PARTNER_SECURITY
     parameters = _parameters(plugin, path, meta.get("parameters", []), requests)
     if parameters:
         operation["parameters"] = parameters
-    body = _request_body(requests, meta.get("consumes", [FORM]))
+    body = _request_body(requests, meta.get("consumes", [FORM]), REQUEST_EXAMPLES.get(operation_id, {}))
     if body is not None:
         operation["requestBody"] = body
     produces = meta.get("produces", [JSON])
-    responses = {str(code): response for code, response in meta.get("responses", {}).items()}
-    operation["responses"] = {code: _response(responses[code], produces) for code in sorted(responses)}
-    if is_partner_path(path):
-        for code, response in operation["responses"].items():
-            if code not in _BEFORE_RATE_LIMIT:
-                response["headers"].update({name: _header_ref(name) for name in RATE_LIMIT_HEADERS})
+    responses = {int(code): response for code, response in meta.get("responses", {}).items()}
+    successes, codes = SUCCESS_EXAMPLES.get(operation_id, {}), declared_error_codes(handler)
+    operation["responses"] = {
+        str(status): _response(responses[status], produces, answer_headers(path, method, status),
+                               successes.get(status, {}), codes.get(status, []))
+        for status in sorted(responses)
+    }
     return operation
 
 
@@ -143,29 +139,47 @@ def _parameters(
         if location not in _BODY_LOCATIONS:
             for parameter in plugin.converter.schema2parameters(request["schema"], default_in=location):
                 found[parameter["in"], parameter["name"]] = parameter
+    for (place, name), parameter in found.items():
+        if place == "path" and name in PATH_EXAMPLES:
+            parameter["example"] = PATH_EXAMPLES[name]
     return list(found.values())
 
 
-def _request_body(requests: list[Mapping[str, Any]], consumes: list[str]) -> dict[str, Any] | None:
+def _request_body(
+    requests: list[Mapping[str, Any]], consumes: list[str], named_examples: Mapping[str, Any]
+) -> dict[str, Any] | None:
     for request in requests:
         location = (request["locations"] or ["json"])[0]
         if location in _BODY_LOCATIONS:
             media_type = JSON if location == "json" else consumes[0]
+            content: dict[str, Any] = {"schema": request["schema"]}
+            if named_examples:
+                content["examples"] = {name: {"value": value} for name, value in named_examples.items()}
             # A JSON object is required where one is read; form parameters may come in the query instead.
-            return {"required": location == "json", "content": {media_type: {"schema": request["schema"]}}}
+            return {"required": location == "json", "content": {media_type: content}}
     return None
 
 
-def _response(response: Mapping[str, Any], produces: list[str]) -> dict[str, Any]:
-    """A response with a schema is a JSON body (every resource and error of the API); one without a schema
-    carries the operation's media type when that is not JSON (the metrics text), else nothing."""
+def _response(
+    response: Mapping[str, Any], produces: list[str], headers: list[str], named_examples: Mapping[str, Any],
+    error_codes: list[str],
+) -> dict[str, Any]:
+    """A response with a schema is a JSON body (every resource and error of the API), with its examples: those
+    named, or one per error code; one without a schema carries the operation's media type when that is not
+    JSON (the metrics text), else nothing."""
     converted: dict[str, Any] = {"description": response.get("description", "")}
     if response.get("schema") is not None:
-        converted["content"] = {JSON: {"schema": response["schema"]}}
+        content: dict[str, Any] = {"schema": response["schema"]}
+        examples = {name: {"value": value} for name, value in named_examples.items()}
+        examples.update(error_examples(error_codes))
+        if examples:
+            content["examples"] = examples
+        converted["content"] = {JSON: content}
     elif produces != [JSON]:
         converted["content"] = {media_type: {"schema": {"type": "string"}} for media_type in produces}
-    headers = {name: _header(header) for name, header in response.get("headers", {}).items()}
-    converted["headers"] = {"X-Request-Id": _REQUEST_ID_REF, **headers}  # set on every response
+    if error_codes:
+        converted[ERROR_CODES_KEY] = error_codes
+    converted["headers"] = {name: _header_ref(name) for name in headers}
     return converted
 
 

@@ -6,6 +6,8 @@ endpoints, Basic client credentials) are security schemes rather than header par
 header parameter named Authorization, and Swagger UI asks for security schemes once, under "Authorize".
 """
 
+from typing import Any
+
 MAX_CORRELATION_ID = 255  # characters; middleware.correlation enforces it
 TOKEN_URL = "/ims/token/v3"  # where the client-credentials scheme fetches its token
 # Swagger UI fills a parameter's example into "Try it out": a correlation id that works as it is.
@@ -72,7 +74,22 @@ RATE_LIMIT_HEADERS = {
     "RateLimit-Reset": {"type": "integer", "description": "Whole seconds until the partner's bucket is full"},
 }
 ETAG_HEADER = {"type": "string", "description": "Strong; changes whenever the body would"}
+# Every header an answer may carry, by name: gateway.openapi_answers says which answer carries which.
+RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
+    "X-Request-Id": REQUEST_ID_HEADER,
+    "X-Correlation-Id": {"type": "string", "description": "The request's X-Correlation-Id, echoed when it was valid"},
+    **RATE_LIMIT_HEADERS,
+    "Retry-After": RETRY_AFTER_HEADER,
+    "Idempotent-Replayed": {"type": "string", "enum": ["true"], "description": (
+        "On a write's answer replayed for a repeated X-Correlation-Id: the stored answer, byte for byte; nothing "
+        "was executed again")},
+    "ETag": ETAG_HEADER,
+    "Cache-Control": {"type": "string", "description": (
+        "`private, no-cache` on what clients poll (ask again with If-None-Match); `no-store` on a token")},
+    "Allow": {"type": "string", "description": "The methods the path has, comma-separated"},
+    "WWW-Authenticate": CHALLENGE_HEADER,
+    "Location": LOCATION_HEADER,
+}
 NOT_MODIFIED = {
     "description": "Not Modified: If-None-Match lists the current ETag; no body (counts against the rate limit)",
-    "headers": {"ETag": ETAG_HEADER, "Cache-Control": {"type": "string", "description": "private, no-cache"}},
 }

@@ -102,7 +102,17 @@ async def test_partner_operations_document_credentials_headers_and_errors(client
         for status in ("400", "401", "403", "429", "500", *(["404"] if "{customerId}" in path else [])):
             assert operation["responses"][status]["content"]["application/json"]["schema"] == ERROR
         for response in operation["responses"].values():
-            assert "X-Request-Id" in response["headers"]
+            assert {"X-Request-Id", "X-Correlation-Id"} <= set(response["headers"])
+        responses = operation["responses"]
+        assert "Allow" in responses["405"]["headers"] and "Retry-After" in responses["429"]["headers"]
+        assert "Retry-After" in responses["503"]["headers"]
+    for path, item in document["paths"].items():
+        if path.startswith("/v3/"):
+            assert {"ETag", "Cache-Control"} <= set(item["get"]["responses"]["304"]["headers"])
+    patch = document["paths"]["/v3/customers/{customerId}/orders/{orderId}"]["patch"]["responses"]
+    assert "2119" not in patch["400"]["x-error-codes"] and "201" not in patch  # its own codes, not POST's
+    assert "Idempotent-Replayed" in patch["200"]["headers"]
+    assert schemes["clientCredentials"]["flows"]["clientCredentials"]["tokenUrl"] == "/ims/token/v3"
 
 
 async def test_bodies_and_repeated_query_parameters(client):
