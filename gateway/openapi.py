@@ -11,32 +11,37 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 from string import Formatter
 from typing import Any
 
-import aiohttp_apispec
 import orjson
 from aiohttp import hdrs, web
 from aiohttp_apispec.aiohttp_apispec import NAME_SWAGGER_SPEC, resolver
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from jinja2 import Template
 
-from gateway.wire import is_partner_path
-from schemas.headers import RATE_LIMIT_HEADERS, REQUEST_ID_HEADER, SECURITY_SCHEMES
+from gateway import swagger_ui
+from gateway.openapi_answers import (
+    ERROR_CODES_KEY,
+    PATH_EXAMPLES,
+    REQUEST_EXAMPLES,
+    SUCCESS_EXAMPLES,
+    answer_headers,
+    declared_error_codes,
+    error_examples,
+)
+from schemas.headers import OPENAPI3_PARTNER_SECURITY, PARTNER_SECURITY, RESPONSE_HEADERS, SECURITY_SCHEMES
 
 API_TITLE = "Partner Orders Gateway"
 API_VERSION = "v3"
-OPENAPI_VERSION = "3.0.3"  # apispec 3.x writes OpenAPI 3.0; Swagger UI 3.x renders up to 3.0
+OPENAPI_VERSION = "3.0.3"  # apispec 3.x writes OpenAPI 3.0 (Swagger UI 5 renders 3.0 and 3.1)
 
 # The documentation's own routes: served beside the API, not part of what they document.
 OPENAPI_ROUTE = "openapi.document"
 DOCS_ROUTE = "openapi.docs"
 STATIC_ROUTE = "openapi.static"
-DOC_ROUTES = frozenset({NAME_SWAGGER_SPEC, OPENAPI_ROUTE, DOCS_ROUTE, STATIC_ROUTE})
-# Swagger UI as aiohttp-apispec ships it: a 3.x bundle, which renders OpenAPI 3.0 as well as Swagger 2.0.
-SWAGGER_UI_FILES = Path(aiohttp_apispec.__file__).parent / "static"
+INITIALIZER_ROUTE = "openapi.initializer"
+DOC_ROUTES = frozenset({NAME_SWAGGER_SPEC, OPENAPI_ROUTE, DOCS_ROUTE, STATIC_ROUTE, INITIALIZER_ROUTE})
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
@@ -47,11 +52,10 @@ _SCHEMA_KEYS = frozenset({
     "type", "format", "items", "enum", "default", "pattern",
     "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems",
 })
+# Swagger 2.0 parameter keys that OpenAPI 3 spells otherwise.
+_TRANSLATED_KEYS = frozenset({"collectionFormat", "x-example"})
 # Operation fields of `docs(...)` that mean the same in both versions.
 _OPERATION_KEYS = ("tags", "summary", "description", "deprecated", "security")
-_REQUEST_ID_REF = {"$ref": "#/components/headers/X-Request-Id"}
-# Answers of the credential checks, which run before the rate limit: they carry no RateLimit headers.
-_BEFORE_RATE_LIMIT = frozenset({"401", "403"})
 
 Handler = Callable[..., Any]
 
@@ -60,11 +64,15 @@ Handler = Callable[..., Any]
 class ApiDocs:
     openapi: bytes  # the OpenAPI 3 document, serialized once
     page: str  # the Swagger UI page that renders it
+    initializer: str  # the page's script: Swagger UI's configuration
 
 
 def api_docs(app: web.Application) -> ApiDocs:
     """Built once all routes are added; the documents cannot change while the app runs."""
-    return ApiDocs(orjson.dumps(build_document(app)), _swagger_page(app))
+    openapi_url = str(app.router[OPENAPI_ROUTE].url_for())
+    static = app.router[STATIC_ROUTE].url_for(filename="swagger-ui.css").parent
+    page = swagger_ui.page(API_TITLE, str(static), str(app.router[INITIALIZER_ROUTE].url_for()))
+    return ApiDocs(orjson.dumps(build_document(app)), page, swagger_ui.initializer(openapi_url))
 
 
 def api_operations(app: web.Application) -> Iterator[tuple[str, str, Handler]]:
@@ -78,41 +86,40 @@ def api_operations(app: web.Application) -> Iterator[tuple[str, str, Handler]]:
 
 def build_document(app: web.Application) -> dict[str, Any]:
     plugin = MarshmallowPlugin(schema_name_resolver=resolver)  # the component names of the 2.0 document
-    spec = APISpec(
-        API_TITLE, API_VERSION, OPENAPI_VERSION, plugins=[plugin],
-        # apispec 3 has no helper for header components: merged into the document as they are.
-        components={"headers": {
-            "X-Request-Id": {**_header(REQUEST_ID_HEADER), "required": True},
-            **{name: _header(header) for name, header in RATE_LIMIT_HEADERS.items()},
-        }},
-    )
+    headers = {name: _header(header) for name, header in RESPONSE_HEADERS.items()}
+    headers["X-Request-Id"]["required"] = True  # on every answer of the service
+    # apispec 3 has no helper for header components: merged into the document as they are.
+    spec = APISpec(API_TITLE, API_VERSION, OPENAPI_VERSION, plugins=[plugin], components={"headers": headers})
     for name, scheme in SECURITY_SCHEMES.items():
         spec.components.security_scheme(name, scheme)
     for path, method, handler in api_operations(app):
         if hasattr(handler, "__apispec__"):
-            spec.path(path=path, operations={method: _operation(plugin, path, handler)})
+            spec.path(path=path, operations={method: _operation(plugin, path, method, handler)})
     document: dict[str, Any] = spec.to_dict()
     return document
 
 
-def _operation(plugin: MarshmallowPlugin, path: str, handler: Handler) -> dict[str, Any]:
+def _operation(plugin: MarshmallowPlugin, path: str, method: str, handler: Handler) -> dict[str, Any]:
     meta: Mapping[str, Any] = getattr(handler, "__apispec__")
     requests: list[Mapping[str, Any]] = getattr(handler, "__schemas__", [])
     operation = {key: meta[key] for key in _OPERATION_KEYS if key in meta}
-    operation["operationId"] = handler.__name__  # one function per route (STYLE 5): unique
+    operation_id = operation["operationId"] = handler.__name__  # one function per route (STYLE 5): unique
+    if operation.get("security") == PARTNER_SECURITY:
+        operation["security"] = OPENAPI3_PARTNER_SECURITY
     parameters = _parameters(plugin, path, meta.get("parameters", []), requests)
     if parameters:
         operation["parameters"] = parameters
-    body = _request_body(requests, meta.get("consumes", [FORM]))
+    body = _request_body(requests, meta.get("consumes", [FORM]), REQUEST_EXAMPLES.get(operation_id, {}))
     if body is not None:
         operation["requestBody"] = body
     produces = meta.get("produces", [JSON])
-    responses = {str(code): response for code, response in meta.get("responses", {}).items()}
-    operation["responses"] = {code: _response(responses[code], produces) for code in sorted(responses)}
-    if is_partner_path(path):
-        for code, response in operation["responses"].items():
-            if code not in _BEFORE_RATE_LIMIT:
-                response["headers"].update({name: _header_ref(name) for name in RATE_LIMIT_HEADERS})
+    responses = {int(code): response for code, response in meta.get("responses", {}).items()}
+    successes, codes = SUCCESS_EXAMPLES.get(operation_id, {}), declared_error_codes(handler)
+    operation["responses"] = {
+        str(status): _response(responses[status], produces, answer_headers(path, method, status),
+                               successes.get(status, {}), codes.get(status, []))
+        for status in sorted(responses)
+    }
     return operation
 
 
@@ -132,29 +139,47 @@ def _parameters(
         if location not in _BODY_LOCATIONS:
             for parameter in plugin.converter.schema2parameters(request["schema"], default_in=location):
                 found[parameter["in"], parameter["name"]] = parameter
+    for (place, name), parameter in found.items():
+        if place == "path" and name in PATH_EXAMPLES:
+            parameter["example"] = PATH_EXAMPLES[name]
     return list(found.values())
 
 
-def _request_body(requests: list[Mapping[str, Any]], consumes: list[str]) -> dict[str, Any] | None:
+def _request_body(
+    requests: list[Mapping[str, Any]], consumes: list[str], named_examples: Mapping[str, Any]
+) -> dict[str, Any] | None:
     for request in requests:
         location = (request["locations"] or ["json"])[0]
         if location in _BODY_LOCATIONS:
             media_type = JSON if location == "json" else consumes[0]
+            content: dict[str, Any] = {"schema": request["schema"]}
+            if named_examples:
+                content["examples"] = {name: {"value": value} for name, value in named_examples.items()}
             # A JSON object is required where one is read; form parameters may come in the query instead.
-            return {"required": location == "json", "content": {media_type: {"schema": request["schema"]}}}
+            return {"required": location == "json", "content": {media_type: content}}
     return None
 
 
-def _response(response: Mapping[str, Any], produces: list[str]) -> dict[str, Any]:
-    """A response with a schema is a JSON body (every resource and error of the API); one without a schema
-    carries the operation's media type when that is not JSON (the metrics text), else nothing."""
+def _response(
+    response: Mapping[str, Any], produces: list[str], headers: list[str], named_examples: Mapping[str, Any],
+    error_codes: list[str],
+) -> dict[str, Any]:
+    """A response with a schema is a JSON body (every resource and error of the API), with its examples: those
+    named, or one per error code; one without a schema carries the operation's media type when that is not
+    JSON (the metrics text), else nothing."""
     converted: dict[str, Any] = {"description": response.get("description", "")}
     if response.get("schema") is not None:
-        converted["content"] = {JSON: {"schema": response["schema"]}}
+        content: dict[str, Any] = {"schema": response["schema"]}
+        examples = {name: {"value": value} for name, value in named_examples.items()}
+        examples.update(error_examples(error_codes))
+        if examples:
+            content["examples"] = examples
+        converted["content"] = {JSON: content}
     elif produces != [JSON]:
         converted["content"] = {media_type: {"schema": {"type": "string"}} for media_type in produces}
-    headers = {name: _header(header) for name, header in response.get("headers", {}).items()}
-    converted["headers"] = {"X-Request-Id": _REQUEST_ID_REF, **headers}  # set on every response
+    if error_codes:
+        converted[ERROR_CODES_KEY] = error_codes
+    converted["headers"] = {name: _header_ref(name) for name in headers}
     return converted
 
 
@@ -164,8 +189,10 @@ def _header_ref(name: str) -> dict[str, str]:
 
 def _parameter(parameter: Mapping[str, Any]) -> dict[str, Any]:
     """A Swagger 2.0 parameter in OpenAPI 3 form."""
-    converted = {k: v for k, v in parameter.items() if k not in _SCHEMA_KEYS and k != "collectionFormat"}
+    converted = {k: v for k, v in parameter.items() if k not in _SCHEMA_KEYS and k not in _TRANSLATED_KEYS}
     converted.setdefault("schema", {k: v for k, v in parameter.items() if k in _SCHEMA_KEYS})
+    if "x-example" in parameter:  # Swagger 2.0 has no parameter example; OpenAPI 3 does
+        converted["example"] = parameter["x-example"]
     if parameter.get("collectionFormat") == "multi":  # a repeated parameter: ?status=1000&status=1002
         converted.update(style="form", explode=True)
     return converted
@@ -176,10 +203,3 @@ def _header(header: Mapping[str, Any]) -> dict[str, Any]:
     converted = {k: v for k, v in header.items() if k not in _SCHEMA_KEYS}
     converted["schema"] = {k: v for k, v in header.items() if k in _SCHEMA_KEYS}
     return converted
-
-
-def _swagger_page(app: web.Application) -> str:
-    template = (SWAGGER_UI_FILES / "index.html").read_text(encoding="utf-8")
-    static = app.router[STATIC_ROUTE].url_for(filename="index.html").parent
-    page: str = Template(template).render(path=str(app.router[OPENAPI_ROUTE].url_for()), static=str(static))
-    return page

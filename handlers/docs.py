@@ -5,10 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.keys import API_DOCS
-from gateway.openapi import DOCS_ROUTE, OPENAPI_ROUTE, STATIC_ROUTE, SWAGGER_UI_FILES
+from gateway.openapi import DOCS_ROUTE, INITIALIZER_ROUTE, OPENAPI_ROUTE, STATIC_ROUTE
+from gateway.swagger_ui import CONTENT_SECURITY_POLICY, SWAGGER_UI_FILES
 
 routes = web.RouteTableDef()
 routes.static("/static/swagger", SWAGGER_UI_FILES, name=STATIC_ROUTE)
+
+_PAGE_HEADERS = {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "X-Content-Type-Options": "nosniff"}
 
 
 @routes.get("/api/docs/openapi.json", name=OPENAPI_ROUTE)
@@ -18,4 +21,10 @@ async def openapi_document(request: web.Request) -> web.Response:
 
 @routes.get("/api/docs", name=DOCS_ROUTE)
 async def swagger_ui(request: web.Request) -> web.Response:
-    return web.Response(text=request.app[API_DOCS].page, content_type="text/html")
+    """The same page whatever the query: Swagger UI is configured not to read it."""
+    return web.Response(text=request.app[API_DOCS].page, content_type="text/html", headers=_PAGE_HEADERS)
+
+
+@routes.get("/api/docs/swagger-initializer.js", name=INITIALIZER_ROUTE)
+async def swagger_ui_initializer(request: web.Request) -> web.Response:
+    return web.Response(text=request.app[API_DOCS].initializer, content_type="text/javascript")

@@ -6,8 +6,7 @@ from aiohttp_apispec import docs, querystring_schema, response_schema
 
 from gateway.keys import FEED, PARTNER_ID
 from handlers.conditional import json_answer
-from handlers.orders import AUTH_ERRORS
-from schemas.common import ErrorSchema
+from gateway.openapi_answers import PARTNER_CHECKS, error_answers
 from schemas.events import EventPageSchema, FeedQuerySchema
 from schemas.headers import IF_NONE_MATCH, NOT_MODIFIED, PARTNER_HEADERS, PARTNER_SECURITY
 
@@ -19,13 +18,9 @@ routes = web.RouteTableDef()
     parameters=[*PARTNER_HEADERS, IF_NONE_MATCH],
     security=PARTNER_SECURITY,
     summary="The partner's order events after a cursor, oldest first; follow links.next (or poll with it)",
-    responses={
-        **AUTH_ERRORS,
-        304: NOT_MODIFIED,
-        410: {"schema": ErrorSchema, "description": "The cursor points before the oldest event kept (4124): "
-                                                    "start again without a cursor"},
-    },
+    responses={304: NOT_MODIFIED},
 )
+@error_answers(*PARTNER_CHECKS, "1132", "4124")
 @querystring_schema(FeedQuerySchema)
 @response_schema(EventPageSchema, 200, description="A page of events, and the cursor to resume from")
 @routes.get("/v3/order-events")

@@ -6,37 +6,16 @@ from aiohttp_apispec import docs, json_schema, querystring_schema, response_sche
 
 from gateway import contract, order_writes
 from gateway.errors import ApiError
-from gateway.stored_answers import respond
 from gateway.keys import CLAIM, HISTORY, JSON_BODY, PARTNER_ID, STORAGE
+from gateway.openapi_answers import PARTNER_CHECKS, WRITE_CHECKS, error_answers
+from gateway.stored_answers import respond
 from handlers.conditional import json_answer
-from schemas.common import ErrorSchema
-from schemas.headers import (
-    CHALLENGE_HEADER,
-    IF_NONE_MATCH,
-    NOT_MODIFIED,
-    LOCATION_HEADER,
-    PARTNER_HEADERS,
-    PARTNER_SECURITY,
-    RETRY_AFTER_HEADER,
-)
+from schemas.headers import IF_NONE_MATCH, NOT_MODIFIED, PARTNER_HEADERS, PARTNER_SECURITY
 from schemas.history import HistoryQuerySchema
 from schemas.order_requests import CreateOrderRequestSchema, UpdateOrderRequestSchema, WriteQuerySchema
 from schemas.orders import CreatedOrderSchema, OrderPageSchema, OrderSchema
 
 routes = web.RouteTableDef()
-
-# The answers every partner operation may give before its own (shared with handlers.events).
-AUTH_ERRORS = {
-    400: {"schema": ErrorSchema, "description": "Invalid X-Correlation-Id (4119) or query (1132, 1133)"},
-    401: {"schema": ErrorSchema, "description": "Missing (4117) or invalid (4116) bearer token",
-          "headers": {"WWW-Authenticate": CHALLENGE_HEADER}},
-    403: {"schema": ErrorSchema, "description": "Missing, unknown or revoked API key (4115)"},
-    414: {"schema": ErrorSchema, "description": "Request target over 8 KiB (414)"},
-    429: {"schema": ErrorSchema, "description": "Over the partner's rate limit (4118); never stored for replay",
-          "headers": {"Retry-After": RETRY_AFTER_HEADER}},
-    500: {"schema": ErrorSchema, "description": "Unexpected error (1124)"},
-}
-
 
 # What every partner operation shares in the documents: its tag, its headers and its credentials.
 _PARTNER_OPERATION = {"tags": ["orders"], "parameters": PARTNER_HEADERS, "security": PARTNER_SECURITY}
@@ -47,12 +26,9 @@ _POLLED_OPERATION = {**_PARTNER_OPERATION, "parameters": [*PARTNER_HEADERS, IF_N
 @docs(
     **_POLLED_OPERATION,
     summary="A customer's order history, newest first",
-    responses={
-        **AUTH_ERRORS,
-        304: NOT_MODIFIED,
-        404: {"schema": ErrorSchema, "description": "Customer not found (1116)"},
-    },
+    responses={304: NOT_MODIFIED},
 )
+@error_answers(*PARTNER_CHECKS, "1132", "1133", "1116")
 @querystring_schema(HistoryQuerySchema)
 @response_schema(OrderPageSchema, 200, description="One page of orders")
 @routes.get("/v3/customers/{customerId}/orders")
@@ -65,12 +41,9 @@ async def order_history(request: web.Request) -> web.Response:
 @docs(
     **_POLLED_OPERATION,
     summary="One order of a customer",
-    responses={
-        **AUTH_ERRORS,
-        304: NOT_MODIFIED,
-        404: {"schema": ErrorSchema, "description": "Customer (1116) or order (2115) not found"},
-    },
+    responses={304: NOT_MODIFIED},
 )
+@error_answers(*PARTNER_CHECKS, "1116", "2115")
 @response_schema(OrderSchema, 200, description="The order")
 @routes.get("/v3/customers/{customerId}/orders/{orderId}")
 async def order_details(request: web.Request) -> web.Response:
@@ -84,19 +57,18 @@ async def order_details(request: web.Request) -> web.Response:
     return json_answer(request, body)
 
 
-_WRITE_ERRORS = {
-    400: {"schema": ErrorSchema, "description": "Invalid request: 1117, 1121, 1122, 2119, 2120, 2121, 2123, 2126, "
-          "2130, 2131, 2133, 2134, 2141; 4119 bad X-Correlation-Id; 4120 X-Request-Id already used"},
-    401: AUTH_ERRORS[401],
-    403: AUTH_ERRORS[403],
-    404: {"schema": ErrorSchema, "description": "Customer (1116) or order (2115) not found"},
-    409: {"schema": ErrorSchema, "description": "The same X-Correlation-Id is still executing (4122)",
-          "headers": {"Retry-After": RETRY_AFTER_HEADER}},
-    413: {"schema": ErrorSchema, "description": "Body too large (413)"},
-    414: AUTH_ERRORS[414],
-    422: {"schema": ErrorSchema, "description": "X-Correlation-Id already used for another request (4123)"},
-    429: AUTH_ERRORS[429],
-    500: AUTH_ERRORS[500],
+# What the request alone is wrong about (stored and replayed), then what depends on stored orders (not stored).
+_PLACE_CODES = (
+    "1117", "1121", "1122", "2119", "2120", "2121", "2123", "2126", "2141",
+    "2130", "2131", "2133", "2134", "1116", "2115",
+)
+_UPDATE_CODES = ("1117", "1121", "1122", "2126", "1116", "2115")
+_WRITE_NOTES = {
+    400: "The first problem found decides the code; every problem is listed in additionalDetails and "
+         "invalidFields. Problems of the body or query (not 4119, 4120) are stored and replayed for the same "
+         "X-Correlation-Id",
+    409: "Retry after Retry-After seconds with the same X-Correlation-Id",
+    503: "Nothing was stored: resend the same request with the same X-Correlation-Id",
 }
 
 
@@ -104,10 +76,10 @@ _WRITE_ERRORS = {
     **_PARTNER_OPERATION,
     summary="Place (NEW, RENEWAL, RETURN) or preview an order; safe to retry with the same X-Correlation-Id",
     responses={
-        **_WRITE_ERRORS,
-        201: {"schema": CreatedOrderSchema, "description": "Placed", "headers": {"Location": LOCATION_HEADER}},
+        201: {"schema": CreatedOrderSchema, "description": "Placed: status 1002; Location points at the order"},
     },
 )
+@error_answers(*WRITE_CHECKS, *_PLACE_CODES, notes=_WRITE_NOTES)
 @querystring_schema(WriteQuerySchema)
 @json_schema(CreateOrderRequestSchema)
 @response_schema(CreatedOrderSchema, 200, description="PREVIEW: the validated order, nothing stored")
@@ -126,8 +98,8 @@ async def place_order(request: web.Request) -> web.Response:
 @docs(
     **_PARTNER_OPERATION,
     summary="Change an order's externalReferenceId; safe to retry with the same X-Correlation-Id",
-    responses=_WRITE_ERRORS,
 )
+@error_answers(*WRITE_CHECKS, *_UPDATE_CODES, notes=_WRITE_NOTES)
 @querystring_schema(WriteQuerySchema)
 @json_schema(UpdateOrderRequestSchema)
 @response_schema(OrderSchema, 200, description="The updated order")

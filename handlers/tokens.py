@@ -15,8 +15,8 @@ from gateway.credentials import secret_matches
 from gateway.errors import OAuthError
 from gateway.keys import AUTH_FAILURES, CREDENTIALS, METRICS, SETTINGS, TOKENS
 from gateway.storage import Credential
-from schemas.common import ErrorSchema, OAuthErrorSchema
-from schemas.headers import CHALLENGE_HEADER, RETRY_AFTER_HEADER, TOKEN_SECURITY
+from gateway.openapi_answers import TOKEN_CHECKS, error_answers
+from schemas.headers import TOKEN_SECURITY, TOKEN_URL
 from schemas.tokens import MAX_FORM_FIELDS, TokenQuerySchema, TokenRequestSchema, TokenSchema
 
 routes = web.RouteTableDef()
@@ -131,18 +131,19 @@ _TOKEN_DOCS = {
     "tags": ["tokens"],
     "consumes": ["application/x-www-form-urlencoded"],
     "security": TOKEN_SECURITY,
-    "responses": {
-        400: {"schema": OAuthErrorSchema, "description": "invalid_request or unsupported_grant_type"},
-        401: {"schema": OAuthErrorSchema, "description": "invalid_client",
-              "headers": {"WWW-Authenticate": CHALLENGE_HEADER}},
-        429: {"schema": OAuthErrorSchema, "headers": {"Retry-After": RETRY_AFTER_HEADER},
-              "description": "invalid_client: too many failed authentications of this client id from this "
-                             "address (10 within 60 s)"},
-        # Refused before the OAuth handling: the API's own error shape.
-        413: {"schema": ErrorSchema, "description": "Body too large (413)"},
-        500: {"schema": ErrorSchema, "description": "Unexpected error (1124)"},
-    },
 }
+
+
+_TOKEN_ERRORS = error_answers(
+    *TOKEN_CHECKS,  # refused before the OAuth handling: the API's own error shape
+    oauth={400: ["invalid_request", "unsupported_grant_type"], 401: ["invalid_client"], 429: ["invalid_client"]},
+    notes={
+        400: "The grant type is checked first; a parameter sent twice, a form of more than 20 fields, or Basic "
+             "credentials that differ from client_id are invalid_request",
+        401: "Missing, unknown or revoked client credentials; WWW-Authenticate when they came as Basic",
+        429: "Too many failed authentications of this client id from this address (10 within 60 s)",
+    },
+)
 
 
 def _token_operation(path: str, summary: str) -> Callable[[Handler], Handler]:
@@ -156,6 +157,7 @@ def _token_operation(path: str, summary: str) -> Callable[[Handler], Handler]:
             form_schema(TokenRequestSchema),
             querystring_schema(TokenQuerySchema),
             docs(summary=summary, **_TOKEN_DOCS),
+            _TOKEN_ERRORS,
         )
         for decorate in decorators:  # innermost first, as if stacked above the function
             handler = decorate(handler)
@@ -164,7 +166,7 @@ def _token_operation(path: str, summary: str) -> Callable[[Handler], Handler]:
     return document
 
 
-@_token_operation("/ims/token/v3", "Issue an access token; expires_in in seconds")
+@_token_operation(TOKEN_URL, "Issue an access token; expires_in in seconds")
 async def token_v3(request: web.Request) -> web.Response:
     return await _issue(request, expires_scale=1)
 

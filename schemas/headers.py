@@ -6,13 +6,20 @@ endpoints, Basic client credentials) are security schemes rather than header par
 header parameter named Authorization, and Swagger UI asks for security schemes once, under "Authorize".
 """
 
+from typing import Any
+
 MAX_CORRELATION_ID = 255  # characters; middleware.correlation enforces it
+TOKEN_URL = "/ims/token/v3"  # where the client-credentials scheme fetches its token
+# Swagger UI fills a parameter's example into "Try it out": a correlation id that works as it is.
+CORRELATION_ID_EXAMPLE = "try-it-out-1"
 
 PARTNER_HEADERS = [
     {"in": "header", "name": "X-Correlation-Id", "required": True, "type": "string",
      "minLength": 1, "maxLength": MAX_CORRELATION_ID, "pattern": r"^[^\x00-\x1f\x7f]+$",
-     "description": f"1 to {MAX_CORRELATION_ID} characters, no control characters; the idempotency key of POST "
-                    "and PATCH"},
+     "x-example": CORRELATION_ID_EXAMPLE,
+     "description": f"1 to {MAX_CORRELATION_ID} characters, no control characters; echoed on the answer. The "
+                    "idempotency key of POST and PATCH: a new value for each new write, the same value to retry "
+                    "one (the same key with another body is 422 4123)"},
     {"in": "header", "name": "X-Request-Id", "required": False, "type": "string",
      "description": "Echoed on the response; one is generated when absent or unusable (control characters, "
                     "bytes that are not UTF-8)"},
@@ -26,15 +33,25 @@ IF_NONE_MATCH = {
 
 # Every /v3 operation needs both the API key and a bearer token issued to that key.
 PARTNER_SECURITY: list[dict[str, list[str]]] = [{"apiKey": [], "bearer": []}]
+# In the OpenAPI 3 document the token may also be fetched under "Authorize" with the client credentials
+# (Swagger 2.0 wants an absolute tokenUrl, and the gateway does not know its public address).
+OPENAPI3_PARTNER_SECURITY = [{"apiKey": [], "clientCredentials": []}, *PARTNER_SECURITY]
 # The client id and secret come in the form or the query, or else as HTTP Basic credentials (RFC 6749 2.3.1).
 TOKEN_SECURITY: list[dict[str, list[str]]] = [{}, {"clientBasic": []}]
 
-_API_KEY = "The API key of the integration (the OAuth client id)"
+_API_KEY = "The API key of the integration (the OAuth client id): every /v3 request sends it as X-Api-Key"
 _BEARER = "An access token from POST /ims/token/v3, as `Authorization: Bearer <token>`"
+_CLIENT_CREDENTIALS = (
+    "Fetches a bearer token from POST /ims/token/v3 with the API key as client_id and the client secret (in "
+    "the Authorization header or the request body: both are accepted). Fill in apiKey with the same API key: "
+    "/v3 requests need both"
+)
+_FLOW = {"tokenUrl": TOKEN_URL, "scopes": {}}
 _BASIC = "The API key and client secret as HTTP Basic credentials, each form-urlencoded first"
 
 SECURITY_SCHEMES = {
     "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key", "description": _API_KEY},
+    "clientCredentials": {"type": "oauth2", "description": _CLIENT_CREDENTIALS, "flows": {"clientCredentials": _FLOW}},
     "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": _BEARER},
     "clientBasic": {"type": "http", "scheme": "basic", "description": _BASIC},
 }
@@ -57,7 +74,22 @@ RATE_LIMIT_HEADERS = {
     "RateLimit-Reset": {"type": "integer", "description": "Whole seconds until the partner's bucket is full"},
 }
 ETAG_HEADER = {"type": "string", "description": "Strong; changes whenever the body would"}
+# Every header an answer may carry, by name: gateway.openapi_answers says which answer carries which.
+RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
+    "X-Request-Id": REQUEST_ID_HEADER,
+    "X-Correlation-Id": {"type": "string", "description": "The request's X-Correlation-Id, echoed when it was valid"},
+    **RATE_LIMIT_HEADERS,
+    "Retry-After": RETRY_AFTER_HEADER,
+    "Idempotent-Replayed": {"type": "string", "enum": ["true"], "description": (
+        "On a write's answer replayed for a repeated X-Correlation-Id: the stored answer, byte for byte; nothing "
+        "was executed again")},
+    "ETag": ETAG_HEADER,
+    "Cache-Control": {"type": "string", "description": (
+        "`private, no-cache` on what clients poll (ask again with If-None-Match); `no-store` on a token")},
+    "Allow": {"type": "string", "description": "The methods the path has, comma-separated"},
+    "WWW-Authenticate": CHALLENGE_HEADER,
+    "Location": LOCATION_HEADER,
+}
 NOT_MODIFIED = {
     "description": "Not Modified: If-None-Match lists the current ETag; no body (counts against the rate limit)",
-    "headers": {"ETag": ETAG_HEADER, "Cache-Control": {"type": "string", "description": "private, no-cache"}},
 }

@@ -69,11 +69,20 @@ async def test_swagger_2_document_still_serves(client):
 
 
 async def test_swagger_ui_renders_the_openapi_3_document(client):
-    response = await client.get("/api/docs")
+    response = await client.get("/api/docs?url=https://example.invalid/x.json")
     assert response.status == 200 and response.content_type == "text/html"
+    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
     page = await response.text()
-    assert 'url: "/api/docs/openapi.json"' in page
-    assert (await client.get("/static/swagger/swagger-ui-bundle.js")).status == 200
+    assert "example.invalid" not in page and "//" not in page.replace("<!DOCTYPE", "")
+    for asset in ("/static/swagger/swagger-ui-bundle.js", "/static/swagger/swagger-ui.css",
+                  "/api/docs/swagger-initializer.js"):
+        assert f'"{asset}"' in page
+        assert (await client.get(asset)).status == 200
+    initializer = await (await client.get("/api/docs/swagger-initializer.js")).text()
+    config = json.loads(initializer[initializer.index("{", initializer.index("assign(")):initializer.index("}, {") + 1])
+    assert config["url"] == "/api/docs/openapi.json" and "urls" not in config and "configUrl" not in config
+    assert config["queryConfigEnabled"] is False and config["validatorUrl"] is None
+    assert config["layout"] == "BaseLayout"  # no top bar with a box to load another definition
 
 
 async def test_partner_operations_document_credentials_headers_and_errors(client):
@@ -84,7 +93,7 @@ async def test_partner_operations_document_credentials_headers_and_errors(client
     v3 = [(path, op) for path, item in document["paths"].items() if path.startswith("/v3/") for op in item.values()]
     assert len(v3) == 5
     for path, operation in v3:
-        assert operation["security"] == [{"apiKey": [], "bearer": []}]
+        assert operation["security"] == [{"apiKey": [], "clientCredentials": []}, {"apiKey": [], "bearer": []}]
         headers = {p["name"]: p for p in operation["parameters"] if p["in"] == "header"}
         assert headers["X-Correlation-Id"]["required"] is True
         path_params = {p["name"] for p in operation["parameters"] if p["in"] == "path"}
@@ -93,7 +102,17 @@ async def test_partner_operations_document_credentials_headers_and_errors(client
         for status in ("400", "401", "403", "429", "500", *(["404"] if "{customerId}" in path else [])):
             assert operation["responses"][status]["content"]["application/json"]["schema"] == ERROR
         for response in operation["responses"].values():
-            assert "X-Request-Id" in response["headers"]
+            assert {"X-Request-Id", "X-Correlation-Id"} <= set(response["headers"])
+        responses = operation["responses"]
+        assert "Allow" in responses["405"]["headers"] and "Retry-After" in responses["429"]["headers"]
+        assert "Retry-After" in responses["503"]["headers"]
+    for path, item in document["paths"].items():
+        if path.startswith("/v3/"):
+            assert {"ETag", "Cache-Control"} <= set(item["get"]["responses"]["304"]["headers"])
+    patch = document["paths"]["/v3/customers/{customerId}/orders/{orderId}"]["patch"]["responses"]
+    assert "2119" not in patch["400"]["x-error-codes"] and "201" not in patch  # its own codes, not POST's
+    assert "Idempotent-Replayed" in patch["200"]["headers"]
+    assert schemes["clientCredentials"]["flows"]["clientCredentials"]["tokenUrl"] == "/ims/token/v3"
 
 
 async def test_bodies_and_repeated_query_parameters(client):
