@@ -149,7 +149,7 @@ async def test_bodies_and_repeated_query_parameters(client):
         assert body_schema(token, "200") == {"$ref": "#/components/schemas/Token"}
         assert body_schema(token, "400") == body_schema(token, "401") == OAUTH_ERROR
         assert token["security"] == [{}, {"clientBasic": []}]
-    assert set(paths["/metrics"]["get"]["responses"]["200"]["content"]) == {"text/plain"}
+    assert set(paths["/metrics"]["get"]["responses"]["200"]["content"]) == {"text/plain", "application/openmetrics-text"}
 
 
 # A fresh interpreter: aiohttp-apispec rewrites the handlers' metadata, for the whole process, when the first
