@@ -15,13 +15,13 @@ from typing import NoReturn
 from tqdm import tqdm
 
 from gateway.cli_common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, INTERRUPTED, Command, Interrupted
-from gateway.cli_common import PortInUse, interrupt, positive_int, print_json
+from gateway.cli_common import PortInUse, defer_interrupt, fail, positive_int, print_json
 from gateway.cli_webhooks import WEBHOOK_COMMANDS, add_webhook_commands
 from gateway.importer import ImportLineError, import_file
 from gateway.logconfig import configure_logging
 from gateway.partners import create_credential, create_partner, credential_line, partner_line, revoke_credential
-from gateway import __version__
-from gateway.settings import DEFAULT_DATABASE_URL, ENV_PREFIX, MIN_RATE_PER_SECOND, Settings, SettingsError
+from gateway.version import VERSION
+from gateway.settings import DEFAULT_DATABASE_URL, ENV_PREFIX, MIN_RATE_PER_SECOND, Settings, SettingsError, redacted
 from gateway.settings_help import SETTING_HELP
 from gateway.storage import RateOverride, Storage, StorageError, StorageUnavailable, open_storage
 from schemas.enums import STATUSES
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="order-gateway", description="Partner Orders Gateway: serve the API, operate its data.",
                      epilog="Exit status: 0 done, 1 failed (one line on stderr says why), 2 usage error, "
                             "130 interrupted.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     parser.add_argument("--database", metavar="URL", help=f"database URL (env {ENV_PREFIX}DATABASE_URL; "
                                                           f"default {DEFAULT_DATABASE_URL})")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
@@ -107,6 +107,7 @@ def _add_partner_commands(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    signal.signal(signal.SIGINT, defer_interrupt)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "partners" and args.action == "set-rate-limit" and (args.burst is None) != args.default:
@@ -116,36 +117,36 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         flags = {field.name: getattr(args, field.name, None) for field in Settings.fields()}
         settings = Settings.from_env(env, **{**flags, "database_url": args.database})
     except SettingsError as exc:
-        print(f"order-gateway: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(str(exc), EXIT_USAGE)
     configure_logging(settings.log_format)
+    status = _run(args, settings)
+    if INTERRUPTED.is_set() and status == 0:
+        print("order-gateway: interrupted after the command had completed; what it printed stands", file=sys.stderr)
+    return status
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    """The command, and the one line (and exit status) of each way it can fail."""
     try:
         if args.command == "serve":
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # the server stops on it (SIGTERM too)
             from gateway.cli_serve import serve  # the web stack, loaded only by the command that runs it
 
             return serve(settings, demo=args.demo, workers=args.workers)
         command = _COMMANDS[(args.command, getattr(args, "action", None))]
-        signal.signal(signal.SIGINT, interrupt)
         return asyncio.run(_with_storage(settings, command, args))
-    except KeyboardInterrupt:
-        print("order-gateway: interrupted; a command's writes are one transaction, never left half-written",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except (KeyboardInterrupt, Interrupted):
+        return fail("interrupted; nothing was written (a command's writes are one transaction)", EXIT_INTERRUPTED)
     except PortInUse as exc:
-        print(f"order-gateway: cannot listen: {exc.strerror}; choose another port with --port "
-              f"(or {ENV_PREFIX}PORT, or make run PORT=...)", file=sys.stderr)
-        return EXIT_FAILED
+        return fail(f"cannot listen: {exc.strerror}; choose another port with --port (or {ENV_PREFIX}PORT, "
+                    "or make run PORT=...)")
     except (StorageError, ImportLineError) as exc:
-        print(f"order-gateway: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return fail(str(exc))
     except StorageUnavailable as exc:
-        print(f"order-gateway: the database is busy or unavailable, nothing was written; try again ({exc})",
-              file=sys.stderr)
-        return EXIT_FAILED
+        return fail(f"the database is busy or unavailable, nothing was written; try again ({exc})")
     except (OSError, sqlite3.Error, ValueError) as exc:
         # The database (or the address) cannot be used: say which, in one line.
-        print(f"order-gateway: cannot start with {settings.database_url}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return fail(f"cannot start with {redacted(settings.database_url)}: {exc}")
 
 
 async def _with_storage(settings: Settings, command: Command, args: argparse.Namespace) -> int:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-from types import FrameType
 from collections.abc import Awaitable, Callable
+from types import FrameType
 from typing import Any
 
 import orjson
@@ -17,8 +17,11 @@ EXIT_USAGE = 2
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130  # the shells' 128 + SIGINT
 
-# Set by Ctrl-C. A long write (an import) checks it as it goes, also on the thread a backend runs units on,
-# and fails, so that its transaction rolls back rather than commit after the interrupt.
+Command = Callable[[Storage, argparse.Namespace, Settings], Awaitable[int]]
+
+# Set by Ctrl-C. A command is not cut off where it stands (after its commit and before it printed what it
+# made, say, a secret would be lost): it runs to its end, except that a long write (an import) checks this as
+# it goes, also on the thread a backend runs units on, and fails, so that its transaction rolls back.
 INTERRUPTED = threading.Event()
 
 
@@ -30,13 +33,9 @@ class PortInUse(OSError):
     """The address to listen on is taken (by another gateway, say); the message names it."""
 
 
-def interrupt(signum: int, frame: FrameType | None) -> None:
-    """SIGINT for the commands other than `serve`: noted for the writes in progress, then the usual
-    KeyboardInterrupt, which asyncio.run turns into cancelling the command."""
+def defer_interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGINT for the commands other than `serve`: noted, for the write in progress to see."""
     INTERRUPTED.set()
-    raise KeyboardInterrupt
-
-Command = Callable[[Storage, argparse.Namespace, Settings], Awaitable[int]]
 
 
 def print_json(value: Any) -> None:
@@ -45,10 +44,10 @@ def print_json(value: Any) -> None:
     sys.stdout.flush()
 
 
-def fail(message: str) -> int:
+def fail(message: str, status: int = EXIT_FAILED) -> int:
     """One line on stderr saying why; the exit status of a failed command."""
     print(f"order-gateway: {message}", file=sys.stderr)
-    return EXIT_FAILED
+    return status
 
 
 def positive_int(text: str) -> int:

@@ -27,7 +27,7 @@ from gateway.http_server import serve_app
 from gateway.keys import SETTINGS, STORAGE
 from gateway.logconfig import configure_logging
 from gateway.metrics import MULTIPROCESS_DIR
-from gateway.settings import Settings
+from gateway.settings import Settings, redacted
 
 log = structlog.get_logger("gateway.server")
 ORPHAN_CHECK_SECONDS = 1.0
@@ -47,7 +47,12 @@ def _worker(settings: Settings, demo: bool) -> None:
     configure_logging(settings.log_format)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: the parent stops the workers
     threading.Thread(target=_stop_when_orphaned, args=(os.getppid(),), daemon=True).start()
-    serve_app(create_app(settings), settings, _announce_demo if demo else None, reuse_port=True)
+    try:
+        serve_app(create_app(settings), settings, _announce_demo if demo else None, reuse_port=True)
+    except Exception as failure:  # one line, as `serve` alone says it; the parent then stops the others
+        print(f"order-gateway: a worker cannot run with {redacted(settings.database_url)}: "
+              f"{type(failure).__name__}: {failure}", file=sys.stderr)
+        sys.exit(1)
 
 
 def _stop_when_orphaned(parent: int) -> None:
@@ -70,7 +75,9 @@ def _serve_workers(settings: Settings, demo: bool, workers: int) -> int:
             process.start()
         log.info("workers", count=workers, pids=[process.pid for process in processes])
         stopping = _wait_for_signal_or_exit(processes)
-        deadline = time.monotonic() + settings.shutdown_timeout_seconds + WORKER_STOP_MARGIN_SECONDS
+        # A worker's graceful stop: its requests, then its webhook calls in flight (gateway.webhook_delivery).
+        deadline = (time.monotonic() + settings.shutdown_timeout_seconds + settings.webhook_timeout_seconds
+                    + WORKER_STOP_MARGIN_SECONDS)
         for process in processes:
             if process.is_alive():
                 process.terminate()  # SIGTERM: each finishes its requests and closes its database
@@ -83,16 +90,23 @@ def _serve_workers(settings: Settings, demo: bool, workers: int) -> int:
 
 
 def _reserve(settings: Settings) -> socket.socket:
-    """The port, bound (not listening) with SO_REUSEPORT: taken for the workers, a port in use is found
-    before any starts, and port 0 becomes one port for all of them."""
+    """The port, bound (not listening) with SO_REUSEPORT: taken for the workers, and port 0 becomes one port
+    for all of them. A plain bind first finds a port in use, another `--workers` gateway's included (whose
+    SO_REUSEPORT sockets would let ours join it)."""
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((settings.host, settings.port))
+        except OSError as failure:
+            raise PortInUse(failure.errno, f"{settings.host}:{settings.port} is in use") from None
+        port = probe.getsockname()[1]
     reserved = socket.socket(family, socket.SOCK_STREAM)
     reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
-        reserved.bind((settings.host, settings.port))
-    except OSError as failure:
+        reserved.bind((settings.host, port))
+    except OSError as failure:  # taken in the moment between the two binds
         reserved.close()
-        raise PortInUse(failure.errno, f"{settings.host}:{settings.port} is in use") from None
+        raise PortInUse(failure.errno, f"{settings.host}:{port} is in use") from None
     return reserved
 
 

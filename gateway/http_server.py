@@ -22,7 +22,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
-from gateway import __version__
+from gateway.version import VERSION
 from gateway.cli_common import PortInUse
 from gateway.errors import INTERNAL_ERROR, ApiError
 from gateway.http_limits import PARSER_LIMITS, refusal
@@ -111,7 +111,7 @@ async def _serve(app: web.Application, settings: Settings, on_listening: Listeni
             raise
         port = runner.addresses[0][1] if runner.addresses else settings.port
         base = f"http://{settings.host}:{port}"
-        log.info("listening", address=base, version=__version__, pid=os.getpid(),
+        log.info("listening", address=base, version=VERSION, pid=os.getpid(),
                  database=settings.database_url.split(":", 1)[0])
         listened = True
         if on_listening is not None:

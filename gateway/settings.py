@@ -5,6 +5,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 ENV_PREFIX = "GATEWAY_"
 DEFAULT_DATABASE_URL = "sqlite:///var/gateway.db"
@@ -157,6 +158,15 @@ def _convert(field: dataclasses.Field[Any], raw: str) -> Any:
         expected = "true or false" if kind == "bool" else "a number"
         raise SettingsError(f"setting {field.name}={raw!r}: not {expected} ({ENV_PREFIX}{field.name.upper()})") from None
     return raw
+
+
+def redacted(url: str) -> str:
+    """A database URL fit for a message: its password replaced."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _boolean(raw: str) -> bool:

@@ -140,7 +140,12 @@ class DeliveryWorker:
         event = events.get(delivery.event_id)
         if event is None:  # an import moved the order to another partner, or the event is gone
             return Attempt(delivery, now_ms(), "skipped", None, "the partner no longer sees this event", None)
-        return self._outcome(delivery, await self._send(webhook, delivery, event))
+        try:
+            answer = await self._send(webhook, delivery, event)
+        except Exception as failure:  # a failed attempt like any other: retried, then given up, and shown
+            log.exception("webhook_call_failed", webhook_id=webhook.webhook_id, event_id=delivery.event_id)
+            answer = Answer(None, f"internal error: {type(failure).__name__}")
+        return self._outcome(delivery, answer)
 
     async def _send(self, webhook: Webhook, delivery: Delivery, event: tuple[bytes, str | None]) -> Answer:
         try:

@@ -13,6 +13,9 @@ import ipaddress
 from yarl import URL  # the parser aiohttp connects with: the host checked is the host called
 
 MAX_URL_CHARS = 2048
+MAX_HOST_CHARS, MAX_LABEL_CHARS = 253, 63  # what DNS carries
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class TargetRefused(OSError):
@@ -25,13 +28,14 @@ def check_url(url: str, allow_http: bool) -> URL:
         raise TargetRefused(f"the URL is longer than {MAX_URL_CHARS} characters")
     try:
         parsed = URL(url)
-    except ValueError:
+        host = parsed.raw_host
+    except (ValueError, UnicodeError):
         raise TargetRefused("not a URL") from None
     allowed = ("https", "http") if allow_http else ("https",)
     if parsed.scheme not in allowed:
         raise TargetRefused("the URL must start with https://" + (" or http://" if allow_http else ""))
-    if not parsed.host:
-        raise TargetRefused("the URL has no host")
+    if not host or not _resolvable(host):
+        raise TargetRefused("the URL has no host that can be looked up")
     if parsed.user is not None or parsed.password is not None:
         raise TargetRefused("the URL must not carry credentials (deliveries are signed instead)")
     if parsed.fragment:
@@ -39,22 +43,50 @@ def check_url(url: str, allow_http: bool) -> URL:
     return parsed
 
 
+def _resolvable(host: str) -> bool:
+    """An address, or a name the resolver will take: labels of 1 to 63 characters that encode (IDNA)."""
+    if _address(host) is not None:
+        return True
+    try:
+        labels = host.rstrip(".").encode("idna").split(b".")
+        b".".join(labels).decode("idna")  # an `xn--` label must be valid punycode too
+    except UnicodeError:
+        return False
+    return len(host) <= MAX_HOST_CHARS and all(0 < len(label) <= MAX_LABEL_CHARS for label in labels)
+
+
+def _address(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]").split("%", 1)[0])  # a zone does not change the address
+    except ValueError:
+        return None
+
+
 def check_address(address: str, allow_private: bool) -> None:
-    """Refuses loopback, private, link-local, multicast, unspecified and every other non-public address."""
+    """Refuses loopback, private, link-local, multicast, unspecified and every other non-public address,
+    also where one is embedded in an IPv6 address that a tunnel or translator would deliver to it
+    (IPv4-mapped and -compatible, 6to4, Teredo, NAT64)."""
     if allow_private:
         return
-    ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 zone does not change what the address is
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip.is_multicast or not ip.is_global:
-        raise TargetRefused(f"the host resolves to a non-public address ({ip})")
+    ip = _address(address)
+    if ip is None:
+        raise TargetRefused(f"not an address: {address!r}")
+    for candidate in (ip, *_embedded(ip)):
+        if candidate.is_multicast or not candidate.is_global:
+            raise TargetRefused(f"the host resolves to a non-public address ({ip})")
+
+
+def _embedded(ip: IPAddress) -> list[ipaddress.IPv4Address]:
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return []
+    found = [ip.ipv4_mapped, ip.sixtofour, ip.teredo[1] if ip.teredo else None]
+    if ip in NAT64 or int(ip) >> 32 == 0:  # NAT64's well-known prefix; IPv4-compatible (::a.b.c.d)
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return [address for address in found if address is not None]
 
 
 def check_literal_host(url: URL, allow_private: bool) -> None:
     """A host written as an address is never resolved, so it is checked here."""
     host = url.raw_host or ""
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return
-    check_address(host.strip("[]"), allow_private)
+    if _address(host) is not None:
+        check_address(host, allow_private)

@@ -104,7 +104,9 @@ class Sender:
             if isinstance(failure.__cause__, TargetRefused):
                 return Answer(None, f"refused: {failure.__cause__}")
             return Answer(None, _short(f"cannot connect: {failure.os_error.strerror or failure.os_error}"))
-        except aiohttp.ClientError as failure:
+        except (aiohttp.ClientError, OSError, UnicodeError, ValueError) as failure:
+            # Whatever else the call raised (a name the resolver cannot encode, say) is a failed attempt too:
+            # retried on the schedule and shown, never a delivery left claimed.
             return Answer(None, _short(f"{type(failure).__name__}: {failure}"))
 
 

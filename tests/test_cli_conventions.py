@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, cli, customer_record, free_port, order_record, reseller_record
 
-from gateway import __version__
+from gateway.version import VERSION
 from gateway.cli import build_parser
 
 
@@ -45,7 +45,7 @@ def test_every_command_and_argument_has_help() -> None:
 def test_help_version_and_usage_exit_codes(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path}/g.db"
     version = cli(db, "--version")
-    assert version.stdout.strip() == f"order-gateway {__version__}"
+    assert version.stdout.strip() == f"order-gateway {VERSION}"
     assert "webhooks" in cli(db, "--help").stdout
     assert "--workers" in cli(db, "serve", "--help").stdout
     for args in (["bogus"], ["import"], ["orders", "set-status", "1", "9999"], ["serve", "--workers", "0"]):
@@ -75,6 +75,27 @@ def test_ctrl_c_during_an_import_writes_nothing(tmp_path: Path) -> None:
     with contextlib.closing(sqlite3.connect(db.removeprefix("sqlite:///"))) as connection:
         assert connection.execute("SELECT count(*) FROM orders").fetchone() == (0,)
         assert connection.execute("SELECT count(*) FROM order_events").fetchone() == (0,)
+
+
+def test_ctrl_c_at_any_moment_is_one_line_and_loses_no_secret(tmp_path: Path) -> None:
+    """SIGINT while the command line loads, parses, writes or prints: exit 130 (nothing done) or 0 (done, and
+    what it made printed), one line on stderr, never a traceback, never a partner whose secret went unseen.
+    (From 0.1 s: earlier, the interpreter itself is starting, before any code of ours can listen.)"""
+    db = f"sqlite:///{tmp_path}/g.db"
+    cli(db, "partners", "list")  # the database exists: every run below only adds a partner
+    printed = set()
+    for n, delay in enumerate((0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.45, 0.6)):
+        command = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--database", db, "partners", "create",
+                                    "--name", "N", "--partner-id", f"P{n}"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        time.sleep(delay)
+        command.send_signal(signal.SIGINT)
+        out, err = command.communicate(timeout=60)
+        assert command.returncode in (0, 130) and "Traceback" not in err and len(err.splitlines()) <= 1, (delay, err)
+        if command.returncode == 0:
+            printed.add(json.loads(out)["partnerId"])
+    created = {json.loads(line)["partnerId"] for line in cli(db, "partners", "list").stdout.splitlines()}
+    assert created == printed
 
 
 def wait_for_line(process: subprocess.Popen[str], pattern: str, timeout: float = 30) -> str:
@@ -144,6 +165,8 @@ def test_workers_share_one_port_and_stop_together(tmp_path: Path, workers: int) 
         assert answered == pids, "one worker answered every connection"
         for _ in range(3):  # whichever worker answers a scrape, it counts for the whole gateway
             assert 'route="/v3/customers/{customerId}/orders",status="403"} 20.0' in get(port, "/metrics")[1]
+        second = cli(db, "serve", "--port", str(port), "--workers", "2", check=False)
+        assert second.returncode == 1 and "is in use" in second.stderr  # not joined to the first one's port
         started = time.monotonic()
         parent.send_signal(signal.SIGTERM)
         assert parent.wait(timeout=30) == 0
@@ -152,6 +175,13 @@ def test_workers_share_one_port_and_stop_together(tmp_path: Path, workers: int) 
     finally:
         parent.kill()  # its workers, orphaned, stop on their own within a second
         parent.wait(timeout=30)
+
+
+def test_workers_that_cannot_start_say_so_in_a_line(tmp_path: Path) -> None:
+    failed = cli("postgresql://gateway:secret-pw@127.0.0.1:1/none", "serve", "--port", str(free_port()),
+                 "--workers", "2", check=False)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr and "secret-pw" not in failed.stderr
+    assert "a worker cannot run" in failed.stderr and "a worker exited" in failed.stderr
 
 
 def test_workers_stop_when_their_parent_dies(tmp_path: Path) -> None:

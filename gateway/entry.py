@@ -1,0 +1,27 @@
+"""The process entry point (`order-gateway`, `python run.py`). Ctrl-C while the command line is still loading
+is one line too, not a traceback: nothing has been done by then. (gateway.cli then takes SIGINT over.)"""
+from __future__ import annotations
+
+import signal
+import sys
+from types import FrameType
+
+EXIT_INTERRUPTED = 130
+
+
+def _while_loading(signum: int, frame: FrameType | None) -> None:
+    print("order-gateway: interrupted; nothing was done", file=sys.stderr)
+    sys.exit(EXIT_INTERRUPTED)
+
+
+signal.signal(signal.SIGINT, _while_loading)
+
+
+def main() -> int:
+    from gateway.cli import main as run_command
+
+    status = run_command()
+    # Done: a SIGINT from here on would only kill the interpreter while it shuts down (which resets the
+    # handlers), with no word of why; held pending, it is dropped with the process.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    return status
