@@ -22,13 +22,13 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
-from gateway.version import VERSION
 from gateway.cli_common import PortInUse
 from gateway.errors import INTERNAL_ERROR, ApiError
 from gateway.http_limits import PARSER_LIMITS, refusal
 from gateway.keys import METRICS
 from gateway.metrics import Metrics
 from gateway.settings import Settings
+from gateway.version import VERSION
 from middleware.errors import error_response
 from middleware.request_log import log_refusal, new_request_id
 
@@ -110,7 +110,8 @@ async def _serve(app: web.Application, settings: Settings, on_listening: Listeni
                 raise PortInUse(failure.errno, f"{settings.host}:{settings.port} is in use") from None
             raise
         port = runner.addresses[0][1] if runner.addresses else settings.port
-        base = f"http://{settings.host}:{port}"
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host  # an IPv6 address
+        base = f"http://{host}:{port}"
         log.info("listening", address=base, version=VERSION, pid=os.getpid(),
                  database=settings.database_url.split(":", 1)[0])
         listened = True

@@ -46,6 +46,10 @@ class Metrics:
             "gateway_idempotent_replays", "Stored answers replayed for a repeated X-Correlation-Id",
             registry=self.registry,
         )
+        self._count_outcomes()
+
+    def _count_outcomes(self) -> None:
+        """The counters of what became of requests and deliveries, each label value shown from the start."""
         # How the replay layer answered a POST or PATCH: stored (executed, its answer kept), replayed,
         # conflict (409 4122: the same key still executing), mismatch (422 4123: the key with another request).
         self.idempotency = Counter(
@@ -73,7 +77,6 @@ class Metrics:
             "gateway_auth_rejections", "Requests refused by authentication, by error code",
             ["code"], registry=self.registry,
         )
-
         for counter, values in ((self.rate_limited, RATE_LIMITS), (self.idempotency, IDEMPOTENCY_OUTCOMES),
                                 (self.webhook_attempts, WEBHOOK_RESULTS), (self.auth_rejections, sorted(AUTH_CODES))):
             for value in values:
