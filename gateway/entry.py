@@ -2,6 +2,7 @@
 is one line too, not a traceback: nothing has been done by then. (gateway.cli then takes SIGINT over.)"""
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from types import FrameType
@@ -10,8 +11,11 @@ EXIT_INTERRUPTED = 130
 
 
 def _while_loading(signum: int, frame: FrameType | None) -> None:
-    print("order-gateway: interrupted; nothing was done", file=sys.stderr)
-    sys.exit(EXIT_INTERRUPTED)
+    """Nothing is open yet: leave at once. (Unwinding an import cut short, then finalizing the interpreter,
+    can crash in an extension module initialized halfway.)"""
+    sys.stderr.write("order-gateway: interrupted; nothing was done\n")
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
 
 
 signal.signal(signal.SIGINT, _while_loading)
