@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient
-from conftest import cli, partner_headers
+from conftest import cli, partner_headers, raw_sql
 from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks import Webhook as Verifier
 from webhook_receiver import OK, Reply, receiver
@@ -294,3 +294,25 @@ async def counted(client: TestClient, timeout: float = 10.0, **results: int) -> 
         while await metric(client, "gateway_webhook_attempts_total", result=result) < count:
             assert time.monotonic() < deadline, f"fewer than {count} {result} attempts in time"
             await asyncio.sleep(0.05)
+
+
+async def test_an_event_a_delivery_waits_for_outlives_its_retention(aiohttp_client: Any, settings: Settings,
+                                                                   db_url: str, partners: Any) -> None:
+    """Purging expired events spares one (and every later one) that a delivery still needs; once delivered,
+    it goes like the others."""
+    answering = {"status": 500}
+    async with receiver(lambda call: (answering["status"], {}, 0)) as hook:
+        add_webhook(db_url, "P1", hook.url)
+        client = await gateway(aiohttp_client, settings, webhook_retry_schedule="0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5",
+                               idempotency_purge_interval_seconds=0.2, event_retention_seconds=60)
+        order = await place(client, partners["P1"])
+        await hook.wait_for(1)
+        raw_sql(db_url, f"UPDATE order_events SET created = created - 3600 WHERE order_id = '{order['orderId']}'")
+        await asyncio.sleep(1.0)  # five purges
+        assert [event["orderId"] for event in await feed(client, partners["P1"])] == [order["orderId"]]
+        answering["status"] = 204
+        await counted(client, delivered=1)
+        deadline = time.monotonic() + 10
+        while await feed(client, partners["P1"]):
+            assert time.monotonic() < deadline, "the delivered event was never purged"
+            await asyncio.sleep(0.2)
