@@ -38,7 +38,7 @@ async def record_changes(db: Db, changes: Sequence[OrderChange], *, reloads: Ite
     """`changes`: the orders written, each with what it was before; `reloads`: customers every order of
     which may look different now, or be seen by another partner (a reseller, the customer or an order
     moved): their caches reload and their events go to whoever sees their orders now. `events=False` only
-    for an import of history that partners have already seen; `bulk` for a write that called
+    for an import of history that partners have already seen; `bulk` for every call of a write that called
     `events.begin_bulk` first; `traceparent`: the trace context of the request that made the changes, which
     their events carry to webhooks."""
     now = int(time.time())
@@ -51,18 +51,26 @@ async def record_changes(db: Db, changes: Sequence[OrderChange], *, reloads: Ite
     await _journal(db, {
         customer_id: order_ids if len(order_ids) <= JOURNALED_ORDERS else {EVERY_ORDER}
         for customer_id, order_ids in touched.items()
-    }, now)
+    }, now, bulk)
     if events:
         written = [event for event in (event_of(change, now) for change in changes) if event]
         await write_events(db, written, bulk, traceparent)
     await restamp(db, reloads)
 
 
-async def _journal(db: Db, changed: Mapping[str, Iterable[str]], now: int) -> None:
-    """Moves each customer's version, journaling the ids of its orders that were written."""
+async def _journal(db: Db, changed: Mapping[str, Iterable[str]], now: int, bulk: bool) -> None:
+    """Moves each customer's version, journaling the ids of its orders that were written.
+
+    Where transactions run side by side (PostgreSQL), a version row stays locked from its bump to the commit,
+    and writes to one customer wait for each other that long: the bumps go last, just before the events
+    (one lock order for every writer: the customers sorted, then the events' lock). A bulk write bumps at
+    once: its events' numbering was queued for last when it began, and must stay after its bumps."""
     if db.writable_ctes:
-        for customer_id in sorted(changed):  # one lock order for every writer: no deadlock between two
-            await db.execute(BUMP_AND_JOURNAL, (customer_id, sorted(set(changed[customer_id])), now))
+        bumps = [(customer_id, sorted(set(changed[customer_id])), now) for customer_id in sorted(changed)]
+        if bulk:
+            await db.executemany(BUMP_AND_JOURNAL, bumps)
+        else:
+            await db.execute_last(BUMP_AND_JOURNAL, bumps)
         return
     rows: list[tuple[str, int, str, int]] = []
     for customer_id in sorted(changed):

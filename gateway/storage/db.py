@@ -37,7 +37,8 @@ class Db(Protocol):
 
     async def execute_last(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """`executemany`, as the transaction's last statements, just before it commits (at once where the
-        backend commits its writers one at a time): what takes a lock held to commit holds it briefly."""
+        backend commits its writers one at a time): what takes a lock held to commit holds it briefly. The
+        rows kept for one statement run together, and statements in the order each was first kept."""
 
 
 # A unit of work: everything it does through its Db commits together, or nothing does. It must await

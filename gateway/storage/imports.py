@@ -64,7 +64,7 @@ async def _upsert_reseller(db: Db, line_no: int, record: Reseller, counts: Impor
     await db.execute(UPSERT_RESELLER, (record.reseller_id, record.partner_id, record.name))
     if existing and existing[0][0] != record.partner_id:
         touched = await db.fetch(RESELLER_CUSTOMERS, (record.reseller_id,))
-        await record_changes(db, [], reloads=[customer_id for (customer_id,) in touched])
+        await record_changes(db, [], reloads=[customer_id for (customer_id,) in touched], bulk=True)
     counts.written += 1
 
 
@@ -86,7 +86,7 @@ async def _upsert_customer(db: Db, line_no: int, record: Customer, counts: Impor
         return
     await db.execute(UPSERT_CUSTOMER, (record.customer_id, record.reseller_id, record.company_name, record.coterm_date))
     if existing:
-        await record_changes(db, [], reloads=[record.customer_id])
+        await record_changes(db, [], reloads=[record.customer_id], bulk=True)
     counts.written += 1
 
 

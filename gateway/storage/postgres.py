@@ -131,15 +131,16 @@ class PostgresTransaction(PostgresDb):
     def __init__(self, connection: asyncpg.Connection) -> None:
         super().__init__(connection)
         self.begun = False
-        self._last: list[tuple[str, list[Sequence[Any]]]] = []
+        self._last: dict[str, list[Sequence[Any]]] = {}
 
     async def execute_last(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        self._last.append((sql, list(rows)))
+        self._last.setdefault(sql, []).extend(rows)
 
     async def finish(self) -> None:
-        """Runs the statements kept for last; the caller commits next."""
-        last, self._last = self._last, []
-        for sql, rows in last:
+        """Runs the statements kept for last, each once for all its rows, in the order each was first kept;
+        the caller commits next."""
+        last, self._last = self._last, {}
+        for sql, rows in last.items():
             await self.executemany(sql, rows)
 
     async def _begin(self) -> None:
