@@ -87,14 +87,17 @@ class Problems:
         self.replayable = replayable
         self.code: str | None = None
         self.message = ""
-        self.fields: list[str] = []
+        self._fields: dict[str, None] = {}  # in the order first named: a set, so that adding is O(1)
         self.details: list[str] = []
+
+    @property
+    def fields(self) -> list[str]:
+        return list(self._fields)
 
     def add(self, code: str, field: str, why: str, line: object = None) -> None:
         if self.code is None:
             self.code, self.message = code, why
-        if field not in self.fields:
-            self.fields.append(field)
+        self._fields[field] = None
         self.details.append(f"Line Item: {line}, Reason: {why}" if line is not None else f"{field}: {why}")
 
     def error(self) -> ApiError | None:

@@ -183,8 +183,9 @@ class LineItemRequestSchema(Schema):
 
 
 class Lines(fields.List):
-    """lineItems: a list of 1 to MAX_LINES objects. Each line is checked even when the list is too long, and
-    a line that fails still gives what it got right (its number, its currency) to the order's rules."""
+    """lineItems: a list of 1 to MAX_LINES objects. A line that fails still gives what it got right (its
+    number, its currency) to the order's rules. A list that is too long has its first MAX_LINES lines checked
+    with it; the rest are only counted: one request's work and answer stay bounded however many it sends."""
 
     def __init__(self, cls_or_instance: fields.Field, **kwargs: Any) -> None:
         too_many = Problem(TOO_MANY, "lineItems", f"an order has at most {MAX_LINES} line items")
@@ -203,7 +204,7 @@ class Lines(fields.List):
         except ValidationError as error:
             found[LIST_KEY] = error.messages
         parts: list[Any] = []
-        for index, item in enumerate(value):
+        for index, item in enumerate(value[:MAX_LINES]):
             if not isinstance(item, dict):
                 found[index] = {LINE_KEY: _problem(INVALID, "lineItems", "a line item must be an object")}
                 parts.append(None)

@@ -76,6 +76,17 @@ async def test_line_count(client, partner, document):
     await assert_refused(client, partner, order([]), "1117", "lineItems")
 
 
+async def test_a_list_too_long_has_only_its_first_lines_checked(client, partner, document):
+    most = schema_of(document, "CreateOrderRequest", "lineItems")["maxItems"]
+    lines = [line(n) for n in range(1, 5 * most)]
+    lines[most - 1] = line(most, quantity=0)  # the last line an order can have: reported
+    lines[most] = line(most + 1, unknownField=1)  # past it: only counted
+    status, answer = await place(client, partner, order(lines))
+    assert (status, answer["code"]) == (400, "2119"), answer
+    assert answer["invalidFields"] == ["lineItems", "quantity"]
+    assert answer["additionalDetails"][1:] == [f"Line Item: {most}, Reason: quantity must be an integer of at least 1"]
+
+
 async def test_line_number_range(client, partner, document):
     documented = schema_of(document, "LineItemRequest", "extLineItemNumber")
     for number in (documented["minimum"], documented["maximum"]):
