@@ -7,9 +7,9 @@ PARTNER_PREFIX = "/v3"
 # A request that ends without an answer (the client went away, shutdown): nginx's name for it.
 CLIENT_CLOSED = 499
 
-# Control characters, and the surrogates aiohttp decodes bytes that are not UTF-8 to: such a value can be
-# neither sent back in a header nor stored.
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+# Control characters (C0, DEL and C1), and the surrogates aiohttp decodes bytes that are not UTF-8 to: such a
+# value can be neither sent back in a header nor stored.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def is_partner_path(path: str) -> bool:

@@ -27,7 +27,8 @@ def json_answer(request: web.Request, body: bytes) -> web.Response:
     """The body, or 304 when the client holds it already; with its ETag either way."""
     tag = entity_tag(body)
     headers = {"ETag": tag, "Cache-Control": CACHE_CONTROL}
-    if_none_match = request.headers.get("If-None-Match")
-    if if_none_match is not None and _listed(if_none_match, tag):
+    # Sent on several lines, the field is one list (RFC 9110 5.3).
+    if_none_match = ",".join(request.headers.getall("If-None-Match", ()))
+    if if_none_match and _listed(if_none_match, tag):
         return web.Response(status=304, headers=headers)
     return web.Response(body=body, content_type="application/json", headers=headers)

@@ -146,7 +146,7 @@ async def test_token_issued_to_another_api_key_of_the_same_partner_is_4116(clien
 # -- 400 4119 ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("correlation", [None, "", "x" * 256, "abc\tdef"])
+@pytest.mark.parametrize("correlation", [None, "", "x" * 256, "abc\tdef", "abc\x85def"])  # C0, C1 controls
 async def test_bad_correlation_id_is_4119(client, partner, correlation):
     headers = await partner_headers(client, partner)
     if correlation is None:

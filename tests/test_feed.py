@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from aiohttp.test_utils import TestClient
+from multidict import CIMultiDict
 from conftest import TEST_SIGNING_KEY, UNLIMITED, cli, customer_record, order_record, partner_headers, raw_sql
 from conftest import reseller_record
 
@@ -194,6 +195,17 @@ async def test_partners_see_only_their_own_events(client: TestClient, partners: 
     assert response.status == 400 and body["code"] == "1132" and body["invalidFields"] == ["cursor"]
 
 
+async def test_only_a_cursor_as_issued_is_one(client: TestClient, partners: dict[str, Any]) -> None:
+    await place(client, partners["P1"])
+    cursor = (await read(client, partners["P1"]))["cursor"]
+    # The same bytes spelled otherwise: a character outside the alphabet, padding.
+    for other in (cursor[:5] + "$$" + cursor[5:], cursor + "==", cursor + "="):
+        response = await client.get(FEED, params={"cursor": other}, headers=await headers(client, partners["P1"]))
+        body = await response.json()
+        assert response.status == 400 and body["invalidFields"] == ["cursor"], other
+    assert (await read(client, partners["P1"], f"?cursor={cursor}"))["cursor"] == cursor
+
+
 @pytest.mark.parametrize(
     ("query", "fields"),
     [
@@ -262,8 +274,9 @@ async def test_conditional_gets_answer_304_until_the_body_changes(client: TestCl
     full = await client.get(path, headers=sent)
     tag = full.headers["ETag"]
     assert full.status == 200 and tag.startswith('"') and full.headers["Cache-Control"] == "private, no-cache"
-    for if_none_match in (tag, f"W/{tag}", f'"other", {tag}', "*"):
-        again = await client.get(path, headers={**sent, "If-None-Match": if_none_match})
+    two_lines = CIMultiDict([*sent.items(), ("If-None-Match", '"other"'), ("If-None-Match", tag)])  # one list
+    for if_none_match in (tag, f"W/{tag}", f'"other", {tag}', "*", None):
+        again = await client.get(path, headers={**sent, "If-None-Match": if_none_match} if if_none_match else two_lines)
         assert again.status == 304 and await again.read() == b""
         assert again.headers["ETag"] == tag and again.headers["X-Request-Id"]
         assert again.headers["Cache-Control"] == "private, no-cache" and "RateLimit-Remaining" in again.headers
