@@ -5,7 +5,7 @@ import dataclasses
 import re
 from collections.abc import Callable, Collection
 from datetime import date, datetime, timezone
-from decimal import Decimal
+from fractions import Fraction
 from typing import Any, Protocol
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
@@ -21,10 +21,11 @@ MIN_OFFSET = 0
 PAGING = ("offset", "limit")  # replaced by each page's own in its links
 SENT_TWICE = "sent twice with different values"
 
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# ASCII digits only: `\d` alone would take any script's digits, and int() reads them.
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 # Zulu only: "+00:00", other offsets and zone-less timestamps are refused, as the partner API does.
-_ZULU = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?Z")
-_DIGITS = re.compile(r"\d+")
+_ZULU = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?Z", re.ASCII)
+_DIGITS = re.compile(r"\d+", re.ASCII)
 _DOCUMENTED_INSTANT = r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d+)?Z)?$"  # _DATE or _ZULU, for the documents
 
 
@@ -56,8 +57,8 @@ class HistoryQuery:
     reference_order_id: str | None = None
     external_reference_id: str | None = None
     reseller_id: str | None = None
-    start: Decimal | None = None
-    end: Decimal | None = None
+    start: Fraction | None = None
+    end: Fraction | None = None
     limit: int = DEFAULT_LIMIT
     offset: int = 0
     # The client's parameters except paging, each (name, value) once, in the order sent: echoed in links.
@@ -86,7 +87,8 @@ class HistoryQuery:
 
 
 class Instant(fields.Field):
-    """`2019-05-02` (midnight UTC) or `2019-05-02T22:49:54Z`, as exact seconds since the epoch."""
+    """`2019-05-02` (midnight UTC) or `2019-05-02T22:49:54Z`, as exact seconds since the epoch (a Fraction:
+    every digit counts, however many are sent, up to the 64 characters a query value may have)."""
 
     default_error_messages = {"invalid": "Use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC, Zulu)."}
 
@@ -95,19 +97,19 @@ class Instant(fields.Field):
         documented = {"type": "string", "pattern": _DOCUMENTED_INSTANT}
         super().__init__(**{**kwargs, "metadata": {**documented, **kwargs.get("metadata", {})}})
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Decimal:
-        if not isinstance(value, str):
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Fraction:
+        if not isinstance(value, str) or len(value) > MAX_STRING:
             raise self.make_error("invalid")
         try:
             if _DATE.fullmatch(value):
                 midnight = date.fromisoformat(value)
                 moment = datetime(midnight.year, midnight.month, midnight.day, tzinfo=timezone.utc)
-                return Decimal(int(moment.timestamp()))
+                return Fraction(int(moment.timestamp()))
             match = _ZULU.fullmatch(value)
             if match:
                 year, month, day, hour, minute, second = (int(p) for p in match.groups()[:6])
                 moment = datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
-                return Decimal(int(moment.timestamp())) + Decimal("0" + (match.group(7) or ""))
+                return int(moment.timestamp()) + Fraction("0" + (match.group(7) or ""))
         except ValueError:
             pass
         raise self.make_error("invalid")

@@ -12,7 +12,7 @@ from schemas.order_requests import MAX_EXTERNAL_REFERENCE
 from schemas.orders import MAX_QUANTITY
 
 MAX_CUSTOMER_ID = 40
-_CREATION = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z")
+_CREATION = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z", re.ASCII)
 
 _id = validate.Length(min=1, max=255)
 

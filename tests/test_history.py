@@ -229,6 +229,9 @@ DATE_ORDERS = [
         ([("start-date", "2024-03-10T00:00:00.000Z"), ("end-date", "2024-03-10T00:00:00.999999Z")],
          ["3000000002"]),
         ([("start-date", "2024-03-10T00:00:00.25Z"), ("end-date", "2024-03-10T00:00:00.75Z")], []),
+        # every digit counts: 19 nines stay below the next second (28 significant digits would round them up)
+        ([("start-date", "2024-03-10"), ("end-date", "2024-03-10T00:00:00." + "9" * 19 + "Z")], ["3000000002"]),
+        ([("start-date", "2024-03-09T23:59:59." + "9" * 19 + "Z"), ("end-date", "2024-03-10")], ["3000000002"]),
         ([("start-date", "2024-03-11T00:00:00Z")], ["3000000005", "3000000004"]),
         ([("end-date", "2024-03-09T23:59:59Z")], ["3000000001"]),
     ],
@@ -258,6 +261,8 @@ async def test_date_bounds(client, make_partner, load, pairs, expected):
         "10/03/2024",
         "yesterday",
         "",
+        "2024-03-10T00:00:00." + "0" * 44 + "Z",  # 65 characters: over the limit of every query value
+        "٢٠٢٤-03-10",  # digits, but not ASCII ones
     ],
 )
 async def test_malformed_or_non_zulu_dates_are_rejected(client, make_partner, load, name, value):
@@ -338,7 +343,7 @@ async def test_limit_is_capped_at_100_and_reported(client, make_partner, load, a
 @pytest.mark.parametrize(
     ("name", "value"),
     [
-        ("limit", "0"), ("limit", "abc"), ("limit", "-1"), ("limit", "1.5"), ("limit", ""),
+        ("limit", "0"), ("limit", "abc"), ("limit", "-1"), ("limit", "1.5"), ("limit", ""), ("limit", "١٢"),
         ("offset", "-1"), ("offset", "abc"), ("offset", "1.5"), ("offset", ""),
     ],
 )
