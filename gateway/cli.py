@@ -36,8 +36,8 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="order-gateway", description="Partner Orders Gateway: serve the API, operate its data.",
-                     epilog="Exit status: 0 done, 1 failed (one line on stderr says why), 2 usage error, "
-                            "130 interrupted.")
+                     epilog="Exit status: 0 done, 1 failed or interrupted (one line on stderr says why), "
+                            "2 usage error.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     parser.add_argument("--database", metavar="URL", help=f"database URL (env {ENV_PREFIX}DATABASE_URL; "
                                                           f"default {DEFAULT_DATABASE_URL})")

@@ -15,7 +15,7 @@ from gateway.storage import Storage
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
-EXIT_INTERRUPTED = 130  # the shells' 128 + SIGINT
+EXIT_INTERRUPTED = EXIT_FAILED  # the command did not do its work: one line says it was interrupted
 
 Command = Callable[[Storage, argparse.Namespace, Settings], Awaitable[int]]
 

@@ -7,7 +7,7 @@ import signal
 import sys
 from types import FrameType
 
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 1  # as gateway.cli_common's: the command failed, and one line says why
 
 
 def _while_loading(signum: int, frame: FrameType | None) -> None:
