@@ -113,7 +113,7 @@ class Settings:
             ("rate_limit_burst", self.rate_limit_burst >= 1, "must be at least 1"),
             ("webhook_timeout_seconds", 0 < self.webhook_timeout_seconds <= 60, "must be more than 0, at most 60"),
             ("webhook_retry_schedule", _schedule_ok(self.webhook_retry_schedule),
-             "must be comma-separated delays in seconds, each > 0 (an empty list: no retries)"),
+             f"must be comma-separated delays in seconds, each > 0 ({NO_RETRIES!r}: no retries)"),
             ("webhook_concurrency", self.webhook_concurrency >= 1, "must be at least 1"),
             ("webhook_endpoint_concurrency", self.webhook_endpoint_concurrency >= 1, "must be at least 1"),
             ("webhook_poll_seconds", 0 < self.webhook_poll_seconds <= 60, "must be more than 0, at most 60"),
@@ -176,7 +176,12 @@ def _boolean(raw: str) -> bool:
     return word in TRUE_WORDS
 
 
+NO_RETRIES = "none"  # an empty environment variable counts as unset, like every other
+
+
 def _delays(schedule: str) -> tuple[float, ...]:
+    if schedule.strip().lower() == NO_RETRIES:
+        return ()
     return tuple(float(part) for part in schedule.split(",") if part.strip())
 
 

@@ -24,7 +24,7 @@ SETTING_HELP: dict[str, str] = {
     "rate_limit_per_second": "each partner's requests per second unless overridden (0: no rate limits)",
     "rate_limit_burst": "each partner's requests at once unless overridden",
     "webhook_timeout_seconds": "a webhook call not answered 2xx within this time failed",
-    "webhook_retry_schedule": "seconds from a failed webhook attempt to the next, comma-separated",
+    "webhook_retry_schedule": "seconds from a failed webhook attempt to the next, comma-separated (none: no retries)",
     "webhook_allow_http": "also call http:// webhooks (true/false)",
     "webhook_allow_private": "also call webhooks on loopback, private and other non-public addresses (true/false)",
     "webhook_concurrency": "webhook calls in flight in one process at most",

@@ -165,6 +165,18 @@ async def test_given_up_after_the_schedule_and_shown(aiohttp_client: Any, settin
         assert await metric(client, "gateway_webhook_oldest_pending_seconds") == 0
 
 
+async def test_no_retries_with_the_schedule_none(aiohttp_client: Any, settings: Settings, db_url: str,
+                                                 partners: Any) -> None:
+    async with receiver(lambda call: (500, {}, 0)) as hook:
+        added = add_webhook(db_url, "P1", hook.url)
+        client = await gateway(aiohttp_client, settings, webhook_retry_schedule="none")
+        await place(client, partners["P1"])
+        await counted(client, given_up=1)
+        (attempt,) = cli_lines(db_url, "webhooks", "deliveries", added["webhookId"])
+        assert (attempt["attempt"], attempt["result"], attempt["nextAttempt"]) == (1, "given_up", None)
+        assert len(hook.calls) == 1
+
+
 async def test_410_disables_the_webhook(aiohttp_client: Any, settings: Settings, db_url: str,
                                         partners: Any) -> None:
     async with receiver(lambda call: (410, {}, 0)) as hook:
