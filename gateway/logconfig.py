@@ -5,7 +5,6 @@ database drivers) are rendered by the same processors, so the stream has one for
 """
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from typing import Any, TextIO
@@ -20,8 +19,19 @@ def _orjson_dumps(value: Any, **kwargs: Any) -> str:
         return orjson.dumps(value, default=str).decode()
     except TypeError:
         # orjson refuses lone surrogates, which is how aiohttp hands over header bytes that are not UTF-8
-        # (a client's User-Agent, say); the standard library writes them escaped, and the line is not lost.
-        return json.dumps(value, default=str)
+        # (a client's User-Agent, say): they are written as the text `\udcff`, so that the line stays valid
+        # UTF-8 for strict readers, in the same format as every other line.
+        return orjson.dumps(_without_surrogates(value), default=str).decode()
+
+
+def _without_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_without_surrogates(key): _without_surrogates(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_without_surrogates(item) for item in value]
+    return value
 
 
 class WithheldError(Exception):
