@@ -1,6 +1,7 @@
 """Change-feed benchmark: a reader catching up on the feed, and what events cost order creation, in one run.
 
-    .venv/bin/python bench/feed.py [--events 100000] [--seconds 10] [--baseline REV]
+    .venv/bin/python bench/feed.py [--events 100000] [--seconds 10] [--baseline REV] [--filter-events 100000]
+    .venv/bin/python bench/feed.py --filters-only [--postgres URL]
     .venv/bin/python bench/feed.py --postgres 'postgresql://postgres@127.0.0.1:5432/test?search_path=bench_feed'
 
 1. Catch-up: a fresh database whose partner has --events order events (an `import` of that many orders,
@@ -12,9 +13,15 @@
    against this checkout's gateway and against the gateway of --baseline (default: the last revision
    without order events, found in git), each on a fresh database of its own, interleaved twice. Printed:
    creations/s of each, and their ratio. Target: with events at least 0.85x of without.
+3. Filtered pages (bench/_feed_filters.py): a fresh database whose partner has --filter-events events, of
+   which 100 match `type=order.updated` and 100 `customer-id=FEED-RARE`; the first page (limit=100) read
+   with each filter and without, one request at a time. Printed: each page's service time (median, p90) and
+   the gateway's CPU per page. Target: a filtered page at most 3x an unfiltered one. `--filters-only` runs
+   this part alone (no baseline work tree).
 
-With --postgres URL both parts run on PostgreSQL as well, in schemas <search_path>_catchup,
-<search_path>_current and <search_path>_baseline (default base bench_feed), each dropped and created first;
+With --postgres URL every part runs on PostgreSQL as well, in schemas <search_path>_catchup,
+<search_path>_current, <search_path>_baseline and <search_path>_filters (default base bench_feed), each
+dropped and created first;
 two gateway processes serve each creation phase there, as in bench/create.py. Loopback only.
 """
 from __future__ import annotations
@@ -35,6 +42,7 @@ import aiohttp
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH_DIR), str(BENCH_DIR.parent)]  # this checkout's gateway, not the editable install's
 import _data  # noqa: E402
+import _feed_filters  # noqa: E402
 import create  # noqa: E402
 from _servers import ROOT, Server, Servers, gateway_headers, gateway_source, server_env, wait_ready  # noqa: E402
 
@@ -134,9 +142,8 @@ def work_tree(revision: str) -> Path:
     return path
 
 
-def databases(backend: str, args: argparse.Namespace) -> dict[str, str]:
-    """A fresh database for each part: catchup, current and baseline."""
-    names = ("catchup", "current", "baseline")
+def databases(backend: str, args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, str]:
+    """A fresh database for each part named: catchup, current, baseline, filters."""
     if backend == "SQLite":
         return {name: f"sqlite:///{RUN_DIR}/{name}.db" for name in names}
     base = _data.pg_schema(args.postgres, PG_DEFAULT_SCHEMA)
@@ -144,8 +151,13 @@ def databases(backend: str, args: argparse.Namespace) -> dict[str, str]:
             for name in names}
 
 
+def run_filters(backend: str, args: argparse.Namespace) -> bool:
+    url = databases(backend, args, ("filters",))["filters"]
+    return _feed_filters.run_backend(backend, url, args.filter_events, RUN_DIR)
+
+
 def run_backend(backend: str, args: argparse.Namespace, baseline: Path) -> bool:
-    urls = databases(backend, args)
+    urls = databases(backend, args, ("catchup", "current", "baseline"))
     partner = seed_events(urls["catchup"], args.events)
     servers = Servers()
     try:
@@ -207,24 +219,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=64, help="connections of the creation phases")
     parser.add_argument("--max-orders", type=int, default=20_000, help="count bound of each creation phase")
     parser.add_argument("--baseline", help="the revision without events (default: found in git)")
+    parser.add_argument("--filter-events", type=int, default=100_000, help="events of part 3 (default 100000)")
+    parser.add_argument("--filters-only", action="store_true", help="part 3 alone: filtered pages")
     parser.add_argument("--postgres", metavar="URL", help="also on PostgreSQL (schemas <search_path>_catchup, "
-                                                          "_current, _baseline; default base bench_feed)")
+                                                          "_current, _baseline, _filters; default base bench_feed)")
     args = parser.parse_args(argv)
-    if min(args.events, args.concurrency, args.max_orders) < 1 or args.seconds <= 0:
-        parser.error("need --events, --concurrency, --max-orders >= 1 and --seconds > 0")
+    if min(args.events, args.concurrency, args.max_orders) < 1 or args.seconds <= 0 or args.filter_events < 1000:
+        parser.error("need --events, --concurrency, --max-orders >= 1, --filter-events >= 1000 and --seconds > 0")
     _data.check_postgres_argument(parser, args.postgres, PG_DEFAULT_SCHEMA)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.default_int_handler)
     shutil.rmtree(RUN_DIR, ignore_errors=True)
     RUN_DIR.mkdir(parents=True)
+    if args.filters_only:
+        print(f"Python {sys.version.split()[0]}; gateway code: {gateway_source()}")
+        backends = ["SQLite", *(["PostgreSQL"] if args.postgres is not None else [])]
+        return 0 if all([run_filters(backend, args) for backend in backends]) else 1
     revision = args.baseline or baseline_revision()
     baseline = work_tree(revision)
     print(f"Python {sys.version.split()[0]}; gateway code: {gateway_source()}; baseline: {revision} in {baseline}")
     started = time.perf_counter()
     try:
         ok = run_backend("SQLite", args, baseline)
+        ok = run_filters("SQLite", args) and ok
         if args.postgres is not None:
             ok = run_backend("PostgreSQL", args, baseline) and ok
+            ok = run_filters("PostgreSQL", args) and ok
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(baseline)], cwd=ROOT, capture_output=True)
     print(f"total {time.perf_counter() - started:.0f} s")

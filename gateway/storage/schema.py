@@ -156,6 +156,14 @@ SCHEMA_MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX webhook_attempts_time ON webhook_attempts(webhook_id, attempted);
     """,
+    # The feed's filters (gateway.storage.events.feed): a customer's events of a partner, and a partner's
+    # events of a type, each in number order, so a filtered page reads one range per value. The customer's
+    # index still leads with customer_id: it serves look-ups by customer as the one it replaces did.
+    """
+    DROP INDEX order_events_customer;
+    CREATE INDEX order_events_customer_partner ON order_events(customer_id, partner_id, seq);
+    CREATE INDEX order_events_partner_type ON order_events(partner_id, type, seq);
+    """,
 )
 
 
