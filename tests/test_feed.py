@@ -262,6 +262,21 @@ async def test_expired_events_are_purged_and_old_cursors_are_410(aiohttp_client:
     assert gone.status == 410 and (await gone.json())["code"] == "4124"
 
 
+async def test_another_partners_purged_events_leave_a_cursor_valid(aiohttp_client: Any, purging_settings: Settings,
+                                                                   partners: dict[str, Any], db_url: str) -> None:
+    client = await aiohttp_client(create_app(purging_settings))
+    await place(client, partners["P2"], customer="C2")
+    idle = (await read(client, partners["P2"]))["cursor"]  # P2 has read everything, and goes quiet
+    others = await place(client, partners["P1"])
+    raw_sql(db_url, f"UPDATE order_events SET created = created - 3600 WHERE order_id = '{others['orderId']}'")
+    deadline = time.monotonic() + 10
+    while await everything(client, partners["P1"]):
+        assert time.monotonic() < deadline, "the expired event was not purged"
+        await asyncio.sleep(0.2)
+    polled = await read(client, partners["P2"], f"?cursor={idle}")  # not 410: none of P2's events is gone
+    assert polled["items"] == [] and polled["cursor"] == idle
+
+
 # -- conditional GETs ----------------------------------------------------------------------------------------
 
 

@@ -181,12 +181,26 @@ async def purged_through(db: Db) -> int:
     return int(rows[0][0]) if rows else 0
 
 
+GET_PARTNER_PURGED = "SELECT through FROM event_purges WHERE partner_id = ?"
+
+
+async def partner_purged_through(db: Db, partner_id: str) -> int:
+    """The highest number among the partner's purged events (0: none purged)."""
+    rows = await db.fetch(GET_PARTNER_PURGED, (partner_id,))
+    return int(rows[0][0]) if rows else 0
+
+
 # An event a webhook delivery still waits for is kept, and so is every later one: the purged events stay
 # one run from the first, which the feed's 410 relies on.
 LAST_EXPIRED = """
     SELECT max(seq) FROM order_events WHERE created < ? AND seq < COALESCE(
         (SELECT min(pending.seq) FROM webhook_deliveries d JOIN order_events pending ON pending.event_id = d.event_id),
         9223372036854775807)
+"""
+MARK_PARTNERS = """
+    INSERT INTO event_purges (partner_id, through)
+    SELECT partner_id, max(seq) FROM order_events WHERE seq <= ? GROUP BY partner_id
+    ON CONFLICT (partner_id) DO UPDATE SET through = excluded.through WHERE excluded.through > event_purges.through
 """
 DELETE_EVENTS = "DELETE FROM order_events WHERE seq <= ?"
 SET_PURGED = """
@@ -201,6 +215,7 @@ async def purge_events(db: Db, before: int) -> int:
     last = rows[0][0] if rows else None
     if last is None:
         return 0
+    await db.execute(MARK_PARTNERS, (last,))
     purged = await db.execute(DELETE_EVENTS, (last,))
     await db.execute(SET_PURGED, (PURGED_THROUGH, str(max(int(last), await purged_through(db)))))
     return purged

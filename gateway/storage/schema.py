@@ -164,6 +164,17 @@ SCHEMA_MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX order_events_customer_partner ON order_events(customer_id, partner_id, seq);
     CREATE INDEX order_events_partner_type ON order_events(partner_id, type, seq);
     """,
+    # The highest number of each partner's purged events: a cursor is stale (410) only when events of its
+    # own partner after it are gone, not when another partner's are. Partners start at the one mark kept
+    # before, which is what their cursors were held to until now.
+    """
+    CREATE TABLE event_purges (
+        partner_id TEXT PRIMARY KEY,
+        through {bigint} NOT NULL
+    );
+    INSERT INTO event_purges (partner_id, through)
+        SELECT p.partner_id, CAST(m.value AS {bigint}) FROM partners p JOIN meta m ON m.key = 'events_purged_through';
+    """,
 )
 
 

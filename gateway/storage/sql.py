@@ -144,6 +144,9 @@ class SqlStorage:
     async def events_purged_through(self) -> int:
         return await events.purged_through(self._reader)
 
+    async def partner_events_purged_through(self, partner_id: str) -> int:
+        return await events.partner_purged_through(self._reader, partner_id)
+
     async def customer_scope(self, customer_id: str, partner_id: str) -> CustomerScope | None:
         return await history.customer_scope(self._reader, customer_id, partner_id)
 
