@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
+from urllib.parse import unquote, unquote_to_bytes
 
 from marshmallow import Schema, ValidationError
 from multidict import MultiMapping
@@ -85,27 +86,51 @@ _FEED = FeedQuerySchema()
 _TOKEN = TokenRequestSchema()
 
 
-def order_request(body: Mapping[str, Any], customer_id: str, query: MultiMapping[str]) -> OrderRequest:
-    """The order a POST asks for, or ApiError naming every problem of its body and query."""
+def order_request(body: Mapping[str, Any], customer_id: str, query: MultiMapping[str],
+                  raw_query: str) -> OrderRequest:
+    """The order a POST asks for, or ApiError naming every problem of its body and query. `raw_query`: the
+    query as sent, still percent-encoded (as for every function here that takes it)."""
+    _refuse_undecodable(raw_query, "1117")
     with path_customer(customer_id):
         return cast(OrderRequest, _load_write(_CREATE, body, query))
 
 
-def order_update(body: Mapping[str, Any], query: MultiMapping[str]) -> OrderUpdate:
+def order_update(body: Mapping[str, Any], query: MultiMapping[str], raw_query: str) -> OrderUpdate:
     """The change a PATCH asks for, or ApiError naming every problem of its body and query."""
+    _refuse_undecodable(raw_query, "1117")
     return cast(OrderUpdate, _load_write(_UPDATE, body, query))
 
 
-def history_query(params: MultiMapping[str]) -> HistoryQuery:
+def _refuse_undecodable(raw_query: str, code: str) -> None:
+    """A parameter whose name or value, percent-decoded, is not UTF-8 would be read as U+FFFD: matched and
+    echoed (in links) as something the client did not send. It is refused, naming it."""
+    if "%" not in raw_query:
+        return
+    names = []
+    for pair in raw_query.split("&"):
+        name, _, value = pair.partition("=")
+        try:
+            unquote_to_bytes(name).decode()
+            unquote_to_bytes(value).decode()
+        except UnicodeDecodeError:
+            names.append(unquote(name, errors="replace"))
+    if names:
+        raise ApiError(code, "Query parameters must be UTF-8 text", fields=names, replayable=True,
+                       details=[f"{name}: not UTF-8 text" for name in names])
+
+
+def history_query(params: MultiMapping[str], raw_query: str) -> HistoryQuery:
     """The history query, or ApiError 1132 naming every bad parameter (one sent twice first)."""
+    _refuse_undecodable(raw_query, QUERY_CODE)
     try:
         return cast(HistoryQuery, _HISTORY.load(params))
     except ValidationError as error:
         raise _query_refusal(cast(dict[str, Any], error.messages)) from None
 
 
-def feed_query(params: MultiMapping[str]) -> FeedQuery:
+def feed_query(params: MultiMapping[str], raw_query: str) -> FeedQuery:
     """The change feed's query, or ApiError 1132 naming every bad parameter (one sent twice first)."""
+    _refuse_undecodable(raw_query, QUERY_CODE)
     try:
         return cast(FeedQuery, _FEED.load(params))
     except ValidationError as error:

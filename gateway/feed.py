@@ -31,8 +31,8 @@ class EventFeed:
         # Its own key, derived from the token signing key: cursors and tokens never sign for each other.
         self._key = hmac.new(signing_key.encode(), b"order-events cursor", hashlib.sha256).digest()
 
-    def query(self, params: MultiMapping[str]) -> FeedQuery:
-        return contract.feed_query(params)
+    def query(self, params: MultiMapping[str], raw_query: str) -> FeedQuery:
+        return contract.feed_query(params, raw_query)
 
     async def page(self, partner_id: str, query: FeedQuery) -> bytes:
         """The page as JSON bytes; ApiError 1132 for a cursor that is not this partner's, 410 4124 for one

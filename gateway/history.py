@@ -63,10 +63,11 @@ class HistoryService:
         self._queries: LRUCache[str, HistoryQuery] = LRUCache(maxsize=PARSED_QUERIES)
 
     def query(self, query_string: str, params: MultiMapping[str]) -> HistoryQuery:
-        """The validated query (ApiError 1132 for a bad one), from the request contract or its memory."""
+        """The validated query (ApiError 1132 for a bad one), from the request contract or its memory;
+        `query_string` as sent (percent-encoded)."""
         query = self._queries.get(query_string)
         if query is None:
-            query = contract.history_query(params)
+            query = contract.history_query(params, query_string)
             if len(query_string) <= MAX_REMEMBERED_QUERY:
                 self._queries[query_string] = query
         return query

@@ -26,5 +26,5 @@ routes = web.RouteTableDef()
 @routes.get("/v3/order-events")
 async def order_events(request: web.Request) -> web.Response:
     feed = request.app[FEED]
-    page = await feed.page(request[PARTNER_ID], feed.query(request.query))
+    page = await feed.page(request[PARTNER_ID], feed.query(request.query, request.rel_url.raw_query_string))
     return json_answer(request, page)

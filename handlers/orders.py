@@ -33,7 +33,7 @@ _POLLED_OPERATION = {**_PARTNER_OPERATION, "parameters": [*PARTNER_HEADERS, IF_N
 @response_schema(OrderPageSchema, 200, description="One page of orders")
 @routes.get("/v3/customers/{customerId}/orders")
 async def order_history(request: web.Request) -> web.Response:
-    query = request.app[HISTORY].query(request.query_string, request.query)
+    query = request.app[HISTORY].query(request.rel_url.raw_query_string, request.query)
     page = await request.app[HISTORY].page(request[PARTNER_ID], request.match_info["customerId"], query)
     return json_answer(request, page)
 
@@ -85,8 +85,8 @@ _WRITE_NOTES = {
 @response_schema(CreatedOrderSchema, 200, description="PREVIEW: the validated order, nothing stored")
 @routes.post("/v3/customers/{customerId}/orders")
 async def place_order(request: web.Request) -> web.Response:
-    customer_id, claim = request.match_info["customerId"], request[CLAIM]
-    order_request = contract.order_request(request[JSON_BODY], customer_id, request.query)
+    customer_id, claim, sent = request.match_info["customerId"], request[CLAIM], request.rel_url.raw_query_string
+    order_request = contract.order_request(request[JSON_BODY], customer_id, request.query, sent)
     storage = request.app[STORAGE]
     if order_request.order_type == "PREVIEW":
         reply = await order_writes.keep_answer(storage, claim, order_writes.preview(customer_id, order_request, claim.now))
@@ -105,7 +105,8 @@ async def place_order(request: web.Request) -> web.Response:
 @response_schema(OrderSchema, 200, description="The updated order")
 @routes.patch("/v3/customers/{customerId}/orders/{orderId}")
 async def update_order(request: web.Request) -> web.Response:
-    update = contract.order_update(request[JSON_BODY], request.query)
+    sent = request.rel_url.raw_query_string
+    update = contract.order_update(request[JSON_BODY], request.query, sent)
     reply = await order_writes.update_reference(
         request.app[STORAGE], request[CLAIM], request.match_info["customerId"], request.match_info["orderId"],
         update.external_reference_id,

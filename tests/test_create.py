@@ -239,6 +239,13 @@ async def test_post_takes_only_fetch_price(client, partner, params, ok):
         assert_error(response, answer, 400, "1117", list(params))
 
 
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+async def test_a_query_value_that_is_not_utf8_is_1117(client, partner, method):
+    path, body = (ORDERS, new_order()) if method == "POST" else (f"{ORDERS}/5000000001", {"externalReferenceId": "X"})
+    response, answer = await send(client, partner, body, path=f"{path}?fetch-price=%FF", method=method)
+    assert_error(response, answer, 400, "1117", ["fetch-price"])
+
+
 @pytest.mark.parametrize("raw", [b"not json", b"[1,2]", b'"text"', b""])
 async def test_body_that_is_not_a_json_object_is_1117(client, partner, raw):
     headers = await partner_headers(client, partner)

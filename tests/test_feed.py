@@ -195,6 +195,12 @@ async def test_partners_see_only_their_own_events(client: TestClient, partners: 
     assert response.status == 400 and body["code"] == "1132" and body["invalidFields"] == ["cursor"]
 
 
+async def test_a_value_that_is_not_utf8_is_1132(client: TestClient, partners: dict[str, Any]) -> None:
+    response = await client.get(f"{FEED}?customer-id=%FFC1", headers=await headers(client, partners["P1"]))
+    body = await response.json()
+    assert response.status == 400 and body["code"] == "1132" and body["invalidFields"] == ["customer-id"]
+
+
 async def test_only_a_cursor_as_issued_is_one(client: TestClient, partners: dict[str, Any]) -> None:
     await place(client, partners["P1"])
     cursor = (await read(client, partners["P1"]))["cursor"]

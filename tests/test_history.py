@@ -421,6 +421,14 @@ async def test_non_repeatable_parameter_twice_with_different_values_is_1132(
     assert_error(response, body, 400, "1132", [name])
 
 
+async def test_a_value_that_is_not_utf8_is_1132_not_read_as_replacement_characters(client, make_partner, load):
+    partner = await setup_p1(make_partner, load, FILTER_ORDERS)
+    response, body = await get(client, partner, f"{ORDERS}?status=1000&offer-id=%FF%FE")
+    assert_error(response, body, 400, "1132", ["offer-id"])
+    response, body = await get(client, partner, f"{ORDERS}?offer-id=%EF%BF%BD")  # U+FFFD itself, as UTF-8
+    assert response.status == 200 and body["links"]["self"]["uri"] == f"{ORDERS}?offer-id=%EF%BF%BD&offset=0&limit=25"
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [("Status", "1000"), ("foo", "1"), ("LIMIT", "5"), ("Offset", "0"), ("statuses", "1000"),
