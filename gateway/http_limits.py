@@ -45,8 +45,11 @@ def refusal(exc: HttpProcessingError) -> ApiError:
     return ApiError("1117", "The request could not be parsed")
 
 
-def check_headers(request: web.BaseRequest) -> None:
-    """The limits the parser does not enforce: the size of all header fields together, the encoding."""
+def check_request_head(request: web.BaseRequest) -> None:
+    """What the parser lets through: a version other than HTTP/1.x (a request line without one is read as
+    HTTP/0.9), the size of all header fields together, the encoding."""
+    if request.version.major != 1:
+        raise ApiError("1117", "Only HTTP/1.0 and HTTP/1.1 requests are served")
     size = sum(len(name) + len(value) + _HEADER_LINE_OVERHEAD for name, value in request.raw_headers)
     if size > MAX_HEADERS_BYTES:
         raise ApiError("431")

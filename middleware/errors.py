@@ -8,7 +8,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.errors import ERROR_CODES, INTERNAL_ERROR, ApiError
-from gateway.http_limits import BodyTimeout, body_deadline, check_headers
+from gateway.http_limits import BodyTimeout, body_deadline, check_request_head
 from gateway.keys import ERROR, ERROR_CODE, SETTINGS
 from gateway.storage import StorageUnavailable
 from gateway.wire import CLIENT_CLOSED
@@ -62,7 +62,7 @@ def _from_http(exc: web.HTTPException) -> ApiError:
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     deadline = body_deadline(request, request.app[SETTINGS].body_timeout_seconds)
     try:
-        check_headers(request)
+        check_request_head(request)
         return await handler(request)
     except BodyTimeout:
         return _refuse(request, ApiError("408"))

@@ -95,6 +95,8 @@ def test_a_body_not_received_in_time_is_408_and_the_connection_closed(served):
         b"GET /a\x01b HTTP/1.1\r\nHost: gw\r\n\r\n",  # a control character in the path
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",  # TLS on the plain port
         b"GET / HTTP/9.9\r\nHost: gw\r\n\r\n",
+        b"GET /v3/customers/C1/orders HTTP/2.0\r\nHost: gw\r\n\r\n",  # a version the parser takes
+        b"GET /v3/customers/C1/orders\r\nHost: gw\r\n\r\n",  # no version: read as HTTP/0.9
         b"GET / HTTP/1.1\r\n\r\n",  # no Host
         b"POST /ims/token/v3 HTTP/1.1\r\nHost: gw\r\nContent-Length: abc\r\n\r\n",
         b"POST /ims/token/v3 HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
