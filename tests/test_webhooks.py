@@ -149,32 +149,21 @@ async def test_failures_are_retried_on_the_schedule_with_the_same_id(aiohttp_cli
         assert await metric(client, "gateway_webhook_attempts_total", result="failed") == 2
 
 
+@pytest.mark.parametrize(("schedule", "calls"), [("0.1,0.1", 3), ("none", 1)])
 async def test_given_up_after_the_schedule_and_shown(aiohttp_client: Any, settings: Settings, db_url: str,
-                                                     partners: Any) -> None:
+                                                     partners: Any, schedule: str, calls: int) -> None:
     async with receiver(lambda call: (500, {}, 0)) as hook:
         added = add_webhook(db_url, "P1", hook.url)
-        client = await gateway(aiohttp_client, settings, webhook_retry_schedule="0.1,0.1")
+        client = await gateway(aiohttp_client, settings, webhook_retry_schedule=schedule)
         await place(client, partners["P1"])
-        await hook.wait_for(3)
+        await hook.wait_for(calls)
         await counted(client, given_up=1)
         attempts = cli_lines(db_url, "webhooks", "deliveries", added["webhookId"], "--limit", "2")
-        assert [(a["attempt"], a["result"], a["nextAttempt"]) for a in attempts] == [
-            (3, "given_up", None), (2, "failed", attempts[1]["nextAttempt"])]
+        expected = [(calls, "given_up", None), (calls - 1, "failed", attempts[-1]["nextAttempt"])][:calls]
+        assert [(a["attempt"], a["result"], a["nextAttempt"]) for a in attempts] == expected
         await asyncio.sleep(0.5)
-        assert len(hook.calls) == 3  # nothing more after giving up
+        assert len(hook.calls) == calls  # nothing more after giving up
         assert await metric(client, "gateway_webhook_oldest_pending_seconds") == 0
-
-
-async def test_no_retries_with_the_schedule_none(aiohttp_client: Any, settings: Settings, db_url: str,
-                                                 partners: Any) -> None:
-    async with receiver(lambda call: (500, {}, 0)) as hook:
-        added = add_webhook(db_url, "P1", hook.url)
-        client = await gateway(aiohttp_client, settings, webhook_retry_schedule="none")
-        await place(client, partners["P1"])
-        await counted(client, given_up=1)
-        (attempt,) = cli_lines(db_url, "webhooks", "deliveries", added["webhookId"])
-        assert (attempt["attempt"], attempt["result"], attempt["nextAttempt"]) == (1, "given_up", None)
-        assert len(hook.calls) == 1
 
 
 async def test_410_disables_the_webhook(aiohttp_client: Any, settings: Settings, db_url: str,
