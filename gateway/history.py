@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Sequence
@@ -39,6 +40,7 @@ PARSED_QUERIES = 4096
 MAX_REMEMBERED_QUERY = 1024  # characters; longer query strings are validated every time
 
 
+@functools.lru_cache(maxsize=4096)  # customers share a few coterm dates, and every page asks
 def term_start(coterm_date: str | None) -> int | None:
     """The current term starts a calendar year before the coterm date (29 February -> 28 February)."""
     if not coterm_date:
