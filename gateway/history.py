@@ -105,9 +105,8 @@ class HistoryService:
 
     async def _from_sql(self, customer_id: str, partner_id: str, query: HistoryQuery,
                         low: int | None, high: int | None) -> tuple[int, list[bytes]]:
-        if low is not None and high is not None and low > high:
-            return 0, []  # an empty window: nothing to ask the database
-        total = await self._storage.count_orders(customer_id, partner_id, query, (low, high))
+        empty = low is not None and high is not None and low > high  # nothing to ask the database
+        total = 0 if empty else await self._storage.count_orders(customer_id, partner_id, query, (low, high))
         _check_offset(query.offset, total)
         if query.offset == total:
             return total, []

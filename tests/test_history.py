@@ -382,6 +382,9 @@ async def test_offset_above_total_is_1133(client, make_partner, load):
     # the total counted is the filtered one
     response, body = await get(client, partner, ORDERS, [("status", "1002"), ("offset", "1")])
     assert_error(response, body, 400, "1133")
+    # and so is the total of an empty window (start after now): 0
+    response, body = await get(client, partner, ORDERS, [("start-date", "2099-01-01"), ("offset", "1")])
+    assert_error(response, body, 400, "1133")
 
 
 # --- repeated, unknown and enumerated parameters -----------------------------------------------------
