@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -160,13 +161,16 @@ def _convert(field: dataclasses.Field[Any], raw: str) -> Any:
     return raw
 
 
+# Query parameters of a database URL that hold a secret (libpq's and asyncpg's names).
+_SECRET_PARAMETER = re.compile(r"(?i)(?<![^?&;])(password|sslpassword)=[^&;]*")
+
+
 def redacted(url: str) -> str:
-    """A database URL fit for a message: its password replaced."""
+    """A database URL fit for a message: its password replaced, in the user part or the query."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    if parts.password is not None:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1))
+    return urlunsplit(parts._replace(query=_SECRET_PARAMETER.sub(r"\1=***", parts.query)))
 
 
 def _boolean(raw: str) -> bool:

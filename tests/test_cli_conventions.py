@@ -55,6 +55,15 @@ def test_help_version_and_usage_exit_codes(tmp_path: Path) -> None:
     assert failed.returncode == 1 and len(failed.stderr.splitlines()) == 1 and "Traceback" not in failed.stderr
 
 
+@pytest.mark.parametrize("url", ["postgresql://gw:hunter2@127.0.0.1:1/test",
+                                 "postgresql://gw@127.0.0.1:1/test?sslmode=disable&password=hunter2",
+                                 "postgresql://gw@127.0.0.1:1/test?sslpassword=hunter2"])
+def test_a_database_that_cannot_be_reached_is_named_without_its_password(url: str) -> None:
+    failed = cli(url, "partners", "list", check=False)
+    assert failed.returncode == 1 and len(failed.stderr.splitlines()) == 1, failed.stderr
+    assert "127.0.0.1:1" in failed.stderr and "hunter2" not in failed.stderr and "***" in failed.stderr
+
+
 def test_ctrl_c_during_an_import_writes_nothing(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path}/g.db"
     cli(db, "partners", "create", "--name", "N", "--partner-id", "P1")
