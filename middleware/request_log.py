@@ -18,9 +18,6 @@ from gateway.wire import CLIENT_CLOSED, header_safe
 
 log = structlog.get_logger("gateway.request")
 
-# Probes and scrapes would drown the log at info level: when they succeed they are logged at debug.
-QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-
 
 def new_request_id() -> str:
     """A random UUID: an identifier, not a secret, so it need not cost a system call as uuid4() does."""
@@ -103,7 +100,5 @@ def _emit(metrics: Metrics, fields: dict[str, object], status: int, elapsed: flo
         fields["idempotency"] = idempotency
     if error is not None:
         log.error("request", exc_info=error, **fields)
-    elif fields["path"] in QUIET_PATHS and status < 400:
-        log.debug("request", **fields)
-    else:
+    else:  # probes and scrapes too: one line per request, whatever it asked for
         log.info("request", **fields)

@@ -38,6 +38,10 @@ async def test_one_json_line_per_request_without_secrets(db_url, tmp_path, load)
                 async with http.get(path, headers=headers) as response:
                     assert response.status == status
                 sent.append(("GET", path.split("?")[0], status))
+            for probe in ("/healthz", "/readyz", "/metrics"):  # probes and scrapes have their line too
+                async with http.get(probe) as response:
+                    assert response.status == 200
+                sent.append(("GET", probe, 200))
             raw_sql(db_url, "ALTER TABLE customers RENAME TO gone")
             async with http.get("/v3/customers/C1/orders", headers=good) as response:
                 assert response.status == 500
