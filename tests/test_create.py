@@ -6,7 +6,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from conftest import customer_record, order_record, partner_headers, reseller_record
+from conftest import cli, customer_record, order_record, partner_headers, reseller_record
 
 from schemas.common import ErrorSchema
 from schemas.orders import CreatedOrderSchema, OrderSchema
@@ -133,6 +133,17 @@ async def test_patch_changes_the_external_reference_only(client, partner):
     assert [line["offerId"] for line in order["lineItems"]] == ["OFFER-A", "OFFER-B"]
     details = await client.get(f"{ORDERS}/5000000001", headers=await partner_headers(client, partner))
     assert (await details.json())["externalReferenceId"] == "NEW-REF"
+
+
+async def test_patch_and_set_status_keep_the_lines_in_their_placed_order(client, partner, db_url):
+    response, placed = await send(client, partner, new_order(lineItems=lines((5, {}), (2, {}), (9, {}))))
+    assert response.status == 201 and [line["extLineItemNumber"] for line in placed["lineItems"]] == [5, 2, 9]
+    path = f"{ORDERS}/{placed['orderId']}"
+    response, patched = await send(client, partner, {"externalReferenceId": "NEW-REF"}, method="PATCH", path=path)
+    assert response.status == 200 and patched["lineItems"] == placed["lineItems"]
+    cli(db_url, "orders", "set-status", placed["orderId"], "1000")
+    read = await (await client.get(path, headers=await partner_headers(client, partner))).json()
+    assert [line["extLineItemNumber"] for line in read["lineItems"]] == [5, 2, 9]
 
 
 @pytest.mark.parametrize(
@@ -296,8 +307,6 @@ async def test_return_rules(client, partner, body, status, code):
 
 
 async def test_partial_returns_add_up_and_failed_ones_give_back(client, partner, db_url):
-    from conftest import cli
-
     # Line 2 of 5000000001 has quantity 2.
     response, first = await send(client, partner, return_of("5000000001", (2, "OFFER-B", 1)))
     assert response.status == 201
@@ -311,8 +320,6 @@ async def test_partial_returns_add_up_and_failed_ones_give_back(client, partner,
 
 
 async def test_completing_returns_cancels_fully_returned_lines(client, partner, db_url):
-    from conftest import cli
-
     response, ret = await send(client, partner, return_of("5000000001", (1, "OFFER-A", 1), (2, "OFFER-B", 1)))
     assert response.status == 201
     cli(db_url, "orders", "set-status", ret["orderId"], "1000")

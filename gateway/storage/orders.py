@@ -111,7 +111,7 @@ async def store_changes(db: Db, before: Order, order: Order, traceparent: str | 
 
 GET_ORDER = """
     SELECT order_id, customer_id, reseller_id, order_type, status, created, external_reference_id,
-           reference_order_id, currency_code, source
+           reference_order_id, currency_code, source, body
     FROM orders WHERE order_id = ?
 """
 GET_LINES = """
@@ -125,18 +125,23 @@ async def load_order(db: Db, order_id: str) -> Order | None:
     rows = await db.fetch(GET_ORDER, (order_id,))
     if not rows:
         return None
-    (oid, customer_id, reseller_id, order_type, status, created, external, reference, currency, source) = rows[0]
-    lines = tuple(
+    (oid, customer_id, reseller_id, order_type, status, created, external, reference, currency, source,
+     body) = rows[0]
+    lines = [
         LineItem(
             number, offer_id, quantity, subscription_id, line_status, line_currency, deployment_id,
             None if promotions is None else tuple(Promotion(**p) for p in orjson.loads(promotions)),
         )
         for number, offer_id, quantity, subscription_id, line_status, line_currency, deployment_id, promotions
         in await db.fetch(GET_LINES, (order_id,))
-    )
+    ]
+    # In the order they were placed (or imported) in, as the stored resource has them: a write changes what
+    # it changes, not the order of the lines.
+    placed = {line["extLineItemNumber"]: n for n, line in enumerate(orjson.loads(bytes(body))["lineItems"])}
+    lines.sort(key=lambda line: placed.get(line.ext_line_item_number, len(placed)))
     return Order(
         order_id=oid, customer_id=customer_id, reseller_id=reseller_id, order_type=order_type, status=status,
-        created=created, line_items=lines, external_reference_id=external, reference_order_id=reference,
+        created=created, line_items=tuple(lines), external_reference_id=external, reference_order_id=reference,
         currency_code=currency, source=source,
     )
 
