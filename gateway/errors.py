@@ -79,6 +79,12 @@ class ApiError(Exception):
         }
 
 
+# At most this many details and field names in one answer: every problem of any real request fits (499 bad
+# lines, each with a few bad fields), and a body made of problems cannot make a stored answer (replayed for
+# days) several times its own size. The details end with a count of those left out.
+MAX_REPORTED = 1000
+
+
 class Problems:
     """Collects every problem of a request; the first one found decides the code and the message. A line's
     problem is detailed as `Line Item: N, Reason: ...`, any other as `field: reason`."""
@@ -88,17 +94,26 @@ class Problems:
         self.code: str | None = None
         self.message = ""
         self._fields: dict[str, None] = {}  # in the order first named: a set, so that adding is O(1)
-        self.details: list[str] = []
+        self._details: list[str] = []
+        self._left_out = 0
 
     @property
     def fields(self) -> list[str]:
         return list(self._fields)
 
+    @property
+    def details(self) -> list[str]:
+        return self._details + ([f"... and {self._left_out} more problems"] if self._left_out else [])
+
     def add(self, code: str, field: str, why: str, line: object = None) -> None:
         if self.code is None:
             self.code, self.message = code, why
-        self._fields[field] = None
-        self.details.append(f"Line Item: {line}, Reason: {why}" if line is not None else f"{field}: {why}")
+        if len(self._fields) < MAX_REPORTED:
+            self._fields[field] = None
+        if len(self._details) < MAX_REPORTED:
+            self._details.append(f"Line Item: {line}, Reason: {why}" if line is not None else f"{field}: {why}")
+        else:
+            self._left_out += 1
 
     def error(self) -> ApiError | None:
         if self.code is None:

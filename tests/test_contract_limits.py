@@ -87,6 +87,15 @@ async def test_a_list_too_long_has_only_its_first_lines_checked(client, partner,
     assert answer["additionalDetails"][1:] == [f"Line Item: {most}, Reason: quantity must be an integer of at least 1"]
 
 
+async def test_an_answer_names_at_most_a_thousand_problems(client, partner):
+    body = order(**{f"unknown{n}": 1 for n in range(1500)})
+    status, answer = await place(client, partner, body)
+    assert (status, answer["code"]) == (400, "1121")
+    assert answer["invalidFields"] == [f"unknown{n}" for n in range(1000)]
+    assert answer["additionalDetails"][:2] == ["unknown0: unknown field unknown0", "unknown1: unknown field unknown1"]
+    assert len(answer["additionalDetails"]) == 1001 and answer["additionalDetails"][-1] == "... and 500 more problems"
+
+
 async def test_line_number_range(client, partner, document):
     documented = schema_of(document, "LineItemRequest", "extLineItemNumber")
     for number in (documented["minimum"], documented["maximum"]):
