@@ -97,7 +97,8 @@ class Order:
 
 
 def format_time(epoch_seconds: int) -> str:
-    return datetime.fromtimestamp(epoch_seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """`YYYY-MM-DDTHH:MM:SSZ`, the year in four digits however small (strftime's %Y drops leading zeros)."""
+    return datetime.fromtimestamp(int(epoch_seconds), timezone.utc).replace(tzinfo=None).isoformat() + "Z"
 
 
 def link(uri: str) -> dict[str, Any]:

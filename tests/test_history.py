@@ -730,6 +730,13 @@ async def test_order_details(client, make_partner, load):
     assert body["links"] == {"self": link("/v3/customers/C2/orders/7000000001")}
 
 
+async def test_an_early_year_keeps_four_digits(client, make_partner, load):
+    partner = await setup_p1(make_partner, load, [order_record("7000000002", "C1", "0999-12-31T23:59:59Z")],
+                             coterm=None)
+    response, body = await get(client, partner, "/v3/customers/C1/orders/7000000002")
+    assert response.status == 200 and body["creationDate"] == "0999-12-31T23:59:59Z"
+
+
 async def test_order_details_not_found(client, make_partner, load):
     partner = await setup_p1(
         make_partner, load,
