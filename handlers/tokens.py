@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Callable
 from urllib.parse import parse_qsl, unquote_plus
 
@@ -42,7 +41,9 @@ def _basic_credentials(request: web.Request) -> tuple[str, str] | None:
         raise OAuthError(400, "invalid_request", "Authorization must use the Basic scheme")
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    # Not base64 (binascii.Error), text that is not ASCII (which b64decode refuses with a plain ValueError), or
+    # bytes that are not UTF-8 (UnicodeDecodeError): all three are ValueErrors.
+    except ValueError:
         raise OAuthError(400, "invalid_request", "malformed Basic credentials") from None
     client_id, colon, secret = decoded.partition(":")
     if not colon:
