@@ -6,6 +6,7 @@ from collections.abc import Callable
 from urllib.parse import parse_qsl, unquote_plus
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 from aiohttp_apispec import docs, form_schema, querystring_schema, response_schema
 
@@ -52,6 +53,20 @@ def _basic_credentials(request: web.Request) -> tuple[str, str] | None:
     return unquote_plus(client_id), unquote_plus(secret)
 
 
+# RFC 6749 (appendix B) encodes a token form in UTF-8; a client that names a charset names that or one of the
+# few in which the form's ASCII syntax reads as ASCII (Java's form entity says ISO-8859-1), each to the codec
+# that decodes it. Any other name, Python's own codecs among them (punycode, idna, undefined...), is refused
+# before a codec sees the body: those fail in ways of their own, quoting the body in their messages.
+_FORM_CHARSETS = {
+    "utf-8": "utf-8", "utf8": "utf-8", "us-ascii": "ascii", "ascii": "ascii", "iso-8859-1": "latin-1",
+    "iso_8859-1": "latin-1", "latin1": "latin-1", "windows-1252": "cp1252", "cp1252": "cp1252",
+}
+
+
+def _unreadable(why: str = "the body is not a readable form") -> OAuthError:
+    return OAuthError(400, "invalid_request", why)
+
+
 async def _form(request: web.Request) -> list[tuple[str, str]]:
     """The form body's fields, each as sent, repeated names included. A urlencoded body is read whole (within
     the body size limit) and split here, so that a form of many fields is the client's malformed request
@@ -61,24 +76,32 @@ async def _form(request: web.Request) -> list[tuple[str, str]]:
     if request.content_type not in ("", "application/x-www-form-urlencoded"):
         return []
     try:
-        text = (await request.read()).rstrip().decode(request.charset or "utf-8")
-    except (UnicodeDecodeError, LookupError):
-        raise OAuthError(400, "invalid_request", "the body is not a readable form") from None
+        body = await request.read()
     except web.RequestPayloadError:  # an undecodable Content-Encoding
-        raise OAuthError(400, "invalid_request", "the body is not a readable form") from None
+        raise _unreadable() from None
+    codec = _FORM_CHARSETS.get((request.charset or "utf-8").strip().lower())
+    if codec is None:
+        raise _unreadable("a form's charset is UTF-8, US-ASCII, ISO-8859-1 or windows-1252")
+    try:
+        text = body.rstrip().decode(codec)
+    except UnicodeDecodeError:  # the one way these codecs fail: a byte that is not in the charset
+        raise _unreadable() from None
     if text.count("&") >= MAX_FORM_FIELDS:
-        raise OAuthError(400, "invalid_request", f"a form has at most {MAX_FORM_FIELDS} fields")
-    return parse_qsl(text, keep_blank_values=True, encoding=request.charset or "utf-8")
+        raise _unreadable(f"a form has at most {MAX_FORM_FIELDS} fields")
+    # A %XX escape that is not text in the charset is read as U+FFFD (errors="replace"), which no client id
+    # or secret holds.
+    return parse_qsl(text, keep_blank_values=True, encoding=codec)
 
 
 async def _multipart_form(request: web.Request) -> list[tuple[str, str]]:
     try:
         form = await request.post()
     # What aiohttp raises for a body it cannot read as a form: malformed multipart or bytes that are not in
-    # the charset (ValueError), an unknown charset (LookupError) or transfer encoding (RuntimeError), an
-    # undecodable Content-Encoding (RequestPayloadError).
-    except (ValueError, LookupError, RuntimeError, web.RequestPayloadError):
-        raise OAuthError(400, "invalid_request", "the body is not a readable form") from None
+    # the charset (ValueError), an unknown charset (LookupError) or transfer encoding (RuntimeError), a part's
+    # header line that is malformed or too long (HttpProcessingError), an undecodable Content-Encoding
+    # (RequestPayloadError). Each message may quote the body: none is kept.
+    except (ValueError, LookupError, RuntimeError, HttpProcessingError, web.RequestPayloadError):
+        raise _unreadable() from None
     except web.HTTPRequestEntityTooLarge as error:
         # aiohttp's own limit of form fields (1000, far above ours) says so in its text; a body over the size
         # limit stays a 413.
