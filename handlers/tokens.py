@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import base64
+import itertools
+import re
 from collections.abc import Callable
 from urllib.parse import parse_qsl, unquote_plus
 
@@ -86,11 +88,22 @@ async def _form(request: web.Request) -> list[tuple[str, str]]:
         text = body.rstrip().decode(codec)
     except UnicodeDecodeError:  # the one way these codecs fail: a byte that is not in the charset
         raise _unreadable() from None
-    if text.count("&") >= MAX_FORM_FIELDS:
+    if _more_than_allowed(text):
         raise _unreadable(f"a form has at most {MAX_FORM_FIELDS} fields")
     # A %XX escape that is not text in the charset is read as U+FFFD (errors="replace"), which no client id
     # or secret holds.
     return parse_qsl(text, keep_blank_values=True, encoding=codec)
+
+
+_FIELD = re.compile("[^&]+")  # a urlencoded field: what lies between two `&`s, when not empty
+
+
+def _more_than_allowed(text: str) -> bool:
+    """Whether a urlencoded form has more than MAX_FORM_FIELDS fields, counted before it is parsed and only
+    up to one past the limit, however long the body. Empty ones are not fields (parse_qsl skips them too):
+    `a=1&&b=2&` is two."""
+    fields = itertools.islice(_FIELD.finditer(text), MAX_FORM_FIELDS + 1)
+    return sum(1 for _ in fields) > MAX_FORM_FIELDS
 
 
 async def _multipart_form(request: web.Request) -> list[tuple[str, str]]:
