@@ -15,7 +15,7 @@ from aiohttp_apispec import docs, form_schema, querystring_schema, response_sche
 from gateway import contract
 from gateway.credentials import secret_matches
 from gateway.errors import OAuthError
-from gateway.keys import AUTH_FAILURES, CREDENTIALS, METRICS, SETTINGS, TOKENS
+from gateway.keys import AUTH_FAILURES, CREDENTIALS, ERROR_CODE, METRICS, SETTINGS, TOKENS
 from gateway.storage import Credential
 from gateway.openapi_answers import TOKEN_CHECKS, error_answers
 from schemas.headers import TOKEN_SECURITY, TOKEN_URL
@@ -128,6 +128,7 @@ async def _issue(request: web.Request, expires_scale: int) -> web.Response:
     try:
         client_id, credential = await _authenticate(request)
     except OAuthError as error:
+        request[ERROR_CODE] = error.error  # for the request log, and the metrics (a 401 invalid_client)
         if error.status == TOO_MANY:
             request.app[METRICS].rate_limited.labels("token").inc()
         return _oauth_response(error)

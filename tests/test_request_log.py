@@ -125,3 +125,27 @@ async def test_a_token_body_that_is_no_readable_form_is_refused_and_nothing_of_i
     assert [(line["status"], line["level"]) for line in requests] == [(400, "info")] * 8 + [(200, "info")] * 5
     assert not [line for line in lines if "exception" in line or line["level"] == "error"]
     assert MARKER not in text and "'~'" not in text
+
+
+async def test_token_failures_are_logged_with_their_oauth_error(db_url, tmp_path):
+    partner = json.loads(cli(db_url, "partners", "create", "--name", "N", "--partner-id", "P1").stdout)
+    good = {"grant_type": "client_credentials", "client_id": partner["apiKey"], "client_secret": partner["clientSecret"]}
+    sent = [
+        ("/ims/token/v3", good, 200, None),
+        ("/ims/token/v3", {**good, "grant_type": "password"}, 400, "unsupported_grant_type"),
+        ("/ims/token/v2", {"client_id": partner["apiKey"]}, 400, "invalid_request"),  # no grant_type
+        ("/ims/token/v2", {"grant_type": "client_credentials"}, 401, "invalid_client"),  # no credentials
+        *[("/ims/token/v3", {**good, "client_secret": "wrong"}, 401, "invalid_client")] * 10,
+        ("/ims/token/v2", good, 429, "invalid_client"),  # that client id is locked out
+    ]
+    log_path = tmp_path / "server.log"
+    with server_process(db_url, log_path=log_path) as base:
+        async with aiohttp.ClientSession(base) as http:
+            for path, form, status, _ in sent:
+                async with http.post(path, data=form) as response:
+                    assert response.status == status, await response.text()
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    requests = [line for line in lines if line.get("event") == "request"]
+    # Each was logged with "error_code": null.
+    assert [(r["path"], r["status"], r["error_code"]) for r in requests] == [
+        (path, status, code) for path, _, status, code in sent]
