@@ -14,7 +14,13 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
+# Refused authentication, by error code: the API's (403 4115; 401 4116, 4117) and the token endpoints' failed
+# client authentication (401 invalid_client). Their lock-out's 429, invalid_client too, checked no credential:
+# it is a rate limit, counted as one (limit="token").
 AUTH_CODES = frozenset({"4115", "4116", "4117"})
+CLIENT_REJECTED = "invalid_client"
+AUTH_REJECTIONS = (*sorted(AUTH_CODES), CLIENT_REJECTED)
+UNAUTHORIZED = 401
 # Every label value a counter can take is known, and each is shown from the start (at 0), as Prometheus
 # advises: a rate over a series that appears only with its first event misses that event.
 RATE_LIMITS = ("partner", "token")
@@ -78,7 +84,7 @@ class Metrics:
             ["code"], registry=self.registry,
         )
         for counter, values in ((self.rate_limited, RATE_LIMITS), (self.idempotency, IDEMPOTENCY_OUTCOMES),
-                                (self.webhook_attempts, WEBHOOK_RESULTS), (self.auth_rejections, sorted(AUTH_CODES))):
+                                (self.webhook_attempts, WEBHOOK_RESULTS), (self.auth_rejections, AUTH_REJECTIONS)):
             for value in values:
                 counter.labels(value)
 
@@ -101,5 +107,5 @@ class Metrics:
             self.idempotency.labels(idempotency).inc()
         if idempotency == "replayed":
             self.replays.inc()
-        if error_code in AUTH_CODES:
+        if error_code in AUTH_CODES or (error_code == CLIENT_REJECTED and status == UNAUTHORIZED):
             self.auth_rejections.labels(error_code).inc()

@@ -2,18 +2,20 @@
 from __future__ import annotations
 
 import base64
-import binascii
+import itertools
+import re
 from collections.abc import Callable
 from urllib.parse import parse_qsl, unquote_plus
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 from aiohttp_apispec import docs, form_schema, querystring_schema, response_schema
 
 from gateway import contract
 from gateway.credentials import secret_matches
 from gateway.errors import OAuthError
-from gateway.keys import AUTH_FAILURES, CREDENTIALS, METRICS, SETTINGS, TOKENS
+from gateway.keys import AUTH_FAILURES, CREDENTIALS, ERROR_CODE, METRICS, SETTINGS, TOKENS
 from gateway.storage import Credential
 from gateway.openapi_answers import TOKEN_CHECKS, error_answers
 from schemas.headers import TOKEN_SECURITY, TOKEN_URL
@@ -42,13 +44,29 @@ def _basic_credentials(request: web.Request) -> tuple[str, str] | None:
         raise OAuthError(400, "invalid_request", "Authorization must use the Basic scheme")
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    # Not base64 (binascii.Error), text that is not ASCII (which b64decode refuses with a plain ValueError), or
+    # bytes that are not UTF-8 (UnicodeDecodeError): all three are ValueErrors.
+    except ValueError:
         raise OAuthError(400, "invalid_request", "malformed Basic credentials") from None
     client_id, colon, secret = decoded.partition(":")
     if not colon:
         raise OAuthError(400, "invalid_request", "malformed Basic credentials")
     # RFC 6749 2.3.1: both parts are form-urlencoded before being joined.
     return unquote_plus(client_id), unquote_plus(secret)
+
+
+# RFC 6749 (appendix B) encodes a token form in UTF-8; a client that names a charset names that or one of the
+# few in which the form's ASCII syntax reads as ASCII (Java's form entity says ISO-8859-1), each to the codec
+# that decodes it. Any other name, Python's own codecs among them (punycode, idna, undefined...), is refused
+# before a codec sees the body: those fail in ways of their own, quoting the body in their messages.
+_FORM_CHARSETS = {
+    "utf-8": "utf-8", "utf8": "utf-8", "us-ascii": "ascii", "ascii": "ascii", "iso-8859-1": "latin-1",
+    "iso_8859-1": "latin-1", "latin1": "latin-1", "windows-1252": "cp1252", "cp1252": "cp1252",
+}
+
+
+def _unreadable(why: str = "the body is not a readable form") -> OAuthError:
+    return OAuthError(400, "invalid_request", why)
 
 
 async def _form(request: web.Request) -> list[tuple[str, str]]:
@@ -60,24 +78,43 @@ async def _form(request: web.Request) -> list[tuple[str, str]]:
     if request.content_type not in ("", "application/x-www-form-urlencoded"):
         return []
     try:
-        text = (await request.read()).rstrip().decode(request.charset or "utf-8")
-    except (UnicodeDecodeError, LookupError):
-        raise OAuthError(400, "invalid_request", "the body is not a readable form") from None
+        body = await request.read()
     except web.RequestPayloadError:  # an undecodable Content-Encoding
-        raise OAuthError(400, "invalid_request", "the body is not a readable form") from None
-    if text.count("&") >= MAX_FORM_FIELDS:
-        raise OAuthError(400, "invalid_request", f"a form has at most {MAX_FORM_FIELDS} fields")
-    return parse_qsl(text, keep_blank_values=True, encoding=request.charset or "utf-8")
+        raise _unreadable() from None
+    codec = _FORM_CHARSETS.get((request.charset or "utf-8").strip().lower())
+    if codec is None:
+        raise _unreadable("a form's charset is UTF-8, US-ASCII, ISO-8859-1 or windows-1252")
+    try:
+        text = body.rstrip().decode(codec)
+    except UnicodeDecodeError:  # the one way these codecs fail: a byte that is not in the charset
+        raise _unreadable() from None
+    if _more_than_allowed(text):
+        raise _unreadable(f"a form has at most {MAX_FORM_FIELDS} fields")
+    # A %XX escape that is not text in the charset is read as U+FFFD (errors="replace"), which no client id
+    # or secret holds.
+    return parse_qsl(text, keep_blank_values=True, encoding=codec)
+
+
+_FIELD = re.compile("[^&]+")  # a urlencoded field: what lies between two `&`s, when not empty
+
+
+def _more_than_allowed(text: str) -> bool:
+    """Whether a urlencoded form has more than MAX_FORM_FIELDS fields, counted before it is parsed and only
+    up to one past the limit, however long the body. Empty ones are not fields (parse_qsl skips them too):
+    `a=1&&b=2&` is two."""
+    fields = itertools.islice(_FIELD.finditer(text), MAX_FORM_FIELDS + 1)
+    return sum(1 for _ in fields) > MAX_FORM_FIELDS
 
 
 async def _multipart_form(request: web.Request) -> list[tuple[str, str]]:
     try:
         form = await request.post()
     # What aiohttp raises for a body it cannot read as a form: malformed multipart or bytes that are not in
-    # the charset (ValueError), an unknown charset (LookupError) or transfer encoding (RuntimeError), an
-    # undecodable Content-Encoding (RequestPayloadError).
-    except (ValueError, LookupError, RuntimeError, web.RequestPayloadError):
-        raise OAuthError(400, "invalid_request", "the body is not a readable form") from None
+    # the charset (ValueError), an unknown charset (LookupError) or transfer encoding (RuntimeError), a part's
+    # header line that is malformed or too long (HttpProcessingError), an undecodable Content-Encoding
+    # (RequestPayloadError). Each message may quote the body: none is kept.
+    except (ValueError, LookupError, RuntimeError, HttpProcessingError, web.RequestPayloadError):
+        raise _unreadable() from None
     except web.HTTPRequestEntityTooLarge as error:
         # aiohttp's own limit of form fields (1000, far above ours) says so in its text; a body over the size
         # limit stays a 413.
@@ -91,6 +128,7 @@ async def _issue(request: web.Request, expires_scale: int) -> web.Response:
     try:
         client_id, credential = await _authenticate(request)
     except OAuthError as error:
+        request[ERROR_CODE] = error.error  # for the request log, and the metrics (a 401 invalid_client)
         if error.status == TOO_MANY:
             request.app[METRICS].rate_limited.labels("token").inc()
         return _oauth_response(error)

@@ -275,3 +275,11 @@ async def test_token_errors_follow_rfc6749(client, partner, form, status, error)
     assert response.status == status
     body = await response.json()
     assert body["error"] == error and body["error_description"]
+
+
+@pytest.mark.parametrize("credentials", ["ééx", "a2V5OnPDqWNyZXQ=é", "密钥"])
+async def test_basic_credentials_that_are_not_ascii_are_invalid_request(client, partner, credentials):
+    response = await client.post("/ims/token/v3", data={"grant_type": "client_credentials"},
+                                 headers={"Authorization": f"Basic {credentials}"})
+    assert response.status == 400  # non-ASCII text was a 500: b64decode refuses it with a ValueError
+    assert (await response.json())["error"] == "invalid_request"

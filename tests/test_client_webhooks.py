@@ -94,3 +94,9 @@ def test_a_malformed_signature_is_refused_not_crashed_on() -> None:
 def test_a_secret_that_is_not_one_is_a_configuration_error() -> None:
     with pytest.raises(ValueError, match="not a webhook secret"):
         verify_webhook("whsec_", signed(), BODY, now=NOW)
+
+
+@pytest.mark.parametrize("body", [b"not json", b'{"eventId": "evt_1"', b"[" * 100_000], ids=["text", "cut", "deep"])
+def test_a_signed_body_that_is_not_json_is_refused_not_crashed_on(body: bytes) -> None:
+    with pytest.raises(WebhookVerificationError, match="not JSON"):
+        verify_webhook(SECRET, signed(body), body, now=NOW)

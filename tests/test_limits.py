@@ -236,6 +236,15 @@ async def test_a_token_form_of_more_than_20_fields_is_invalid_request(client, pa
     assert status == 200, body
 
 
+
+async def test_empty_fields_between_ampersands_are_not_fields(client, partner):
+    for body in (GOOD + "&" * MAX_FORM_FIELDS, "&" * 1000 + GOOD.replace("&", "&&&") + "&&",
+                 GOOD + "".join(f"&&extra{n}=x&" for n in range(MAX_FORM_FIELDS - 3))):
+        status, answer = await token(client, partner, body)
+        assert status == 200, answer  # the first two were "at most 20 fields": it counted the ampersands
+    status, answer = await token(client, partner, GOOD + "".join(f"&&extra{n}=x&" for n in range(MAX_FORM_FIELDS - 2)))
+    assert (status, answer["error"]) == (400, "invalid_request")
+
 @pytest.mark.parametrize("fields", [MAX_FORM_FIELDS + 1, 2000])
 async def test_a_multipart_token_form_of_many_fields_is_invalid_request(client, partner, fields):
     form = aiohttp.FormData([("grant_type", "client_credentials"), *((f"x{n}", "y") for n in range(fields))])

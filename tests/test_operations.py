@@ -1,6 +1,7 @@
 """Operations beyond the log line: metrics, health, readiness."""
 from __future__ import annotations
 
+import base64
 
 from conftest import customer_record, partner_headers, raw_sql, reseller_record
 from prometheus_client.parser import text_string_to_metric_families
@@ -40,6 +41,30 @@ async def test_metrics_move_with_requests(client, make_partner, load):
     assert after[rejected] - before.get(rejected, 0) == 1
     assert after[replays] - before.get(replays, 0) == 1
 
+
+
+async def test_failed_client_authentication_is_an_auth_rejection(client, make_partner):
+    partner = await make_partner("P1")
+    before = await scrape(client)
+    rejections = {dict(labels)["code"]: value for (name, labels), value in before.items()
+                  if name == "gateway_auth_rejections_total"}
+    assert rejections == {"4115": 0, "4116": 0, "4117": 0, "invalid_client": 0}  # each shown from the start
+    good = {"grant_type": "client_credentials", "client_id": partner.api_key, "client_secret": partner.client_secret}
+    wrong_basic = base64.b64encode(f"{partner.api_key}:wrong".encode()).decode()
+    for path, form, headers, status in [
+        ("/ims/token/v3", good, {}, 200),
+        ("/ims/token/v3", {**good, "grant_type": "password"}, {}, 400),  # unsupported_grant_type: not counted
+        ("/ims/token/v3", {"client_id": "x"}, {}, 400),  # invalid_request: not counted
+        ("/ims/token/v2", {"grant_type": "client_credentials"}, {}, 401),  # no credentials
+        ("/ims/token/v2", {"grant_type": "client_credentials"}, {"Authorization": f"Basic {wrong_basic}"}, 401),
+        *[("/ims/token/v3", {**good, "client_id": "unknown"}, {}, 401)] * 10,
+        ("/ims/token/v3", {**good, "client_id": "unknown"}, {}, 429),  # locked out: a rate limit, not counted
+    ]:
+        assert (await client.post(path, data=form, headers=headers)).status == status
+    after = await scrape(client)
+    rejected = ("gateway_auth_rejections_total", (("code", "invalid_client"),))
+    assert after[rejected] == 12
+    assert after[("gateway_rate_limited_total", (("limit", "token"),))] == 1
 
 async def test_health_needs_no_credentials(client):
     assert (await client.get("/healthz")).status == 200

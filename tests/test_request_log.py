@@ -92,3 +92,64 @@ async def test_trace_id_and_the_listening_and_stopped_events(db_url, tmp_path):
     requests = [line for line in lines if line["event"] == "request"]
     assert requests[0]["trace_id"] == trace_id
     assert "trace_id" not in requests[1] and "trace_id" not in requests[2]  # an all-zero trace id is invalid
+
+
+MARKER = "Zq~Body~Marker"
+# Token bodies that are no readable form, each once a 500 whose logged exception quoted the body.
+UNREADABLE = [
+    *((f"application/x-www-form-urlencoded; charset={charset}",
+       f"~{MARKER}=1&grant_type=client_credentials&client_id=K&client_secret=S&{MARKER}=%C3%A9".encode())
+      for charset in ("punycode", "undefined", "idna")),  # punycode quoted '~'
+    *(("multipart/form-data; boundary=b",
+       b'--b\r\nContent-Disposition: form-data; name="grant_type"\r\n' + header + b"\r\n\r\nx\r\n--b--\r\n")
+      for header in (MARKER.encode(), b"X-Long: " + MARKER.encode() * 1200)),  # a malformed or too long line
+]
+
+
+async def test_a_token_body_that_is_no_readable_form_is_refused_and_nothing_of_it_logged(db_url, tmp_path):
+    partner = json.loads(cli(db_url, "partners", "create", "--name", "N", "--partner-id", "P1").stdout)
+    good = f"grant_type=client_credentials&client_id={partner['apiKey']}&client_secret={partner['clientSecret']}"
+    log_path = tmp_path / "server.log"
+    with server_process(db_url, log_path=log_path) as base:
+        async with aiohttp.ClientSession(base) as http:
+            # Refused before a codec reads the body: not a charset a form is written in.
+            other = [(f"application/x-www-form-urlencoded; charset={charset}", UNREADABLE[0][1])
+                     for charset in ("unicode_escape", "utf-7", "no-such-charset")]
+            for content_type, body in UNREADABLE + other:
+                async with http.post("/ims/token/v3", data=body, headers={"Content-Type": content_type}) as response:
+                    assert response.status == 400, (content_type, await response.text())
+                    assert (await response.json())["error"] == "invalid_request"
+            for charset in ("UTF-8", "utf8", "us-ascii", "ISO-8859-1", "windows-1252"):
+                headers = {"Content-Type": f"application/x-www-form-urlencoded; charset={charset}"}
+                async with http.post("/ims/token/v3", data=good, headers=headers) as response:
+                    assert response.status == 200, (charset, await response.text())
+    text = log_path.read_text()
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    requests = [line for line in lines if line.get("event") == "request"]
+    assert [(line["status"], line["level"]) for line in requests] == [(400, "info")] * 8 + [(200, "info")] * 5
+    assert not [line for line in lines if "exception" in line or line["level"] == "error"]
+    assert MARKER not in text and "'~'" not in text
+
+
+async def test_token_failures_are_logged_with_their_oauth_error(db_url, tmp_path):
+    partner = json.loads(cli(db_url, "partners", "create", "--name", "N", "--partner-id", "P1").stdout)
+    good = {"grant_type": "client_credentials", "client_id": partner["apiKey"], "client_secret": partner["clientSecret"]}
+    sent = [
+        ("/ims/token/v3", good, 200, None),
+        ("/ims/token/v3", {**good, "grant_type": "password"}, 400, "unsupported_grant_type"),
+        ("/ims/token/v2", {"client_id": partner["apiKey"]}, 400, "invalid_request"),  # no grant_type
+        ("/ims/token/v2", {"grant_type": "client_credentials"}, 401, "invalid_client"),  # no credentials
+        *[("/ims/token/v3", {**good, "client_secret": "wrong"}, 401, "invalid_client")] * 10,
+        ("/ims/token/v2", good, 429, "invalid_client"),  # that client id is locked out
+    ]
+    log_path = tmp_path / "server.log"
+    with server_process(db_url, log_path=log_path) as base:
+        async with aiohttp.ClientSession(base) as http:
+            for path, form, status, _ in sent:
+                async with http.post(path, data=form) as response:
+                    assert response.status == status, await response.text()
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    requests = [line for line in lines if line.get("event") == "request"]
+    # Each was logged with "error_code": null.
+    assert [(r["path"], r["status"], r["error_code"]) for r in requests] == [
+        (path, status, code) for path, _, status, code in sent]

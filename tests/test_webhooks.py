@@ -105,6 +105,17 @@ async def test_cli_refusals(db_url: str, partners: Any) -> None:
     assert cli_lines(db_url, "webhooks", "list") == []
 
 
+
+async def test_listing_an_unknown_partners_webhooks_fails_as_listing_its_credentials_does(
+        db_url: str, partners: Any) -> None:
+    webhooks, credentials = (cli(db_url, command, "list", "NOBODY", check=False)
+                             for command in ("webhooks", "credentials"))
+    assert (webhooks.returncode, webhooks.stdout, webhooks.stderr) == (1, "", credentials.stderr)
+    assert len(webhooks.stderr.splitlines()) == 1 and "no partner 'NOBODY'" in webhooks.stderr
+    known = cli(db_url, "webhooks", "list", "P2")  # a partner without webhooks has none to list: no failure
+    assert known.returncode == 0 and known.stdout == ""
+
+
 async def test_a_delivery_is_signed_as_standard_webhooks_says(aiohttp_client: Any, settings: Settings,
                                                              db_url: str, partners: Any) -> None:
     async with receiver() as hook:

@@ -47,7 +47,16 @@ def verify_webhook(
     expected = _signature_bytes(_signer(secret).sign(message_id, sent_at, text))
     if not any(hmac.compare_digest(expected, offered) for offered in _offered(signatures)):
         raise WebhookVerificationError("no matching signature: a wrong secret, or a body changed on the way")
-    event = json.loads(text)
+    return _event(text)
+
+
+def _event(text: str) -> dict[str, Any]:
+    """The signed body as an event. Signed is not the same as well-formed: a sender holding the secret (or a
+    misconfigured one) may sign anything, and the receiver still gets its one exception."""
+    try:
+        event = json.loads(text)
+    except (ValueError, RecursionError) as error:  # not JSON (JSONDecodeError), or nested beyond the parser
+        raise WebhookVerificationError("the signed body is not JSON") from error
     if not isinstance(event, dict):
         raise WebhookVerificationError("the signed body is not a JSON object")
     return event

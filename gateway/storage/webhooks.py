@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from gateway.storage.db import Db, fetch_in
+from gateway.storage.partners import partner_exists
 from gateway.storage.types import Attempt, Delivery, StorageError, Webhook
 
 # `types` as stored: '' for every type, else ',a,b,' so that a type matches with LIKE '%,type,%'.
@@ -54,6 +55,10 @@ def _webhook(row: Sequence[Any]) -> Webhook:
 
 
 async def list_webhooks(db: Db, partner_id: str | None) -> list[Webhook]:
+    """Every webhook, or one partner's; a partner that does not exist is an error, not an empty list (as for
+    its credentials)."""
+    if partner_id is not None and not await partner_exists(db, partner_id):
+        raise StorageError(f"no partner {partner_id!r}")
     return [_webhook(row) for row in await db.fetch(LIST_WEBHOOKS, (partner_id,))]
 
 
