@@ -1,6 +1,7 @@
 """Placing, previewing and updating orders, with the partner API's coded validation."""
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from datetime import datetime, timedelta, timezone
@@ -144,6 +145,31 @@ async def test_patch_and_set_status_keep_the_lines_in_their_placed_order(client,
     cli(db_url, "orders", "set-status", placed["orderId"], "1000")
     read = await (await client.get(path, headers=await partner_headers(client, partner))).json()
     assert [line["extLineItemNumber"] for line in read["lineItems"]] == [5, 2, 9]
+
+
+async def test_patches_racing_set_status_leave_its_status(client, partner, db_url):
+    """A PATCH reads the order and writes it back: without the order's lock, on PostgreSQL it could write
+    back the status it read, undoing a set-status that committed in between."""
+    response, placed = await send(client, partner, new_order())
+    path, stop = f"{ORDERS}/{placed['orderId']}", asyncio.Event()
+
+    async def patching(worker: int) -> None:
+        for n in itertools.count():
+            if stop.is_set():
+                return
+            body = {"externalReferenceId": f"R{worker}-{n}"}
+            assert (await send(client, partner, body, method="PATCH", path=path))[0].status == 200
+
+    for status in ("1004", "1002", "1008"):
+        stop.clear()
+        patches = [asyncio.create_task(patching(worker)) for worker in range(4)]
+        await asyncio.sleep(0.05)
+        await asyncio.to_thread(cli, db_url, "orders", "set-status", placed["orderId"], status)
+        await asyncio.sleep(0.1)
+        stop.set()
+        await asyncio.gather(*patches)
+        read = await (await client.get(path, headers=await partner_headers(client, partner))).json()
+        assert read["status"] == status
 
 
 @pytest.mark.parametrize(

@@ -169,7 +169,16 @@ ORDER_VISIBLE = """
 """
 
 
+async def lock_order(db: Db, order_id: str) -> None:
+    """Held by every write that reads an order to write it back (PATCH, set-status, a RETURN's original),
+    until it commits: two such writers on PostgreSQL would each write back what they read, and the later
+    would undo the other's change."""
+    await db.lock(f"order\x1f{order_id}")
+
+
 async def visible_order(db: Db, customer_id: str, order_id: str, partner_id: str) -> Order | None:
+    """Inside a write: the order, locked (`lock_order`), if the partner sees it as this customer's."""
+    await lock_order(db, order_id)
     if not await db.fetch(ORDER_VISIBLE, (order_id, customer_id, partner_id)):
         return None
     return await load_order(db, order_id)
@@ -185,12 +194,12 @@ RETURNED = """
 async def returned_quantities(db: Db, original_id: str) -> dict[int, int]:
     """Quantities per line number of the RETURNs of an order that are neither failed nor cancelled."""
     # Two RETURNs of one original are checked and written one after the other: never over-returned.
-    await db.lock(f"order\x1f{original_id}")
+    await lock_order(db, original_id)
     return {number: quantity for number, quantity in await db.fetch(RETURNED, (original_id,))}
 
 
 async def set_order_status(db: Db, order_id: str, status: str) -> Order | None:
-    await db.lock(f"order\x1f{order_id}")
+    await lock_order(db, order_id)
     before = await load_order(db, order_id)
     if before is None:
         return None
@@ -210,7 +219,7 @@ COMPLETED_RETURNS = """
 
 async def _mark_returned_lines(db: Db, original_id: str) -> None:
     """Lines of the original that completed RETURNs have given back in full become cancelled."""
-    await db.lock(f"order\x1f{original_id}")
+    await lock_order(db, original_id)
     original = await load_order(db, original_id)
     if original is None:
         return
