@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import sqlite3
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,10 +17,13 @@ from typing import Any
 import pytest
 
 from conftest import (
+    ROOT,
     UNLIMITED,
     POSTGRES_URL,
     TEST_SIGNING_KEY,
+    cli,
     customer_record,
+    order_record,
     partner_headers,
     process_headers,
     reseller_record,
@@ -199,3 +204,45 @@ async def test_postgres_backends_terminated_under_load(aiohttp_client: Any, make
             placed[key] = (await again.json())["orderId"]
     history = await (await client.get(f"{ORDERS}?limit=1", headers=headers)).json()
     assert len(set(placed.values())) == len(answers) == history["totalCount"]  # each stored exactly once
+
+
+IMPORT_ORDERS = 30_000
+
+
+async def test_an_import_whose_connection_is_lost_writes_nothing(db_url: str, tmp_path: Path) -> None:
+    """The import reads its records as it goes: run again after a lost connection, it would write only the
+    records left, and commit half a file. It fails instead (exit 1, one line), and nothing is written."""
+    if db_url.startswith("sqlite://"):
+        pytest.skip("terminates PostgreSQL backends")
+    import asyncpg
+
+    cli(db_url, "partners", "create", "--name", "Importer", "--partner-id", "PI")
+    customer = tmp_path / "customer.jsonl"
+    customer.write_text("".join(json.dumps(record) + "\n" for record in (reseller_record("RI", "PI"),
+                                                                       customer_record("CI", "RI"))))
+    cli(db_url, "import", str(customer))
+    records = [order_record(f"{8_000_000_000 + n}", "CI", "2024-01-02T03:04:05Z") for n in range(IMPORT_ORDERS)]
+    source = tmp_path / "orders.jsonl"
+    source.write_text("".join(json.dumps(record) + "\n" for record in records))
+    name = f"gw-import-{uuid.uuid4().hex[:8]}"
+    importing = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--database", f"{db_url}&application_name={name}",
+                                  "import", str(source)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        for _ in range(600):  # until the import is writing, then cut its connection
+            if await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND "
+                                    "xact_start IS NOT NULL", name):
+                await asyncio.sleep(0.3)
+                await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+                                    name)
+                break
+            await asyncio.sleep(0.05)
+        out, err = await asyncio.to_thread(importing.communicate, timeout=120)
+    finally:
+        await admin.close()
+    assert importing.returncode == 1 and len(err.splitlines()) == 1 and "nothing was written" in err, err
+    reader = await asyncpg.connect(db_url)
+    try:
+        assert await reader.fetchval("SELECT count(*) FROM orders WHERE customer_id = 'CI'") == 0
+    finally:
+        await reader.close()

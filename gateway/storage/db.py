@@ -51,8 +51,10 @@ class Backend(Protocol):
     def reader(self) -> Db:
         """For single statements outside any transaction."""
 
-    async def write(self, unit: Unit[T]) -> T:
-        """Runs the unit in one transaction; its exception rolls the transaction back and is raised here."""
+    async def write(self, unit: Unit[T], *, once: bool = False) -> T:
+        """Runs the unit in one transaction; its exception rolls the transaction back and is raised here. A
+        backend may run a unit again after a transient failure, unless `once`: for a unit that consumes what
+        it writes as it goes (an import's records), and would write only the rest the second time."""
 
     async def write_buckets(self, unit: Unit[T]) -> T:
         """`write`, for the rate-limit buckets: state that is rewritten on many requests and may be lost in a

@@ -204,12 +204,17 @@ class PostgresBackend:
     def reader(self) -> Db:
         return self._pool_db
 
-    async def write(self, unit: Unit[T]) -> T:
-        """Retried as a whole while it fails before COMMIT (nothing committed); a COMMIT that got no answer
-        is not retried (its outcome is unknown): StorageUnavailable, and the client's retry with the same
-        correlation id finds the stored answer if it did commit."""
+    async def write(self, unit: Unit[T], *, once: bool = False) -> T:
+        """Retried as a whole while it fails before COMMIT (nothing committed), unless `once`; a COMMIT that
+        got no answer is not retried (its outcome is unknown): StorageUnavailable, and the client's retry
+        with the same correlation id finds the stored answer if it did commit."""
         try:
-            return await retrying(lambda: self._write_once(unit), self._busy_timeout)
+            if not once:
+                return await retrying(lambda: self._write_once(unit), self._busy_timeout)
+            try:
+                return await self._write_once(unit)
+            except TRANSIENT as failure:
+                raise StorageUnavailable(f"PostgreSQL: {type(failure).__name__}") from failure
         except _CommitFailed as unknown:
             raise StorageUnavailable("PostgreSQL: no answer to COMMIT") from unknown.__cause__
 

@@ -174,7 +174,8 @@ class SqlStorage:
         return await history.page_bodies(self._reader, customer_id, partner_id, conditions, window, offset, limit)
 
     async def import_records(self, records: Iterable[tuple[int, ImportRecord]], events: bool = True) -> ImportCounts:
-        return await self._backend.write(lambda db: imports.import_records(db, records, events))
+        # Once: the records are read as the import goes, and a second run would write only those left.
+        return await self._backend.write(lambda db: imports.import_records(db, records, events), once=True)
 
     async def set_order_status(self, order_id: str, status: str) -> Order | None:
         return await self._backend.write(lambda db: orders.set_order_status(db, order_id, status))

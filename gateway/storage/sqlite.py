@@ -196,8 +196,8 @@ class SqliteBackend:
     def reader(self) -> Db:
         return self._read_db
 
-    async def write(self, unit: Unit[T]) -> T:
-        return await self._writer.write(unit)
+    async def write(self, unit: Unit[T], *, once: bool = False) -> T:
+        return await self._writer.write(unit)  # never run twice: SQLite waits within its busy timeout
 
     async def write_buckets(self, unit: Unit[T]) -> T:
         return await self._bucket_writer.write(unit)
