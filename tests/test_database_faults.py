@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -246,3 +247,62 @@ async def test_an_import_whose_connection_is_lost_writes_nothing(db_url: str, tm
         assert await reader.fetchval("SELECT count(*) FROM orders WHERE customer_id = 'CI'") == 0
     finally:
         await reader.close()
+
+
+class Relay:
+    """A loopback TCP relay to the PostgreSQL server that can go silent: it then drops the connections it
+    carries and takes new ones without ever answering, as a server that hangs."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port, self.silent = target_port, False
+        self._links: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._carry, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    def go_silent(self) -> None:
+        self.silent = True
+        for writer in self._links:
+            writer.close()
+
+    async def close(self) -> None:
+        self.go_silent()
+        self._server.close()
+
+    async def _carry(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._links.append(writer)
+        if self.silent:
+            await reader.read()  # taken, never answered
+            return
+        upstream_reader, upstream = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._links.append(upstream)
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await source.read(65536):
+                    sink.write(data)
+            sink.close()
+
+        await asyncio.gather(pipe(reader, upstream), pipe(upstream_reader, writer))
+
+
+async def test_a_server_that_stops_answering_gets_503_within_the_busy_timeout(aiohttp_client: Any, make_partner: Any,
+                                                                             load: Any, db_url: str) -> None:
+    if db_url.startswith("sqlite://"):
+        pytest.skip("a PostgreSQL server that hangs")
+    partner = await seeded(make_partner, load)
+    parts = urlsplit(db_url)
+    relay = Relay(parts.port or 5432)
+    relayed = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{await relay.start()}"))
+    try:
+        client = await gateway(aiohttp_client, relayed, busy_timeout=1.0)
+        headers = await partner_headers(client, partner)
+        assert (await client.get(ORDERS, headers=headers)).status == 200
+        relay.go_silent()
+        started = asyncio.get_running_loop().time()
+        response = await client.get(ORDERS, headers=headers)
+        await assert_unavailable(response)
+        assert asyncio.get_running_loop().time() - started < 3.0  # not asyncpg's 60 s connect timeout
+    finally:
+        await relay.close()

@@ -53,14 +53,18 @@ FIRST_RETRY_SECONDS = 0.05
 LAST_RETRY_SECONDS = 0.5
 
 
-async def retrying(attempt: Callable[[], Awaitable[T]], busy_timeout_seconds: float) -> T:
+async def retrying(attempt: Callable[[], Awaitable[T]], busy_timeout_seconds: float, *, bounded: bool = False) -> T:
     """`attempt` again after a transient failure (with a growing pause) until it succeeds or the busy
-    timeout has passed; then StorageUnavailable. Only for attempts that took no effect when they failed."""
+    timeout has passed; then StorageUnavailable. Only for attempts that took no effect when they failed.
+    `bounded`: an attempt still running at the deadline is cancelled (a server that takes connections but
+    does not answer), for reads, which are short; a write's unit may be an import of any length."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + busy_timeout_seconds
     pause = FIRST_RETRY_SECONDS
     while True:
         try:
+            if bounded:
+                return await asyncio.wait_for(attempt(), max(deadline - loop.time(), 0.0))
             return await attempt()
         except TRANSIENT as failure:
             if loop.time() + pause > deadline:
@@ -177,7 +181,7 @@ class PoolReader(PostgresDb):
         self._busy_timeout = busy_timeout_seconds
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return await retrying(lambda: self._fetch_once(sql, params), self._busy_timeout)
+        return await retrying(lambda: self._fetch_once(sql, params), self._busy_timeout, bounded=True)
 
     async def _fetch_once(self, sql: str, params: Sequence[Any]) -> list[Any]:
         async with self._pool.acquire() as connection:
@@ -265,7 +269,10 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
 @asynccontextmanager
 async def open_postgres(url: str, min_size: int = 1, max_size: int = 10,
                         busy_timeout_seconds: float = 5.0) -> AsyncIterator[PostgresBackend]:
-    async with asyncpg.create_pool(url, min_size=min_size, max_size=max_size, reset=_keep_session) as pool:
+    # A new connection gives up after the busy timeout (asyncpg's default is 60 s): a server that takes
+    # connections but does not answer gets its 503 in time.
+    async with asyncpg.create_pool(url, min_size=min_size, max_size=max_size, reset=_keep_session,
+                                   timeout=busy_timeout_seconds) as pool:
         async with pool.acquire() as connection:
             await _migrate(connection)
         yield PostgresBackend(pool, busy_timeout_seconds)
