@@ -15,9 +15,10 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from conftest import ROOT, cli, customer_record, free_port, order_record, reseller_record
+from conftest import POSTGRES_URL, ROOT, SKIP_POSTGRES, cli, customer_record, free_port, order_record, reseller_record
 
 from gateway.version import VERSION
 from gateway.cli import build_parser
@@ -62,6 +63,20 @@ def test_a_database_that_cannot_be_reached_is_named_without_its_password(url: st
     failed = cli(url, "partners", "list", check=False)
     assert failed.returncode == 1 and len(failed.stderr.splitlines()) == 1, failed.stderr
     assert "127.0.0.1:1" in failed.stderr and "hunter2" not in failed.stderr and "***" in failed.stderr
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason=SKIP_POSTGRES)
+@pytest.mark.parametrize(("change", "says"), [
+    ({"path": "/no_such_database"}, 'database "no_such_database" does not exist'),
+    ({"netloc": "no_such_role@{host}"}, 'role "no_such_role" does not exist'),
+    ({"query": "search_path=no_such_schema"}, "no schema has been selected"),
+])
+def test_a_server_that_refuses_says_why_in_one_line(change: dict[str, str], says: str) -> None:
+    parts = urlsplit(POSTGRES_URL)
+    refused = cli(urlunsplit(parts._replace(**{k: v.format(host=parts.hostname + f":{parts.port or 5432}")
+                                               for k, v in change.items()})), "partners", "list", check=False)
+    assert refused.returncode == 1 and refused.stderr.splitlines() == [refused.stderr.strip()], refused.stderr
+    assert says in refused.stderr
 
 
 def test_ctrl_c_during_an_import_writes_nothing(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ import asyncpg
 from gateway.storage.db import Db, T, Unit
 from gateway.storage.rate_limits import BUCKETS_TABLE
 from gateway.storage.schema import migrations
-from gateway.storage.types import StorageUnavailable
+from gateway.storage.types import StorageError, StorageUnavailable
 
 MIGRATION_LOCK = 0x6F72646572  # any constant shared by every gateway process ("order")
 
@@ -271,10 +271,18 @@ async def open_postgres(url: str, min_size: int = 1, max_size: int = 10,
                         busy_timeout_seconds: float = 5.0) -> AsyncIterator[PostgresBackend]:
     # A new connection gives up after the busy timeout (asyncpg's default is 60 s): a server that takes
     # connections but does not answer gets its 503 in time.
-    async with asyncpg.create_pool(url, min_size=min_size, max_size=max_size, reset=_keep_session,
-                                   timeout=busy_timeout_seconds) as pool:
-        async with pool.acquire() as connection:
-            await _migrate(connection)
+    pool = asyncpg.create_pool(url, min_size=min_size, max_size=max_size, reset=_keep_session,
+                               timeout=busy_timeout_seconds)
+    try:
+        await pool  # its first connections
+    except asyncpg.PostgresError as refused:  # the server answered: no such database or role, a bad password
+        raise StorageError(f"PostgreSQL refused the connection: {refused}") from None
+    async with pool:
+        try:
+            async with pool.acquire() as connection:
+                await _migrate(connection)
+        except asyncpg.PostgresError as refused:  # no schema to create in, no right to: say so in a line
+            raise StorageError(f"PostgreSQL refused the schema's migration: {refused}") from None
         yield PostgresBackend(pool, busy_timeout_seconds)
 
 
