@@ -16,6 +16,7 @@ from schemas.health import ProbeSchema
 routes = web.RouteTableDef()
 
 READY_TIMEOUT_SECONDS = 2.0  # a database slower than this to answer a ping is not ready
+RETRY_AFTER_SECONDS = 1  # as on the API's own 503s
 
 _CRASH = {500: {"schema": ErrorSchema, "description": "Unexpected error (1124)"}}
 
@@ -38,7 +39,8 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         await asyncio.wait_for(request.app[STORAGE].ready(), READY_TIMEOUT_SECONDS)
     except Exception:  # any failure of the database means "not ready", whatever the driver raises
-        return web.json_response({"status": "unavailable"}, status=503)
+        return web.json_response({"status": "unavailable"}, status=503,
+                                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     return web.json_response({"status": "ok"})
 
 

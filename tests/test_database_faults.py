@@ -79,7 +79,8 @@ async def test_a_write_lock_held_past_the_busy_timeout(aiohttp_client: Any, make
     with write_lock(db_url):
         await assert_unavailable(await client.post(ORDERS, json=NEW, headers=headers))
         await assert_unavailable(await client.post(ORDERS, json=NEW, headers=headers))  # not stored: again 503
-        assert (await client.get("/readyz")).status == 503
+        not_ready = await client.get("/readyz")
+        assert not_ready.status == 503 and not_ready.headers["Retry-After"] == "1"
         listed = await client.get(ORDERS, headers=headers)  # readers are not blocked by a writer
         assert listed.status == 200 and (await listed.json())["totalCount"] == 0
     assert (await client.get("/readyz")).status == 200
