@@ -86,7 +86,7 @@ def error_examples(codes: Iterable[str]) -> dict[str, dict[str, Any]]:
             value: dict[str, Any] = {"error": code, "error_description": examples.OAUTH_ERRORS[code]}
             named[code] = {"summary": code, "value": value}
             continue
-        message = ERROR_CODES[code][1]
+        message = examples.ERROR_MESSAGES.get(code, ERROR_CODES[code][1])
         details, fields = examples.ERROR_DETAILS.get(code, ([], []))
         value = {"code": code, "message": message, "additionalDetails": details, "invalidFields": fields}
         named[code] = {"summary": f"{code}: {message}", "value": value}

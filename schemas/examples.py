@@ -125,12 +125,18 @@ ERROR_DETAILS: dict[str, tuple[list[str], list[str]]] = {
     "1117": (["Line Item: 2, Reason: offerId must not be empty"], ["offerId"]),
     "1121": (["colour: unknown field colour"], ["colour"]),
     "1122": (["orderType: orderType is required"], ["orderType"]),
-    "1132": (["limit: limit must be an integer of at least 1"], ["limit"]),
+    "1132": (["limit: Must be an integer of at least 1."], ["limit"]),
+    "1133": (["offset 30 is greater than totalCount 25"], ["offset"]),
     "2120": (["Line Item: 1, Reason: quantity must be at least 1"], ["quantity"]),
     "2121": (["Line Item: 1, Reason: extLineItemNumber 1 is used twice"], ["extLineItemNumber"]),
     "2141": (["Line Item: 1, Reason: flexDiscountCodes: the order would be billed without them"],
              ["flexDiscountCodes"]),
-    "4119": (["X-Correlation-Id is required: 1 to 255 characters, no control characters"], ["X-Correlation-Id"]),
+    "4119": ([], ["X-Correlation-Id"]),
+}
+# The message of an example where the API's answer says more than the code's own message.
+ERROR_MESSAGES: dict[str, str] = {
+    "1132": "Invalid query parameters",
+    "4119": "X-Correlation-Id is required: 1 to 255 characters, no control characters",
 }
 # RFC 6749 5.2 errors of the token endpoints: error -> a typical error_description.
 OAUTH_ERRORS = {

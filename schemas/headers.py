@@ -15,7 +15,7 @@ CORRELATION_ID_EXAMPLE = "try-it-out-1"
 
 PARTNER_HEADERS = [
     {"in": "header", "name": "X-Correlation-Id", "required": True, "type": "string",
-     "minLength": 1, "maxLength": MAX_CORRELATION_ID, "pattern": r"^[^\x00-\x1f\x7f]+$",
+     "minLength": 1, "maxLength": MAX_CORRELATION_ID, "pattern": r"^[^\x00-\x1f\x7f-\x9f]+$",
      "x-example": CORRELATION_ID_EXAMPLE,
      "description": f"1 to {MAX_CORRELATION_ID} characters, no control characters; echoed on the answer. The "
                     "idempotency key of POST and PATCH: a new value for each new write, the same value to retry "

@@ -68,3 +68,19 @@ async def test_request_examples_are_accepted(client: TestClient, make_partner: A
     response = await client.patch(f"{orders}/{examples.ORDER_ID}", json=examples.ORDER_UPDATE,
                                   headers=await partner_headers(client, credential))
     assert response.status == 200, await response.text()
+
+
+async def test_error_examples_are_what_the_api_answers(client: TestClient, make_partner: Any, load: Any) -> None:
+    credential = await make_partner("P1")
+    await load([reseller_record("R1", "P1"), customer_record(examples.CUSTOMER_ID, "R1")])
+    document = await (await client.get("/api/docs/openapi.json")).json()
+    orders = f"/v3/customers/{examples.CUSTOMER_ID}/orders"
+    documented = document["paths"]["/v3/customers/{customerId}/orders"]["get"]["responses"]["400"]
+    headers = await partner_headers(client, credential)
+    for code, query, sent in (("1132", "?limit=0", headers), ("4119", "", {**headers, "X-Correlation-Id": ""}),
+                              ("1133", "?offset=30", headers)):
+        answer = await (await client.get(orders + query, headers=sent)).json()
+        example = documented["content"]["application/json"]["examples"][code]["value"]
+        if code == "1133":  # the counts in its detail are the request's own
+            answer["additionalDetails"] = example["additionalDetails"]
+        assert answer == example
