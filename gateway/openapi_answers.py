@@ -26,16 +26,16 @@ Handler = Callable[..., Any]
 
 # The codes of the layers every /v3 request passes before its handler, in the order they check; then what
 # the HTTP layer refuses of any request, and the failures any handler can meet.
-PARTNER_CHECKS = ("4115", "4117", "4116", "4119", "4118", "405", "414", "431", "1124", "503")
+PARTNER_CHECKS = ("4115", "4117", "4116", "4119", "4118", "405", "414", "415", "431", "1124", "503")
 # What writes add before their handler: the body's size and transfer, and the replay of X-Correlation-Id.
-WRITE_CHECKS = (*PARTNER_CHECKS, "413", "408", "415", "1117", "4120", "4122", "4123")
+WRITE_CHECKS = (*PARTNER_CHECKS, "413", "408", "1117", "4120", "4122", "4123")
 # The token endpoints answer their own refusals in RFC 6749's shape, the HTTP layer's in the API's.
 TOKEN_CHECKS = ("405", "408", "413", "414", "415", "431", "1124", "503")
 
 # Answers of the credential checks, which run before the rate limit: they carry no RateLimit headers.
 _BEFORE_RATE_LIMIT = frozenset({401, 403})
 _RETRY_AFTER = frozenset({409, 429, 503})
-_REPLAYABLE_ERRORS = frozenset({400})  # a write's 4xx stored for replay are all 400s (SPEC 7.5)
+_REPLAYABLE_ERRORS = frozenset({400})  # a write's 4xx stored for replay are all 400s (the replay rules)
 _POLLED = frozenset({200, 304})  # the answers of a polled GET that carry its ETag
 TOKEN_PATH_PREFIX = "/ims/token/"
 _OAUTH_ANSWERS = frozenset({200, 400, 401, 429})  # the token endpoints' own answers, not the HTTP layer's

@@ -18,7 +18,14 @@ routes = web.RouteTableDef()
 READY_TIMEOUT_SECONDS = 2.0  # a database slower than this to answer a ping is not ready
 RETRY_AFTER_SECONDS = 1  # as on the API's own 503s
 
-_CRASH = {500: {"schema": ErrorSchema, "description": "Unexpected error (1124)"}}
+# What any request can meet, these too: the HTTP layer's refusals, and a crash.
+_CRASH = {
+    405: {"schema": ErrorSchema, "description": "Method not allowed (405), with Allow"},
+    414: {"schema": ErrorSchema, "description": "Request target over 8 KiB (414)"},
+    415: {"schema": ErrorSchema, "description": "Content-Encoding other than gzip, deflate or identity (415)"},
+    431: {"schema": ErrorSchema, "description": "Header fields over 8 KiB or more than 100 of them (431)"},
+    500: {"schema": ErrorSchema, "description": "Unexpected error (1124)"},
+}
 
 
 @docs(tags=["operations"], summary="The process is up", responses=_CRASH)
