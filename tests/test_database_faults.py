@@ -307,3 +307,47 @@ async def test_a_server_that_stops_answering_gets_503_within_the_busy_timeout(ai
         assert asyncio.get_running_loop().time() - started < 3.0  # not asyncpg's 60 s connect timeout
     finally:
         await relay.close()
+
+
+@pytest.mark.parametrize("busy_timeout", [60.0, 0.2])
+async def test_a_patch_during_an_import_of_its_order_keeps_what_the_import_wrote(aiohttp_client: Any,
+                                                                                make_partner: Any, load: Any,
+                                                                                db_url: str, tmp_path: Path,
+                                                                                busy_timeout: float) -> None:
+    """An import replaces orders without their locks: a PATCH that read the order while the import ran wrote
+    back what it had read over the import's version. It gives way to the import, then reads and writes; or,
+    when the import outlasts the busy timeout, it is 503, and nothing of it is written or stored."""
+    if db_url.startswith("sqlite://"):
+        pytest.skip("SQLite writers are one at a time")
+    import asyncpg
+
+    partner = await seeded(make_partner, load)
+    await load([order_record("7100000000", "C1", "2024-01-02T03:04:05Z", status="1002")])
+    replaced = order_record("7100000000", "C1", "2024-01-02T03:04:05Z", status="1000", subscriptions=["SUB-NEW"])
+    others = [order_record(f"{7_200_000_000 + n}", "C1", "2024-01-02T03:04:05Z") for n in range(IMPORT_ORDERS)]
+    source = tmp_path / "orders.jsonl"
+    source.write_text("".join(json.dumps(record) + "\n" for record in [replaced, *others]))
+    client = await gateway(aiohttp_client, db_url, busy_timeout=busy_timeout)
+    headers = await partner_headers(client, partner)
+    name = f"gw-import-{uuid.uuid4().hex[:8]}"
+    importing = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--database", f"{db_url}&application_name={name}",
+                                  "import", str(source)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        while not await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND "
+                                       "query LIKE '%INSERT INTO orders%'", name):
+            assert importing.poll() is None, importing.communicate()
+            await asyncio.sleep(0.02)
+    finally:
+        await admin.close()
+    assert importing.poll() is None  # the PATCH goes while the import is writing
+    patched = await client.patch(f"{ORDERS}/7100000000", json={"externalReferenceId": "P"}, headers=headers)
+    waited = busy_timeout > 1
+    if waited:
+        assert patched.status == 200, await patched.text()
+    else:
+        await assert_unavailable(patched)
+    assert (await asyncio.to_thread(importing.communicate, timeout=120)) and importing.returncode == 0
+    order = await (await client.get(f"{ORDERS}/7100000000", headers=headers)).json()
+    assert (order["status"], order["externalReferenceId"]) == ("1000", "P" if waited else "")
+    assert order["lineItems"][0]["subscriptionId"] == "SUB-NEW"

@@ -35,6 +35,11 @@ class Db(Protocol):
     async def lock(self, name: str) -> None:
         """Held until the transaction ends: transactions taking the same name run one after another."""
 
+    async def lock_shared(self, name: str) -> None:
+        """`lock`, shared with other transactions that take it so, and not with one that takes it with
+        `lock`: while such a one holds it (or waits for it), StorageBusy at once, and the unit is run again
+        later (within the busy timeout) rather than waiting for however long that one takes."""
+
     async def execute_last(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """`executemany`, as the transaction's last statements, just before it commits (at once where the
         backend commits its writers one at a time): what takes a lock held to commit holds it briefly. The

@@ -11,7 +11,7 @@ from gateway.order_model import Order
 from gateway.storage.changes import record_changes
 from gateway.storage.db import Db, chunks, fetch_in, marks
 from gateway.storage.events import begin_bulk
-from gateway.storage.orders import INSERT_LINE, line_rows, order_row
+from gateway.storage.orders import IMPORT_LOCK, INSERT_LINE, line_rows, order_row
 from gateway.storage.partners import partner_exists
 from gateway.storage.types import Customer, ImportCounts, ImportRecord, Reseller, StorageError
 
@@ -22,7 +22,7 @@ async def import_records(db: Db, records: Iterable[tuple[int, ImportRecord]], ev
     """Upserts every record; StorageError names the line number of the first bad one. Each order inserted
     or changed gets its event, unless `events` is False."""
     counts = ImportCounts()
-    await db.lock("import")
+    await db.lock(IMPORT_LOCK)
     await begin_bulk(db)
     batch: list[tuple[int, Order]] = []
     for line_no, record in records:

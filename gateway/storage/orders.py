@@ -169,10 +169,16 @@ ORDER_VISIBLE = """
 """
 
 
+# Taken by an import for its whole transaction; shared by every write that reads an order to write it back.
+IMPORT_LOCK = "import"
+
+
 async def lock_order(db: Db, order_id: str) -> None:
     """Held by every write that reads an order to write it back (PATCH, set-status, a RETURN's original),
     until it commits: two such writers on PostgreSQL would each write back what they read, and the later
-    would undo the other's change."""
+    would undo the other's change. An import replaces orders without their locks (it may replace more than
+    the server's lock table holds): such a write gives way to a running import and runs after it."""
+    await db.lock_shared(IMPORT_LOCK)
     await db.lock(f"order\x1f{order_id}")
 
 

@@ -1,9 +1,9 @@
 """PostgreSQL backend (asyncpg) for any number of gateway processes on any number of hosts.
 
 Reads go straight to the pool; each write transaction runs on one pooled connection. What must hold
-across processes (one order per correlation id, returns never exceeding what remains) takes a
-transaction-scoped advisory lock named after the key or the original order: the database, not any one
-process, decides who goes first. Migrations run under a session advisory lock, so processes starting
+across processes (one order per correlation id, an order read to be written back, returns never exceeding
+what remains) takes a transaction-scoped advisory lock named after the key or the order: the database, not
+any one process, decides who goes first. Failed attempts are tried again as gateway.storage.pg_retry says. Migrations run under a session advisory lock, so processes starting
 together migrate once.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import asyncio
 import functools
 import hashlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,8 +20,9 @@ import asyncpg
 
 from gateway.storage.db import Db, T, Unit
 from gateway.storage.rate_limits import BUCKETS_TABLE
+from gateway.storage.pg_retry import ABANDONED, TRANSIENT, retrying
 from gateway.storage.schema import migrations
-from gateway.storage.types import StorageError, StorageUnavailable
+from gateway.storage.types import StorageBusy, StorageError, StorageUnavailable
 
 MIGRATION_LOCK = 0x6F72646572  # any constant shared by every gateway process ("order")
 
@@ -29,49 +30,6 @@ MIGRATIONS = migrations(bigint="BIGINT", blob="BYTEA", without_rowid="",
                         event_seq="BIGINT PRIMARY KEY", event_sequence="CREATE SEQUENCE order_events_seq;")
 
 _NUMBERED = re.compile(r"\?(\d+)")
-
-# Failures after which the statement did not take effect, or its transaction was rolled back: the server
-# cannot be reached or went away (terminated backend, restart, failover to a standby), it is out of
-# connections or resources, or it chose this transaction as a serialization or deadlock victim.
-TRANSIENT: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.InterfaceError,  # "connection is closed" after a loss
-    asyncpg.exceptions.InternalClientError,  # "another operation is in progress": a connection broken by a loss
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.InsufficientResourcesError,
-    asyncpg.SerializationError,
-    asyncpg.DeadlockDetectedError,
-    asyncpg.ReadOnlySQLTransactionError,
-)
-# After these a connection's state is unknown (a lost server, or a statement cancelled midway): it is closed.
-ABANDONED: tuple[type[BaseException], ...] = (*TRANSIENT, asyncio.CancelledError)
-FIRST_RETRY_SECONDS = 0.05
-LAST_RETRY_SECONDS = 0.5
-
-
-async def retrying(attempt: Callable[[], Awaitable[T]], busy_timeout_seconds: float, *, bounded: bool = False) -> T:
-    """`attempt` again after a transient failure (with a growing pause) until it succeeds or the busy
-    timeout has passed; then StorageUnavailable. Only for attempts that took no effect when they failed.
-    `bounded`: an attempt still running at the deadline is cancelled (a server that takes connections but
-    does not answer), for reads, which are short; a write's unit may be an import of any length."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + busy_timeout_seconds
-    pause = FIRST_RETRY_SECONDS
-    while True:
-        try:
-            if bounded:
-                return await asyncio.wait_for(attempt(), max(deadline - loop.time(), 0.0))
-            return await attempt()
-        except TRANSIENT as failure:
-            if loop.time() + pause > deadline:
-                raise StorageUnavailable(f"PostgreSQL: {type(failure).__name__}") from failure
-        await asyncio.sleep(pause)
-        pause = min(2 * pause, LAST_RETRY_SECONDS)
-
 
 @functools.lru_cache(maxsize=512)
 def to_postgres(sql: str) -> str:
@@ -113,6 +71,10 @@ class PostgresDb:
 
     async def lock(self, name: str) -> None:
         await self._connection.execute(self.LOCK.format(key=lock_key(name)))
+
+    async def lock_shared(self, name: str) -> None:
+        if not await self._connection.fetchval("SELECT pg_try_advisory_xact_lock_shared($1)", lock_key(name)):
+            raise StorageBusy(name)
 
     async def execute_last(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         raise TypeError("only a transaction has a last statement")
@@ -163,6 +125,10 @@ class PostgresTransaction(PostgresDb):
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         await self._begin()
         await super().executemany(sql, rows)
+
+    async def lock_shared(self, name: str) -> None:
+        await self._begin()
+        await super().lock_shared(name)
 
     async def lock(self, name: str) -> None:
         statement = self.LOCK.format(key=lock_key(name))

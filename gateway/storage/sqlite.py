@@ -82,6 +82,9 @@ class ReaderDb:
     async def lock(self, name: str) -> None:
         """Nothing to lock outside a transaction."""
 
+    async def lock_shared(self, name: str) -> None:
+        """Nothing to lock outside a transaction."""
+
     async def execute_last(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         raise TypeError("the SQLite reader does not write")
 
@@ -106,6 +109,9 @@ class WriterDb:
 
     async def lock(self, name: str) -> None:
         """Writers are already one at a time (one writer thread, BEGIN IMMEDIATE across processes)."""
+
+    async def lock_shared(self, name: str) -> None:
+        """Writers are already one at a time: an import's transaction holds the database's write lock."""
 
     async def execute_last(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """Transactions commit one at a time here, in the order they run: nothing to wait for."""

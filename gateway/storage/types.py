@@ -12,6 +12,11 @@ class StorageError(Exception):
     """A write was refused for a reason the caller can report (a missing parent, a duplicate id)."""
 
 
+class StorageBusy(Exception):
+    """A write met a lock held by a long writer (an import) and gave way at once, nothing done: the backend
+    runs it again after a pause, within the busy timeout, then StorageUnavailable."""
+
+
 class StorageUnavailable(Exception):
     """The database cannot serve now (busy or locked past the busy timeout, disk full, connection lost,
     failing over); a write that raised it did not commit, or its outcome is unknown to this process."""

@@ -1,0 +1,54 @@
+"""What PostgreSQL failures mean to the gateway, and how long a failed attempt is tried again."""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+from gateway.storage.db import T
+from gateway.storage.types import StorageBusy, StorageUnavailable
+
+# Failures after which the statement did not take effect, or its transaction was rolled back: the server
+# cannot be reached or went away (terminated backend, restart, failover to a standby), it is out of
+# connections or resources, or it chose this transaction as a serialization or deadlock victim.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.InterfaceError,  # "connection is closed" after a loss
+    asyncpg.exceptions.InternalClientError,  # "another operation is in progress": a connection broken by a loss
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.ReadOnlySQLTransactionError,
+)
+# Retried as they are, and a lock that gave way (its connection is fine).
+RETRIED: tuple[type[BaseException], ...] = (*TRANSIENT, StorageBusy)
+# After these a connection's state is unknown (a lost server, or a statement cancelled midway): it is closed.
+ABANDONED: tuple[type[BaseException], ...] = (*TRANSIENT, asyncio.CancelledError)
+FIRST_RETRY_SECONDS = 0.05
+LAST_RETRY_SECONDS = 0.5
+
+
+async def retrying(attempt: Callable[[], Awaitable[T]], busy_timeout_seconds: float, *, bounded: bool = False) -> T:
+    """`attempt` again after a transient failure (with a growing pause) until it succeeds or the busy
+    timeout has passed; then StorageUnavailable. Only for attempts that took no effect when they failed.
+    `bounded`: an attempt still running at the deadline is cancelled (a server that takes connections but
+    does not answer), for reads, which are short; a write's unit may be an import of any length."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + busy_timeout_seconds
+    pause = FIRST_RETRY_SECONDS
+    while True:
+        try:
+            if bounded:
+                return await asyncio.wait_for(attempt(), max(deadline - loop.time(), 0.0))
+            return await attempt()
+        except RETRIED as failure:
+            if loop.time() + pause > deadline:
+                raise StorageUnavailable(f"PostgreSQL: {type(failure).__name__}") from failure
+        await asyncio.sleep(pause)
+        pause = min(2 * pause, LAST_RETRY_SECONDS)
