@@ -34,18 +34,14 @@ FIRST_RETRY_SECONDS = 0.05
 LAST_RETRY_SECONDS = 0.5
 
 
-async def retrying(attempt: Callable[[], Awaitable[T]], busy_timeout_seconds: float, *, bounded: bool = False) -> T:
+async def retrying(attempt: Callable[[], Awaitable[T]], busy_timeout_seconds: float) -> T:
     """`attempt` again after a transient failure (with a growing pause) until it succeeds or the busy
-    timeout has passed; then StorageUnavailable. Only for attempts that took no effect when they failed.
-    `bounded`: an attempt still running at the deadline is cancelled (a server that takes connections but
-    does not answer), for reads, which are short; a write's unit may be an import of any length."""
+    timeout has passed; then StorageUnavailable. Only for attempts that took no effect when they failed."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + busy_timeout_seconds
     pause = FIRST_RETRY_SECONDS
     while True:
         try:
-            if bounded:
-                return await asyncio.wait_for(attempt(), max(deadline - loop.time(), 0.0))
             return await attempt()
         except RETRIED as failure:
             if loop.time() + pause > deadline:

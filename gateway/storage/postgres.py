@@ -50,13 +50,15 @@ class PostgresDb:
     writable_ctes = True
     commits_in_order = False
 
-    def __init__(self, connection: asyncpg.Connection | asyncpg.Pool) -> None:
+    def __init__(self, connection: asyncpg.Connection | asyncpg.Pool, timeout: float | None = None) -> None:
         self._connection = connection
+        self._timeout = timeout  # of a read: the driver cancels the statement on the server after it
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         if any(isinstance(param, str) and "\x00" in param for param in params):
             return []  # PostgreSQL text cannot hold NUL, so nothing stored matches (and the driver would refuse)
-        return [tuple(row) for row in await self._connection.fetch(to_postgres(sql), *params)]
+        rows = await self._connection.fetch(to_postgres(sql), *params, timeout=self._timeout)
+        return [tuple(row) for row in rows]
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         return _affected(await self._connection.execute(to_postgres(sql), *params))
@@ -138,6 +140,9 @@ class PostgresTransaction(PostgresDb):
         await self._connection.execute(statement)
 
 
+MIN_WAIT_SECONDS = 0.05
+
+
 class PoolReader(PostgresDb):
     """Single reads on the pool, retried after a transient failure within the busy timeout."""
 
@@ -147,12 +152,16 @@ class PoolReader(PostgresDb):
         self._busy_timeout = busy_timeout_seconds
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return await retrying(lambda: self._fetch_once(sql, params), self._busy_timeout, bounded=True)
+        deadline = asyncio.get_running_loop().time() + self._busy_timeout
+        return await retrying(lambda: self._fetch_once(sql, params, deadline), self._busy_timeout)
 
-    async def _fetch_once(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        async with self._pool.acquire() as connection:
+    async def _fetch_once(self, sql: str, params: Sequence[Any], deadline: float) -> list[Any]:
+        """Waits for a connection and for the statement only until the deadline (a server that takes
+        connections but does not answer); the driver's own timeouts, which give a connection back."""
+        remaining = max(deadline - asyncio.get_running_loop().time(), MIN_WAIT_SECONDS)
+        async with self._pool.acquire(timeout=remaining) as connection:
             try:
-                return await PostgresDb(connection).fetch(sql, params)
+                return await PostgresDb(connection, timeout=remaining).fetch(sql, params)
             except ABANDONED:
                 # A loss or a cancelled statement leaves the connection in a state nobody knows: closed, the
                 # server ends whatever it was doing, and the pool opens a fresh one.
@@ -243,13 +252,20 @@ async def open_postgres(url: str, min_size: int = 1, max_size: int = 10,
         await pool  # its first connections
     except asyncpg.PostgresError as refused:  # the server answered: no such database or role, a bad password
         raise StorageError(f"PostgreSQL refused the connection: {refused}") from None
-    async with pool:
+    try:
         try:
             async with pool.acquire() as connection:
                 await _migrate(connection)
         except asyncpg.PostgresError as refused:  # no schema to create in, no right to: say so in a line
             raise StorageError(f"PostgreSQL refused the schema's migration: {refused}") from None
         yield PostgresBackend(pool, busy_timeout_seconds)
+    finally:
+        # Every connection is back by now (the requests ended); one that is not, say stuck on a server that
+        # stopped answering, must not keep the process from stopping.
+        try:
+            await asyncio.wait_for(pool.close(), busy_timeout_seconds)
+        except asyncio.TimeoutError:
+            pool.terminate()
 
 
 async def _migrate(connection: asyncpg.Connection) -> None:
