@@ -50,9 +50,13 @@ class PostgresDb:
     writable_ctes = True
     commits_in_order = False
 
-    def __init__(self, connection: asyncpg.Connection | asyncpg.Pool, timeout: float | None = None) -> None:
+    def __init__(self, connection: asyncpg.Connection | asyncpg.Pool, timeout: float | None = None,
+                 schema: str = "") -> None:
         self._connection = connection
         self._timeout = timeout  # of a read: the driver cancels the statement on the server after it
+        # Advisory locks belong to the database, and one database may hold several deployments, one schema
+        # each: a lock is named within its schema.
+        self._schema = schema
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         if any(isinstance(param, str) and "\x00" in param for param in params):
@@ -72,19 +76,22 @@ class PostgresDb:
     LOCK = "SELECT pg_advisory_xact_lock({key:d})"
 
     async def lock(self, name: str) -> None:
-        await self._connection.execute(self.LOCK.format(key=lock_key(name)))
+        await self._connection.execute(self.LOCK.format(key=lock_key(self._schema, name)))
 
     async def lock_shared(self, name: str) -> None:
-        if not await self._connection.fetchval("SELECT pg_try_advisory_xact_lock_shared($1)", lock_key(name)):
+        key = lock_key(self._schema, name)
+        if not await self._connection.fetchval("SELECT pg_try_advisory_xact_lock_shared($1)", key):
             raise StorageBusy(name)
 
     async def execute_last(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         raise TypeError("only a transaction has a last statement")
 
 
-def lock_key(name: str) -> int:
-    """The advisory lock of a name: the same signed 64-bit key in every process (blake2b, not `hash`)."""
-    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+def lock_key(schema: str, name: str) -> int:
+    """The advisory lock of a name in a schema: the same signed 64-bit key in every process (blake2b, not
+    `hash`)."""
+    named = f"{schema}\x1f{name}".encode()
+    return int.from_bytes(hashlib.blake2b(named, digest_size=8).digest(), "big", signed=True)
 
 
 BEGIN = "BEGIN"
@@ -96,8 +103,8 @@ class PostgresTransaction(PostgresDb):
     """A write on one connection. BEGIN goes out with its first statement when that is a lock (one simple
     query, one round trip), else on its own just before; a unit that ran no statement sends nothing."""
 
-    def __init__(self, connection: asyncpg.Connection) -> None:
-        super().__init__(connection)
+    def __init__(self, connection: asyncpg.Connection, schema: str) -> None:
+        super().__init__(connection, schema=schema)
         self.begun = False
         self._last: dict[str, list[Sequence[Any]]] = {}
 
@@ -133,7 +140,7 @@ class PostgresTransaction(PostgresDb):
         await super().lock_shared(name)
 
     async def lock(self, name: str) -> None:
-        statement = self.LOCK.format(key=lock_key(name))
+        statement = self.LOCK.format(key=lock_key(self._schema, name))
         if not self.begun:
             self.begun = True
             statement = f"{BEGIN}; {statement}"
@@ -174,10 +181,11 @@ class _CommitFailed(Exception):
 
 
 class PostgresBackend:
-    def __init__(self, pool: asyncpg.Pool, busy_timeout_seconds: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, busy_timeout_seconds: float, schema: str) -> None:
         self._pool = pool
         self._pool_db = PoolReader(pool, busy_timeout_seconds)
         self._busy_timeout = busy_timeout_seconds
+        self._schema = schema
 
     @property
     def reader(self) -> Db:
@@ -199,7 +207,7 @@ class PostgresBackend:
 
     async def _write_once(self, unit: Unit[T]) -> T:
         async with self._pool.acquire() as connection:
-            transaction = PostgresTransaction(connection)
+            transaction = PostgresTransaction(connection, self._schema)
             try:
                 result = await unit(transaction)
                 await transaction.finish()
@@ -256,9 +264,10 @@ async def open_postgres(url: str, min_size: int = 1, max_size: int = 10,
         try:
             async with pool.acquire() as connection:
                 await _migrate(connection)
+                schema = await connection.fetchval("SELECT current_schema()")
         except asyncpg.PostgresError as refused:  # no schema to create in, no right to: say so in a line
             raise StorageError(f"PostgreSQL refused the schema's migration: {refused}") from None
-        yield PostgresBackend(pool, busy_timeout_seconds)
+        yield PostgresBackend(pool, busy_timeout_seconds, str(schema))
     finally:
         # Every connection is back by now (the requests ended); one that is not, say stuck on a server that
         # stopped answering, must not keep the process from stopping.
