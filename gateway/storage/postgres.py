@@ -3,8 +3,8 @@
 Reads go straight to the pool; each write transaction runs on one pooled connection. What must hold
 across processes (one order per correlation id, an order read to be written back, returns never exceeding
 what remains) takes a transaction-scoped advisory lock named after the key or the order: the database, not
-any one process, decides who goes first. Failed attempts are tried again as gateway.storage.pg_retry says. Migrations run under a session advisory lock, so processes starting
-together migrate once.
+any one process, decides who goes first. Failed attempts are tried again as gateway.storage.pg_retry says.
+Migrations run under a session advisory lock, so processes starting together migrate once.
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from typing import Any
 import asyncpg
 
 from gateway.storage.db import Db, T, Unit
-from gateway.storage.rate_limits import BUCKETS_TABLE
 from gateway.storage.pg_retry import ABANDONED, TRANSIENT, retrying
+from gateway.storage.rate_limits import BUCKETS_TABLE
 from gateway.storage.schema import migrations
 from gateway.storage.types import StorageBusy, StorageError, StorageUnavailable
 
