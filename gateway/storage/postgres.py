@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 
 from gateway.storage.db import Db, T, Unit
-from gateway.storage.pg_retry import ABANDONED, TRANSIENT, retrying
+from gateway.storage.pg_retry import ABANDONED, retrying
 from gateway.storage.rate_limits import BUCKETS_TABLE
 from gateway.storage.schema import migrations
 from gateway.storage.types import StorageBusy, StorageError, StorageUnavailable
@@ -196,12 +196,8 @@ class PostgresBackend:
         got no answer is not retried (its outcome is unknown): StorageUnavailable, and the client's retry
         with the same correlation id finds the stored answer if it did commit."""
         try:
-            if not once:
-                return await retrying(lambda: self._write_once(unit), self._busy_timeout)
-            try:
-                return await self._write_once(unit)
-            except TRANSIENT as failure:
-                raise StorageUnavailable(f"PostgreSQL: {type(failure).__name__}") from failure
+            # Once: no time left for a second attempt, so its first failure is StorageUnavailable.
+            return await retrying(lambda: self._write_once(unit), 0.0 if once else self._busy_timeout)
         except _CommitFailed as unknown:
             raise StorageUnavailable("PostgreSQL: no answer to COMMIT") from unknown.__cause__
 
