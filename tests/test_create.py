@@ -279,8 +279,11 @@ async def test_post_takes_only_fetch_price(client, partner, params, ok):
 @pytest.mark.parametrize("method", ["POST", "PATCH"])
 async def test_a_query_value_that_is_not_utf8_is_1117(client, partner, method):
     path, body = (ORDERS, new_order()) if method == "POST" else (f"{ORDERS}/5000000001", {"externalReferenceId": "X"})
-    response, answer = await send(client, partner, body, path=f"{path}?fetch-price=%FF", method=method)
+    response, answer = await send(client, partner, body, path=f"{path}?fetch-price=%FF", method=method, key="bad-q")
     assert_error(response, answer, 400, "1117", ["fetch-price"])
+    # The request alone is at fault: the answer is stored and replayed.
+    again, replayed = await send(client, partner, body, path=f"{path}?fetch-price=%FF", method=method, key="bad-q")
+    assert (again.status, again.headers.get("Idempotent-Replayed"), replayed) == (400, "true", answer)
 
 
 @pytest.mark.parametrize("raw", [b"not json", b"[1,2]", b'"text"', b""])

@@ -82,6 +82,10 @@ def test_a_content_encoding_other_than_gzip_deflate_identity_is_415(served, codi
     assert b"Brotli" not in answer.body and b"install" not in answer.body
 
 
+def test_a_get_with_an_unknown_content_encoding_is_415_too(served):
+    refused(served, get(b"/v3/customers/C1/orders", b"Content-Encoding: br\r\n"), 415, "415")
+
+
 def test_a_body_not_received_in_time_is_408_and_the_connection_closed(served):
     request = post(b"grant_type=client_credentials")
     head, body = request[: -len(b"grant_type=client_credentials")], b"grant_type=client_credentials"
