@@ -20,7 +20,7 @@ def _answer(row: Any) -> StoredAnswer:
 
 async def stored_answer(db: Db, partner_id: str, key: str, not_before: int) -> StoredAnswer | None:
     """The live answer stored under the key, read without claiming it."""
-    rows = await db.fetch(GET_ANSWER, (partner_id, key))
+    rows = await db.fetch_by_key(GET_ANSWER, (partner_id, key))
     return _answer(rows[0]) if rows and rows[0][-1] >= not_before else None
 
 
@@ -31,7 +31,7 @@ async def claim(db: Db, partner_id: str, key: str, not_before: int) -> StoredAns
     """Inside a write: the answer already stored under the key, or None with the key claimed until commit.
     Same-key requests in any process wait here for the first one's transaction to end, then see its answer."""
     await db.lock(f"answer\x1f{partner_id}\x1f{key}")
-    rows = await db.fetch(GET_ANSWER, (partner_id, key))
+    rows = await db.fetch_by_key(GET_ANSWER, (partner_id, key))
     if not rows:
         return None
     if rows[0][-1] >= not_before:

@@ -27,6 +27,10 @@ class Db(Protocol):
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
 
+    async def fetch_by_key(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """`fetch`, for a statement that reads a few rows by key (a primary or unique key's index): a backend
+        may run it without leaving the event loop's thread."""
+
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Rows affected."""
 

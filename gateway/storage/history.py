@@ -18,7 +18,7 @@ CUSTOMER_SCOPE = """
 
 
 async def customer_scope(db: Db, customer_id: str, partner_id: str) -> CustomerScope | None:
-    rows = await db.fetch(CUSTOMER_SCOPE, (customer_id, partner_id))
+    rows = await db.fetch_by_key(CUSTOMER_SCOPE, (customer_id, partner_id))
     return CustomerScope(customer_id, rows[0][0], int(rows[0][1])) if rows else None
 
 
@@ -88,7 +88,7 @@ ORDER_BODY = """
 async def order_body(db: Db, customer_id: str, order_id: str, partner_id: str) -> bytes | None:
     """Both the customer (through its reseller) and the order (through the reseller it was placed through)
     must belong to the partner."""
-    rows = await db.fetch(ORDER_BODY, (order_id, customer_id, partner_id))
+    rows = await db.fetch_by_key(ORDER_BODY, (order_id, customer_id, partner_id))
     return bytes(rows[0][0]) if rows else None
 
 

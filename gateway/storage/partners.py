@@ -78,7 +78,7 @@ GET_CREDENTIAL = "SELECT partner_id, fingerprint, secret_hash, revoked FROM cred
 
 
 async def get_credential(db: Db, key_hash: str) -> Credential | None:
-    rows = await db.fetch(GET_CREDENTIAL, (key_hash,))
+    rows = await db.fetch_by_key(GET_CREDENTIAL, (key_hash,))
     if not rows:
         return None
     partner_id, fingerprint, secret_hash, revoked = rows[0]

@@ -64,6 +64,9 @@ class PostgresDb:
         rows = await self._connection.fetch(to_postgres(sql), *params, timeout=self._timeout)
         return [tuple(row) for row in rows]
 
+    async def fetch_by_key(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return await self.fetch(sql, params)  # a round trip like any other
+
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         return _affected(await self._connection.execute(to_postgres(sql), *params))
 

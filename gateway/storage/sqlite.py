@@ -61,17 +61,32 @@ def database_path(url: str) -> str:
 
 
 class ReaderDb:
+    """Statements on aiosqlite's thread; reads by key (`fetch_by_key`) on a second connection, inline."""
+
     writable_ctes = False
     commits_in_order = True
 
-    def __init__(self, connection: aiosqlite.Connection) -> None:
+    def __init__(self, connection: aiosqlite.Connection, inline: sqlite3.Connection) -> None:
         self._connection = connection
+        self._inline = inline
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         try:
             return list(await self._connection.execute_fetchall(sql, params))
         except sqlite3.Error as error:
             raise unavailable(error) from error
+
+    async def fetch_by_key(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """On the event loop's own thread: a read of a few rows by key takes microseconds, less than the hop to
+        a thread and back, and in WAL mode a reader never waits for a writer. Where it would wait for
+        something else (another connection recovering the WAL index), busy_timeout 0 makes it fail at once,
+        and the read takes the thread, which waits within the busy timeout."""
+        try:
+            return self._inline.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as error:
+            if unavailable(error) is error:
+                raise
+        return await self.fetch(sql, params)
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         raise TypeError("the SQLite reader does not write")
@@ -100,6 +115,8 @@ class WriterDb:
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return self._connection.execute(sql, params).fetchall()
+
+    fetch_by_key = fetch
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         return self._connection.execute(sql, params).rowcount
@@ -193,8 +210,8 @@ class GroupWriter:
 
 
 class SqliteBackend:
-    def __init__(self, reader: aiosqlite.Connection, writer: GroupWriter, bucket_writer: GroupWriter) -> None:
-        self._read_db = ReaderDb(reader)
+    def __init__(self, reader: ReaderDb, writer: GroupWriter, bucket_writer: GroupWriter) -> None:
+        self._read_db = reader
         self._writer = writer
         self._bucket_writer = bucket_writer
 
@@ -242,10 +259,14 @@ async def open_sqlite(url: str, busy_timeout_seconds: float = 5.0) -> AsyncItera
         await writer.close()
         raise
     try:
-        async with aiosqlite.connect(path, isolation_level=None) as reader:
-            for pragma in pragmas:
-                await reader.execute(pragma)
-            yield SqliteBackend(reader, writer, bucket_writer)
+        inline = _connect(path, (*pragmas, "PRAGMA busy_timeout = 0"), lambda _: None)
+        try:
+            async with aiosqlite.connect(path, isolation_level=None) as reader:
+                for pragma in pragmas:
+                    await reader.execute(pragma)
+                yield SqliteBackend(ReaderDb(reader, inline), writer, bucket_writer)
+        finally:
+            inline.close()
     finally:
         await bucket_writer.close()
         await writer.close()
