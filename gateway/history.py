@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timezone
 from typing import Any
 from urllib.parse import urlencode
@@ -26,7 +26,7 @@ from gateway import contract
 from gateway.errors import ApiError
 from gateway.order_model import link, orders_uri
 from gateway.history_index import CustomerIndex
-from gateway.storage import CustomerScope, Storage
+from gateway.storage import CustomerScope, IndexRow, Storage
 from schemas.history import HistoryQuery
 
 REFRESH_ATTEMPTS = 3
@@ -91,13 +91,16 @@ class HistoryService:
     async def _from_index(self, index: CustomerIndex, key: tuple[str, str], query: HistoryQuery,
                           low: int | None, high: int | None) -> tuple[int, list[bytes]]:
         first, last = index.window(low, high)
-        test = query.predicate()
-        if test is None:
+        tests = query.tests()
+        if not tests:
             total = last - first
             _check_offset(query.offset, total)
             rows = index.page(first, last, query.offset, query.limit)
         else:
-            matched = [row for row in index.newest_first(first, last) if test(row)]
+            candidates: Iterable[IndexRow] = index.newest_first(first, last)
+            for test in tests:
+                candidates = filter(test, candidates)
+            matched = list(candidates)
             total = len(matched)
             _check_offset(query.offset, total)
             rows = matched[query.offset : query.offset + query.limit]

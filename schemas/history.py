@@ -64,26 +64,26 @@ class HistoryQuery:
     # The client's parameters except paging, each (name, value) once, in the order sent: echoed in links.
     echo: tuple[tuple[str, str], ...] = ()
 
-    def predicate(self) -> Callable[[IndexedOrder], bool] | None:
-        """A test for the non-date filters, or None when there are none."""
+    def tests(self) -> list[Callable[[IndexedOrder], bool]]:
+        """A test per non-date filter (empty when there are none): an order matches when it passes them all.
+        Each is a single comparison, with its values bound, so that running it over a customer's whole index
+        (`filter`, test after test) stays cheap."""
         tests: list[Callable[[IndexedOrder], bool]] = []
-        if self.order_types:
-            tests.append(lambda row: row.order_type in self.order_types)
-        if self.statuses:
-            tests.append(lambda row: row.status in self.statuses)
-        if self.offer_ids:
-            tests.append(lambda row: not self.offer_ids.isdisjoint(row.offer_ids))
-        if self.subscription_ids:
-            tests.append(lambda row: not self.subscription_ids.isdisjoint(row.subscription_ids))
-        if self.reference_order_id is not None:
-            tests.append(lambda row: row.reference_order_id == self.reference_order_id)
-        if self.external_reference_id is not None:
-            tests.append(lambda row: row.external_reference_id == self.external_reference_id)
-        if self.reseller_id is not None:
-            tests.append(lambda row: row.reseller_id == self.reseller_id)
-        if not tests:
-            return None
-        return lambda row: all(test(row) for test in tests)
+        if order_types := self.order_types:
+            tests.append(lambda row: row.order_type in order_types)
+        if statuses := self.statuses:
+            tests.append(lambda row: row.status in statuses)
+        if offer_ids := self.offer_ids:
+            tests.append(lambda row: not offer_ids.isdisjoint(row.offer_ids))
+        if subscription_ids := self.subscription_ids:
+            tests.append(lambda row: not subscription_ids.isdisjoint(row.subscription_ids))
+        if (reference_order_id := self.reference_order_id) is not None:
+            tests.append(lambda row: row.reference_order_id == reference_order_id)
+        if (external_reference_id := self.external_reference_id) is not None:
+            tests.append(lambda row: row.external_reference_id == external_reference_id)
+        if (reseller_id := self.reseller_id) is not None:
+            tests.append(lambda row: row.reseller_id == reseller_id)
+        return tests
 
 
 class Instant(fields.Field):
