@@ -88,7 +88,7 @@ async def changes_since(db: Db, customer_id: str, version: int, current: int) ->
     """What changed after `version`, up to `current` at least; everything when the journal has a gap."""
     versions: set[int] = set()
     order_ids: set[str] = set()
-    for changed_version, order_id in await db.fetch(CHANGES_SINCE, (customer_id, version)):
+    for changed_version, order_id in await db.fetch_by_key(CHANGES_SINCE, (customer_id, version)):
         versions.add(int(changed_version))
         order_ids.add(order_id)
     newest = max(versions, default=version)

@@ -80,10 +80,11 @@ def marks(count: int) -> str:
     return ",".join("?" * count)
 
 
-async def fetch_in(db: Db, template: str, values: Sequence[Any], *params: Any) -> list[Any]:
+async def fetch_in(db: Db, template: str, values: Sequence[Any], *params: Any, by_key: bool = False) -> list[Any]:
     """Rows of `template` (whose `{marks}` is an IN list) for every value, in chunks the backend accepts;
-    `params` come before the list."""
+    `params` come before the list. `by_key`: each value is a key, and there are few (`Db.fetch_by_key`)."""
+    fetch = db.fetch_by_key if by_key else db.fetch
     rows: list[Any] = []
     for chunk in chunks(values):
-        rows.extend(await db.fetch(template.format(marks=marks(len(chunk))), (*params, *chunk)))
+        rows.extend(await fetch(template.format(marks=marks(len(chunk))), (*params, *chunk)))
     return rows

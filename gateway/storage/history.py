@@ -47,8 +47,8 @@ ORDER_INDEX_LINES_OF = "SELECT order_id, offer_id, subscription_id FROM line_ite
 
 async def order_index_of(db: Db, customer_id: str, partner_id: str, order_ids: Sequence[str]) -> list[IndexRow]:
     """The index rows of some of the customer's orders (those the partner can see)."""
-    lines = await fetch_in(db, ORDER_INDEX_LINES_OF, order_ids)
-    return _index_rows(await fetch_in(db, ORDER_INDEX_OF, order_ids, customer_id, partner_id), lines)
+    lines = await fetch_in(db, ORDER_INDEX_LINES_OF, order_ids, by_key=True)
+    return _index_rows(await fetch_in(db, ORDER_INDEX_OF, order_ids, customer_id, partner_id, by_key=True), lines)
 
 
 def _index_rows(orders: list[Any], lines: list[Any]) -> list[IndexRow]:
@@ -73,7 +73,7 @@ ORDER_BODIES = "SELECT order_id, body FROM orders WHERE order_id IN ({marks})"
 
 
 async def order_bodies(db: Db, order_ids: Sequence[str]) -> dict[str, bytes]:
-    return {order_id: bytes(body) for order_id, body in await fetch_in(db, ORDER_BODIES, order_ids)}
+    return {order_id: bytes(body) for order_id, body in await fetch_in(db, ORDER_BODIES, order_ids, by_key=True)}
 
 
 ORDER_BODY = """
