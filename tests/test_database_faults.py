@@ -106,6 +106,24 @@ async def test_a_patch_refused_by_a_locked_database_is_not_stored(aiohttp_client
     assert (await updated.json())["externalReferenceId"] == "PO-1"
 
 
+async def test_a_rate_limit_file_locked_by_another_process_is_waited_for(aiohttp_client: Any, make_partner: Any,
+                                                                         load: Any, db_url: str) -> None:
+    """The buckets are written on the event loop, which must not wait: while another process writes their
+    file, the take goes to a thread that waits within the busy timeout, and still reaches the shared bucket."""
+    sqlite_only(db_url, "holds the lock of SQLite's rate-limit file from another connection")
+    partner = await seeded(make_partner, load)
+    settings = Settings(database_url=db_url, jwt_secret=TEST_SIGNING_KEY, db_busy_timeout_seconds=3.0,
+                        rate_limit_per_second=5, rate_limit_burst=10)
+    client = await aiohttp_client(create_app(settings))
+    headers = await partner_headers(client, partner)
+    holder = sqlite3.connect(f"{db_url.removeprefix('sqlite:///')}-rate-limits", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    asyncio.get_running_loop().call_later(0.3, holder.close)  # the other process's write ends
+    response = await client.get(ORDERS, headers=headers)
+    assert response.status == 200
+    assert response.headers["RateLimit-Remaining"] == "9"  # taken from the shared bucket, not made up
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A filesystem of 2 MB that the test can fill: a tmpfs mount (needs root, as in CI)."""
