@@ -30,6 +30,7 @@ from gateway.storage import CustomerScope, IndexRow, Storage
 from schemas.history import HistoryQuery
 
 REFRESH_ATTEMPTS = 3
+_FAILED = CustomerIndex(-1, [])  # the outcome of a refresh that failed: whoever waited for it tries again
 # Before loading a customer: what a row is assumed to take (typical rows take about 400 bytes); one whose
 # real index then proves too large is remembered, and paged in SQL without being loaded again.
 ASSUMED_ROW_BYTES = 450
@@ -60,7 +61,7 @@ class HistoryService:
         )
         # An index may take at most this much, so one huge customer cannot empty the cache for everyone.
         self._entry_budget = cache_bytes // 2
-        self._refreshing: dict[tuple[str, str], asyncio.Task[CustomerIndex | None]] = {}
+        self._refreshing: dict[tuple[str, str], asyncio.Future[CustomerIndex | None]] = {}
         self._oversized: LRUCache[tuple[str, str], bool] = LRUCache(maxsize=OVERSIZED_REMEMBERED)
         self._queries: LRUCache[str, HistoryQuery] = LRUCache(maxsize=PARSED_QUERIES)
 
@@ -126,15 +127,32 @@ class HistoryService:
             if index is not None and index.version >= scope.version:
                 return index
             # However many requests ask at once, one refresh (or load) runs; the others wait for it.
-            task = self._refreshing.get(key)
-            if task is None:
-                task = asyncio.get_running_loop().create_task(self._refresh(key, scope, index))
-                self._refreshing[key] = task
-                task.add_done_callback(lambda _: self._refreshing.pop(key, None))
-            index = await asyncio.shield(task)
-            if index is None or index.version >= scope.version:
+            running = self._refreshing.get(key)
+            if running is None:
+                index = await self._lead_refresh(key, scope, index)
+            else:
+                index = await asyncio.shield(running)
+            if index is not _FAILED and (index is None or index.version >= scope.version):
                 return index
         return None  # writes kept overtaking the refresh: answer from SQL this once
+
+    async def _lead_refresh(self, key: tuple[str, str], scope: CustomerScope,
+                            index: CustomerIndex | None) -> CustomerIndex | None:
+        """Runs the refresh in this request, not in a task of its own, which would wait for the event loop's
+        next turn (on a busy process, the time to serve every other request that is ready): on SQLite, where
+        it reads inline, it does not wait at all. Requests that ask meanwhile wait for its outcome; if it
+        fails (or its request is cancelled), they try again themselves."""
+        outcome: asyncio.Future[CustomerIndex | None] = asyncio.get_running_loop().create_future()
+        self._refreshing[key] = outcome
+        try:
+            fresh = await self._refresh(key, scope, index)
+        except BaseException:
+            outcome.set_result(_FAILED)
+            raise
+        finally:
+            del self._refreshing[key]
+        outcome.set_result(fresh)
+        return fresh
 
     async def _refresh(self, key: tuple[str, str], scope: CustomerScope,
                        index: CustomerIndex | None) -> CustomerIndex | None:

@@ -28,6 +28,7 @@ from conftest import (
 from gateway.app import create_app
 from gateway.keys import STORAGE
 from gateway.settings import Settings
+from gateway.storage import StorageUnavailable
 
 ORDERS = "/v3/customers/C1/orders"
 
@@ -191,3 +192,28 @@ async def test_an_uncached_customer_is_loaded_once_for_simultaneous_readers(clie
     pages = await asyncio.gather(*(client.get(ORDERS, headers=headers) for _ in range(20)))
     assert [page.status for page in pages] == [200] * 20
     assert loads == 1
+async def test_readers_waiting_for_a_load_that_fails_load_again_themselves(client: Any, make_partner: Any,
+                                                                           load: Any) -> None:
+    """The request that loads a customer's index fails alone (here: the database is busy for it); those that
+    waited for its load try again, and one load serves them all."""
+    partner = await seeded(make_partner, load, *(order_record(f"10000000{n:02d}", "C1", recent(2)) for n in range(50)))
+    storage = client.app[STORAGE]
+    loads = 0
+    full_index = storage.order_index
+
+    async def first_fails(customer_id: str, partner_id: str) -> Any:
+        nonlocal loads
+        loads += 1
+        rows = await full_index(customer_id, partner_id)
+        await asyncio.sleep(0.2)  # the others arrive, and wait for this load
+        if loads == 1:
+            raise StorageUnavailable("busy")
+        return rows
+
+    storage.order_index = first_fails
+    headers = await partner_headers(client, partner)
+    pages = await asyncio.gather(*(client.get(ORDERS, headers=headers) for _ in range(5)))
+    assert sorted(page.status for page in pages) == [200, 200, 200, 200, 503]
+    assert loads == 2
+
+
