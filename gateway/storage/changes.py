@@ -25,11 +25,12 @@ BUMP_VERSION = "UPDATE customers SET version = version + 1 WHERE customer_id = ?
 JOURNAL = "INSERT INTO order_changes (customer_id, version, order_id, created) VALUES (?, ?, ?, ?)"
 
 
-# Both in one statement where the backend has writable CTEs: one round trip per customer.
-BUMP_AND_JOURNAL = """
-    WITH bumped AS (UPDATE customers SET version = version + 1 WHERE customer_id = ?1 RETURNING version)
+# PostgreSQL: the rows under a placeholder version, which the COMMIT replaces with the customer's bumped one
+# (gateway.storage.commit_order). A write that journals an order twice (an import) keeps one row.
+JOURNAL_STAGED = """
     INSERT INTO order_changes (customer_id, version, order_id, created)
-    SELECT ?1, bumped.version, changed.order_id, ?3 FROM bumped, unnest(?2::text[]) AS changed (order_id)
+    SELECT ?1, -txid_current(), changed.order_id, ?3 FROM unnest(?2::text[]) AS changed (order_id)
+    ON CONFLICT DO NOTHING
 """
 
 
@@ -38,9 +39,9 @@ async def record_changes(db: Db, changes: Sequence[OrderChange], *, reloads: Ite
     """`changes`: the orders written, each with what it was before; `reloads`: customers every order of
     which may look different now, or be seen by another partner (a reseller, the customer or an order
     moved): their caches reload and their events go to whoever sees their orders now. `events=False` only
-    for an import of history that partners have already seen; `bulk` for every call of a write that called
-    `events.begin_bulk` first; `traceparent`: the trace context of the request that made the changes, which
-    their events carry to webhooks."""
+    for an import of history that partners have already seen; `bulk` for a write of many orders (an import),
+    whose journal and events go to the database as it goes, not with its last statements; `traceparent`: the
+    trace context of the request that made the changes, which their events carry to webhooks."""
     now = int(time.time())
     reloads = set(reloads)
     touched: dict[str, set[str]] = {customer_id: {EVERY_ORDER} for customer_id in reloads}
@@ -59,18 +60,11 @@ async def record_changes(db: Db, changes: Sequence[OrderChange], *, reloads: Ite
 
 
 async def _journal(db: Db, changed: Mapping[str, Iterable[str]], now: int, bulk: bool) -> None:
-    """Moves each customer's version, journaling the ids of its orders that were written.
-
-    Where transactions run side by side (PostgreSQL), a version row stays locked from its bump to the commit,
-    and writes to one customer wait for each other that long: the bumps go last, just before the events
-    (one lock order for every writer: the customers sorted, then the events' lock). A bulk write bumps at
-    once: its events' numbering was queued for last when it began, and must stay after its bumps."""
-    if db.writable_ctes:
-        bumps = [(customer_id, sorted(set(changed[customer_id])), now) for customer_id in sorted(changed)]
-        if bulk:
-            await db.executemany(BUMP_AND_JOURNAL, bumps)
-        else:
-            await db.execute_last(BUMP_AND_JOURNAL, bumps)
+    """Moves each customer's version, journaling the ids of its orders that were written: at once where
+    writers commit one at a time (SQLite), else at commit, in the order of the customers sorted."""
+    if not db.commits_in_order:
+        staged = [(customer_id, sorted(set(changed[customer_id])), now) for customer_id in sorted(changed)]
+        await (db.executemany if bulk else db.execute_last)(JOURNAL_STAGED, staged)
         return
     rows: list[tuple[str, int, str, int]] = []
     for customer_id in sorted(changed):

@@ -3,11 +3,10 @@
 Exactly once, whatever commits when: an event's number (`seq`) is taken in the order the changes commit,
 so a reader that has seen number N has already seen, or will never see, every number below it.
 - SQLite commits its writers one at a time, in the order they run: the table's own numbers are in order.
-- On PostgreSQL several transactions write at once, and a number taken first may commit last. So an event
-  is numbered from a sequence only under one transaction-scoped advisory lock, taken by the transaction's
-  last statements just before COMMIT (`Db.execute_last`) and released by the commit itself: the next
-  transaction can number only after this one is visible. A reader's snapshot that holds number N holds
-  every number below it. The lock serializes only those last statements and the commit.
+- On PostgreSQL several transactions write at once, and a number taken first may commit last. So a write
+  inserts its events under placeholder numbers, and its COMMIT numbers them under one transaction-scoped
+  lock that the commit itself releases (gateway.storage.commit_order): the next transaction can number only
+  after this one is visible.
 """
 from __future__ import annotations
 
@@ -15,9 +14,6 @@ from collections.abc import Collection, Iterable, Sequence
 
 from gateway.order_events import OrderEvent
 from gateway.storage.db import Db
-
-# Any constant shared by every gateway process ("events").
-EVENTS_LOCK = 0x6576656E7473
 
 # The event goes to the partner that sees the order (through the order's reseller and the customer's); an
 # order no partner sees has no event. When what a partner sees changes (gateway.storage.changes, on a
@@ -39,24 +35,8 @@ INSERT_EVENT = """
     WHERE r.reseller_id = ?7 AND cr.partner_id = r.partner_id
 """
 DELIVERIES_OF_EVENT = DELIVERIES_OF.format(events="order_events event") + " AND event.event_id = ?"
-# On PostgreSQL an event and its deliveries are one statement: one round trip.
-INSERT_EVENT_IN_COMMIT_ORDER = f"""
-    WITH turn AS (SELECT pg_advisory_xact_lock({EVENTS_LOCK})), event AS (
-        INSERT INTO order_events (seq, event_id, partner_id, customer_id, order_id, type, created, body, traceparent)
-        SELECT nextval('order_events_seq'), ?1::text, r.partner_id, ?2::text, ?3::text, ?4::text, ?5::bigint,
-               ?6::bytea, ?8::text
-        FROM turn, resellers r JOIN customers c ON c.customer_id = ?2
-        JOIN resellers cr ON cr.reseller_id = c.reseller_id
-        WHERE r.reseller_id = ?7 AND cr.partner_id = r.partner_id
-        RETURNING *
-    ) {DELIVERIES_OF.format(events="event")}
-"""
-
-
-# A bulk write (an import) on PostgreSQL inserts its events as it goes, each under a placeholder number (the
-# negative of a fresh one: unique, and never visible, since the same transaction renumbers it), and numbers
-# them all in one statement at its end, in the order they were written, under the lock. So the events are
-# never held in memory, and the lock waits for one statement inside the database, not for their transfer.
+# On PostgreSQL an event and its deliveries are one statement, under a placeholder number (the negative of a
+# fresh one) that its COMMIT replaces (gateway.storage.commit_order).
 INSERT_EVENT_STAGED = f"""
     WITH event AS (
         INSERT INTO order_events (seq, event_id, partner_id, customer_id, order_id, type, created, body, traceparent)
@@ -67,18 +47,6 @@ INSERT_EVENT_STAGED = f"""
         RETURNING *
     ) {DELIVERIES_OF.format(events="event")}
 """
-RENUMBER_STAGED = f"""
-    WITH turn AS MATERIALIZED (SELECT pg_advisory_xact_lock({EVENTS_LOCK})),
-    staged AS MATERIALIZED (SELECT seq FROM order_events, turn WHERE seq < 0 ORDER BY seq DESC),
-    numbered AS MATERIALIZED (SELECT seq AS placeholder, nextval('order_events_seq') AS seq FROM staged)
-    UPDATE order_events SET seq = numbered.seq FROM numbered WHERE order_events.seq = numbered.placeholder
-"""
-
-
-async def begin_bulk(db: Db) -> None:
-    """Before a bulk write's first `write_events(..., bulk=True)`: its events are numbered when it ends."""
-    if not db.commits_in_order:
-        await db.execute_last(RENUMBER_STAGED, [()])
 
 
 async def write_events(db: Db, events: Sequence[OrderEvent], bulk: bool = False,
@@ -95,10 +63,10 @@ async def write_events(db: Db, events: Sequence[OrderEvent], bulk: bool = False,
     if db.commits_in_order:
         await db.execute_last(INSERT_EVENT, rows)
         await db.executemany(DELIVERIES_OF_EVENT, [(e.event_id,) for e in events])
-    elif bulk:
+    elif bulk:  # as it goes: a bulk write's events are never all held in memory
         await db.executemany(INSERT_EVENT_STAGED, rows)
     else:
-        await db.execute_last(INSERT_EVENT_IN_COMMIT_ORDER, rows)
+        await db.execute_last(INSERT_EVENT_STAGED, rows)
 
 
 # The partner's events after a number, oldest first: one range of order_events_partner.

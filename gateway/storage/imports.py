@@ -10,7 +10,6 @@ from gateway.order_events import OrderChange
 from gateway.order_model import Order
 from gateway.storage.changes import record_changes
 from gateway.storage.db import Db, chunks, fetch_in, marks
-from gateway.storage.events import begin_bulk
 from gateway.storage.orders import IMPORT_LOCK, INSERT_LINE, line_rows, order_row
 from gateway.storage.partners import partner_exists
 from gateway.storage.types import Customer, ImportCounts, ImportRecord, Reseller, StorageError
@@ -23,7 +22,6 @@ async def import_records(db: Db, records: Iterable[tuple[int, ImportRecord]], ev
     or changed gets its event, unless `events` is False."""
     counts = ImportCounts()
     await db.lock(IMPORT_LOCK)
-    await begin_bulk(db)
     batch: list[tuple[int, Order]] = []
     for line_no, record in records:
         if isinstance(record, Order):

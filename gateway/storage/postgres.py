@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 
+from gateway.storage.commit_order import NUMBERED_AT_COMMIT, ORDERS_WITHOUT_PARENT_KEYS
 from gateway.storage.db import Db, T, Unit
 from gateway.storage.pg_retry import ABANDONED, retrying
 from gateway.storage.rate_limits import BUCKETS_TABLE
@@ -26,8 +27,9 @@ from gateway.storage.types import StorageBusy, StorageError, StorageUnavailable
 
 MIGRATION_LOCK = 0x6F72646572  # any constant shared by every gateway process ("order")
 
-MIGRATIONS = migrations(bigint="BIGINT", blob="BYTEA", without_rowid="",
-                        event_seq="BIGINT PRIMARY KEY", event_sequence="CREATE SEQUENCE order_events_seq;")
+MIGRATIONS = migrations(bigint="BIGINT", blob="BYTEA", without_rowid="", event_seq="BIGINT PRIMARY KEY",
+                        event_sequence="CREATE SEQUENCE order_events_seq;", numbered_at_commit=NUMBERED_AT_COMMIT,
+                        orders_without_parent_keys=ORDERS_WITHOUT_PARENT_KEYS)
 
 _NUMBERED = re.compile(r"\?(\d+)")
 
@@ -179,6 +181,10 @@ class PoolReader(PostgresDb):
                 raise
 
 
+# What COMMIT's own work (gateway.storage.commit_order) may answer, the transaction then rolled back.
+ROLLED_BACK_AT_COMMIT = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
+
+
 class _CommitFailed(Exception):
     """COMMIT was sent and no answer came: the transaction may or may not have committed."""
 
@@ -219,6 +225,8 @@ class PostgresBackend:
             if transaction.begun:
                 try:
                     await connection.execute(COMMIT)
+                except ROLLED_BACK_AT_COMMIT:
+                    raise  # the server answered: nothing committed, and the unit may run again
                 except ABANDONED as failure:
                     connection.terminate()
                     if isinstance(failure, asyncio.CancelledError):

@@ -175,10 +175,18 @@ SCHEMA_MIGRATIONS: tuple[str, ...] = (
     INSERT INTO event_purges (partner_id, through)
         SELECT p.partner_id, CAST(m.value AS {bigint}) FROM partners p JOIN meta m ON m.key = 'events_purged_through';
     """,
+    # PostgreSQL numbers a write's customer versions and events inside its COMMIT, and its orders name their
+    # customer and reseller without foreign keys (gateway.storage.commit_order); SQLite has nothing to add.
+    """
+    {numbered_at_commit}
+    {orders_without_parent_keys}
+    """,
 )
 
 
 def migrations(**types: str) -> tuple[str, ...]:
-    """The scripts with the backend's names for `bigint`, `blob`, `without_rowid`, and the event numbers'
-    column (`event_seq`) and the sequence that fills it, where the backend needs one (`event_sequence`)."""
+    """The scripts with the backend's names for `bigint`, `blob`, `without_rowid`, the event numbers'
+    column (`event_seq`) and the sequence that fills it, where the backend needs one (`event_sequence`), and
+    what numbers a write's versions and events at commit and drops the orders' foreign keys, where the backend
+    does so (`numbered_at_commit`, `orders_without_parent_keys`)."""
     return tuple(script.format(**types) for script in SCHEMA_MIGRATIONS)

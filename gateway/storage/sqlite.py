@@ -26,7 +26,8 @@ from gateway.storage.sqlite_writer import GroupWriter, InlineWriter, unavailable
 
 # AUTOINCREMENT: an event's number is never reused, even after the newest events are purged.
 MIGRATIONS = migrations(bigint="INTEGER", blob="BLOB", without_rowid="WITHOUT ROWID",
-                        event_seq="INTEGER PRIMARY KEY AUTOINCREMENT", event_sequence="")
+                        event_seq="INTEGER PRIMARY KEY AUTOINCREMENT", event_sequence="",
+                        numbered_at_commit="", orders_without_parent_keys="")
 PRAGMAS = (
     "PRAGMA journal_mode = WAL",
     # FULL: a commit is on disk before a 201 is sent, even if the machine loses power.
