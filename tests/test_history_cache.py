@@ -175,45 +175,68 @@ async def test_cache_memory_stays_within_its_budget(aiohttp_client: Any, make_pa
     assert grown < BUDGET + 1024 * 1024, f"the cache grew by {grown} bytes with a budget of {BUDGET}"
 
 
+class IndexLoads:
+    """Counts the calls of the one storage call that reads a customer's whole index. `first_fails`: the first
+    takes 0.2 s (the other readers arrive meanwhile, and wait for it), then fails as a busy database would."""
+
+    def __init__(self, storage: Any, first_fails: bool = False) -> None:
+        self.count = 0
+        full_index = storage.order_index
+
+        async def counted(customer_id: str, partner_id: str) -> Any:
+            self.count += 1
+            attempt = self.count
+            rows = await full_index(customer_id, partner_id)
+            if first_fails:
+                await asyncio.sleep(0.2)
+                if attempt == 1:
+                    raise StorageUnavailable("busy")
+            return rows
+
+        storage.order_index = counted
+
+
 async def test_an_uncached_customer_is_loaded_once_for_simultaneous_readers(client: Any, make_partner: Any,
                                                                            load: Any) -> None:
     partner = await seeded(make_partner, load, *(order_record(f"10000000{n:02d}", "C1", recent(2)) for n in range(50)))
-    storage = client.app[STORAGE]
-    loads = 0
-    full_index = storage.order_index
-
-    async def counted(customer_id: str, partner_id: str) -> Any:
-        nonlocal loads
-        loads += 1
-        return await full_index(customer_id, partner_id)
-
-    storage.order_index = counted  # the one storage call that reads a customer's whole index
+    loads = IndexLoads(client.app[STORAGE])
     headers = await partner_headers(client, partner)
     pages = await asyncio.gather(*(client.get(ORDERS, headers=headers) for _ in range(20)))
     assert [page.status for page in pages] == [200] * 20
-    assert loads == 1
+    assert loads.count == 1
+
+
+async def test_a_cache_far_behind_the_journal_reloads_its_customer(client: Any, make_partner: Any,
+                                                                    load: Any) -> None:
+    """A cache a few writes behind refreshes just their orders; one more than 100 journal rows behind reloads
+    the customer (on the reader's thread) instead of refreshing so many orders on the event loop."""
+    partner = await seeded(make_partner, load, *(order_record(f"10000000{n:02d}", "C1", recent(2)) for n in range(5)))
+    loads = IndexLoads(client.app[STORAGE])
+    headers = await partner_headers(client, partner)
+
+    async def total() -> int:
+        page = await client.get(ORDERS, headers=await partner_headers(client, partner))
+        return int((await page.json())["totalCount"])
+
+    assert await total() == 5 and loads.count == 1
+    for _ in range(3):
+        await place(client, partner, NEW)
+    assert await total() == 8 and loads.count == 1  # refreshed in place
+    placed = await asyncio.gather(*(client.post(ORDERS, json=NEW, headers={**headers, "X-Correlation-Id": f"far-{n}"})
+                                    for n in range(101)))
+    assert [response.status for response in placed] == [201] * 101
+    assert await total() == 109 and loads.count == 2  # reloaded
+
+
 async def test_readers_waiting_for_a_load_that_fails_load_again_themselves(client: Any, make_partner: Any,
                                                                            load: Any) -> None:
-    """The request that loads a customer's index fails alone (here: the database is busy for it); those that
-    waited for its load try again, and one load serves them all."""
+    """The request that loads a customer's index fails alone (the database was busy for it); those that waited
+    for its load try again, and one load serves them all."""
     partner = await seeded(make_partner, load, *(order_record(f"10000000{n:02d}", "C1", recent(2)) for n in range(50)))
-    storage = client.app[STORAGE]
-    loads = 0
-    full_index = storage.order_index
-
-    async def first_fails(customer_id: str, partner_id: str) -> Any:
-        nonlocal loads
-        loads += 1
-        rows = await full_index(customer_id, partner_id)
-        await asyncio.sleep(0.2)  # the others arrive, and wait for this load
-        if loads == 1:
-            raise StorageUnavailable("busy")
-        return rows
-
-    storage.order_index = first_fails
+    loads = IndexLoads(client.app[STORAGE], first_fails=True)
     headers = await partner_headers(client, partner)
     pages = await asyncio.gather(*(client.get(ORDERS, headers=headers) for _ in range(5)))
     assert sorted(page.status for page in pages) == [200, 200, 200, 200, 503]
-    assert loads == 2
+    assert loads.count == 2
 
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 
 from gateway.order_events import OrderChange, event_of
-from gateway.storage.db import Db
+from gateway.storage.db import FEW_KEYS, Db
 from gateway.storage.events import restamp, write_events
 from gateway.storage.types import IndexChanges
 
@@ -75,19 +75,24 @@ async def _journal(db: Db, changed: Mapping[str, Iterable[str]], now: int, bulk:
     await db.executemany(JOURNAL, rows)
 
 
-CHANGES_SINCE = "SELECT version, order_id FROM order_changes WHERE customer_id = ? AND version > ?"
+# A cache further behind than this many journal rows reloads its customer (on a thread of its own where the
+# backend has one) rather than refresh so many orders one by one, on the event loop.
+REFRESHED_ORDERS = FEW_KEYS
+CHANGES_SINCE = """
+    SELECT version, order_id FROM order_changes WHERE customer_id = ? AND version > ? ORDER BY version LIMIT ?
+"""
 
 
 async def changes_since(db: Db, customer_id: str, version: int, current: int) -> IndexChanges:
-    """What changed after `version`, up to `current` at least; everything when the journal has a gap."""
-    versions: set[int] = set()
-    order_ids: set[str] = set()
-    for changed_version, order_id in await db.fetch_by_key(CHANGES_SINCE, (customer_id, version)):
-        versions.add(int(changed_version))
-        order_ids.add(order_id)
+    """What changed after `version`, up to `current` at least; everything when the journal has a gap, or
+    more than REFRESHED_ORDERS rows."""
+    rows = await db.fetch_by_key(CHANGES_SINCE, (customer_id, version, REFRESHED_ORDERS + 1))
+    versions = {int(changed_version) for changed_version, _ in rows}
+    order_ids = {order_id for _, order_id in rows}
     newest = max(versions, default=version)
     complete = versions == set(range(version + 1, newest + 1)) and newest >= current
-    return IndexChanges(newest, frozenset(order_ids - {EVERY_ORDER}), not complete or EVERY_ORDER in order_ids)
+    everything = not complete or EVERY_ORDER in order_ids or len(rows) > REFRESHED_ORDERS
+    return IndexChanges(newest, frozenset(order_ids - {EVERY_ORDER}), everything)
 
 
 PURGE_JOURNAL = "DELETE FROM order_changes WHERE created < ?"

@@ -16,24 +16,30 @@ SQLite commits its writers one at a time, and numbers as it writes.
 """
 from __future__ import annotations
 
-# Any constant shared by every gateway process ("events"); statements of earlier releases take it too.
-EVENTS_LOCK = 0x6576656E7473
-
 # The migration (PostgreSQL only). `SET search_path FROM CURRENT`: the function finds the tables of the
-# schema it was created in, whatever the committing session's path. The partial index finds a
-# transaction's placeholder rows (and holds only those of transactions in progress).
-NUMBERED_AT_COMMIT = f"""
+# schema it was created in, whatever the committing session's path, and the events' lock is named after
+# that schema (one database may hold several deployments). The partial index finds a transaction's
+# placeholder journal rows.
+NUMBERED_AT_COMMIT = """
     CREATE INDEX order_changes_staged ON order_changes (version) WHERE version < 0;
     CREATE FUNCTION numbered_at_commit() RETURNS trigger LANGUAGE plpgsql
     SET search_path FROM CURRENT AS $body$
     DECLARE
         placeholder BIGINT := -txid_current();
+        pending BOOLEAN;
         changed RECORD;
         bumped BIGINT;
     BEGIN
-        -- The first row's trigger bumps every customer of the transaction; the others see it done (the
-        -- setting lasts as long as the transaction).
-        IF current_setting('gateway.bumped_at_commit', true) IS DISTINCT FROM placeholder::text THEN
+        -- Whether the transaction's customers are still to be bumped: a journal row tells by itself (a key
+        -- look-up); an event's trigger, which must not take the events' lock before them, by the setting the
+        -- bump leaves for the rest of the transaction. Either way one look-up, however many rows.
+        IF TG_TABLE_NAME = 'order_changes' THEN
+            pending := EXISTS (SELECT 1 FROM order_changes WHERE customer_id = NEW.customer_id
+                               AND version = placeholder AND order_id = NEW.order_id);
+        ELSE
+            pending := current_setting('gateway.bumped_at_commit', true) IS DISTINCT FROM placeholder::text;
+        END IF;
+        IF pending THEN
             PERFORM set_config('gateway.bumped_at_commit', placeholder::text, true);
             FOR changed IN
                 SELECT DISTINCT customer_id FROM order_changes WHERE version = placeholder ORDER BY customer_id
@@ -48,8 +54,10 @@ NUMBERED_AT_COMMIT = f"""
                 END IF;
             END LOOP;
         END IF;
-        IF TG_TABLE_NAME = 'order_events' THEN  -- each event in turn, in the order they were inserted
-            PERFORM pg_advisory_xact_lock({EVENTS_LOCK});
+        -- Each event in turn, in the order they were inserted, by its own key: a range of placeholders would
+        -- hold those of other transactions too, dead but not yet reclaimed while a long one runs.
+        IF TG_TABLE_NAME = 'order_events' THEN
+            PERFORM pg_advisory_xact_lock(hashtextextended('gateway events in ' || current_schema(), 0));
             UPDATE order_events SET seq = nextval('order_events_seq') WHERE seq = NEW.seq;
         END IF;
         RETURN NULL;

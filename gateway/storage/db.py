@@ -12,6 +12,8 @@ from typing import Any, Protocol, TypeVar
 T = TypeVar("T")
 
 MAX_IN_PARAMS = 900  # far below every backend's limit on parameters of one statement
+# At most this many keys make a read by key (`Db.fetch_by_key`): a page's orders at the largest limit.
+FEW_KEYS = 100
 
 
 class Db(Protocol):
@@ -82,8 +84,8 @@ def marks(count: int) -> str:
 
 async def fetch_in(db: Db, template: str, values: Sequence[Any], *params: Any, by_key: bool = False) -> list[Any]:
     """Rows of `template` (whose `{marks}` is an IN list) for every value, in chunks the backend accepts;
-    `params` come before the list. `by_key`: each value is a key, and there are few (`Db.fetch_by_key`)."""
-    fetch = db.fetch_by_key if by_key else db.fetch
+    `params` come before the list. `by_key`: each value is a key (`Db.fetch_by_key` while they are few)."""
+    fetch = db.fetch_by_key if by_key and len(values) <= FEW_KEYS else db.fetch
     rows: list[Any] = []
     for chunk in chunks(values):
         rows.extend(await fetch(template.format(marks=marks(len(chunk))), (*params, *chunk)))
