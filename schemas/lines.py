@@ -220,11 +220,13 @@ class Lines(fields.List):
 
 
 def line_rules(
-    order_type: str, order_currency: str | None, raw_lines: Sequence[Any], parts: Sequence[Any]
+    order_type: str, order_currency: str | None, raw_lines: Sequence[Any], parts: Sequence[Any],
+    order_sent_currency: bool = False,
 ) -> tuple[dict[int, dict[str, list[Problem]]], list[Problem]]:
     """The rules of lines that need the other lines or the order: unique numbers, a subscription on RENEWAL
     lines, a currency on every line (its own or the order's) and one currency for all. `parts` are the lines
-    as loaded (None for a line that is not an object)."""
+    as loaded (None for a line that is not an object); `order_currency` the order's valid currency, and
+    `order_sent_currency` whether it sent one at all (an invalid one is its own problem, not the lines')."""
     found: dict[int, dict[str, list[Problem]]] = {}
     seen: set[int] = set()
     currencies: set[str] = set()
@@ -245,7 +247,7 @@ def line_rules(
             line["subscriptionId"] = _problem(INVALID, "subscriptionId", "subscriptionId must be a string")
         if "currencyCode" in part:
             currencies.add(part["currencyCode"])
-        elif "currencyCode" not in raw and order_currency is None:
+        elif "currencyCode" not in raw and order_currency is None and not order_sent_currency:
             line["currencyCode"] = [_NO_CURRENCY]
         if line:
             found[index] = line

@@ -176,7 +176,8 @@ class CreateOrderRequestSchema(Schema):
         if original.get("cancellingItems") not in (None, []):
             found["cancellingItems"] = _problem(INVALID, "cancellingItems", "cancellingItems must be empty")
         if data.get("lineItems") is not None and order_type is not None:
-            lines, shared = line_rules(order_type, data.get("currencyCode"), original["lineItems"], data["lineItems"])
+            lines, shared = line_rules(order_type, data.get("currencyCode"), original["lineItems"], data["lineItems"],
+                                       order_sent_currency=original.get("currencyCode") is not None)
             found["lineItems"], found[SHARED_KEY] = lines, shared
         found = {key: value for key, value in found.items() if value}
         if found:

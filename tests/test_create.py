@@ -238,6 +238,12 @@ async def test_unsupported_partner_api_types_are_1117_even_without_lines(client,
     assert "not supported" in answer["message"]
 
 
+async def test_an_invalid_order_currency_is_the_orders_problem_not_its_lines(client, partner):
+    response, answer = await send(client, partner, new_order(currencyCode="usd"))
+    assert_error(response, answer, 400, "1117", ["currencyCode"])
+    assert answer["additionalDetails"] == ["currencyCode: currencyCode must be an ISO 4217 code"]
+
+
 async def test_three_bad_lines_are_reported_together(client, partner):
     body = new_order(lineItems=lines((1, {"quantity": 0}), (2, {}), (3, {"quantity": -4}), (4, {"quantity": "x"})))
     response, answer = await send(client, partner, body)
