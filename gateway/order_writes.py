@@ -3,14 +3,17 @@ correlation id, or not at all; a duplicate that raced ahead is found inside the 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 
 from gateway.errors import ApiError, Problems
 from gateway.idempotency import Answer, Claim
 from gateway.order_model import STATUS_PENDING, LineItem, Order, link, new_order_id, order_uri, orders_uri
-from gateway.storage import Storage, StoredAnswer, Transaction
-from schemas.lines import LineRequest
+from gateway.storage import Storage, StorageUnavailable, StoredAnswer, Transaction
+from schemas.lines import MAX_LINE_NUMBER, MAX_LINES, LineRequest
+from schemas.orders import MAX_QUANTITY
 from schemas.order_requests import OrderRequest
 
 JSON = "application/json"
@@ -161,3 +164,48 @@ async def _return_lines(tx: Transaction, partner_id: str, customer_id: str, requ
             ))
     problems.raise_any()
     return tuple(lines)
+
+
+async def with_return_problems(storage: Storage, claim: Claim, customer_id: str, body: Mapping[str, Any],
+                               refused: ApiError) -> ApiError:
+    """`refused` (what the request alone is wrong about), with what the original of a RETURN finds wrong in
+    it too: one answer names every problem, so that the client fixes its request once. An answer that
+    names state-dependent problems is not stored. Checked in a unit of work that writes nothing."""
+    checkable = _checkable_return(body)
+    if checkable is None:
+        return refused
+
+    async def unit(tx: Transaction) -> None:
+        if await tx.customer_reseller(customer_id, claim.partner_id) is not None:
+            await _return_lines(tx, claim.partner_id, customer_id, checkable, claim.now)
+
+    try:
+        await storage.write(unit)
+    except StorageUnavailable:
+        return refused  # what the request alone is wrong about stands
+    except ApiError as state:
+        fields = [*refused.fields, *(field for field in state.fields if field not in refused.fields)]
+        found = state.details or [state.message]  # a problem of the whole RETURN has no line to name
+        return ApiError(refused.code, refused.message, details=[*refused.details, *found], fields=fields)
+    return refused
+
+
+def _checkable_return(body: Mapping[str, Any]) -> OrderRequest | None:
+    """The RETURN a refused body asks for, as far as its original can check it: its reference, and the lines
+    whose number, offer and quantity are well-formed (the others have problems of their own already)."""
+    reference, lines = body.get("referenceOrderId"), body.get("lineItems")
+    if body.get("orderType") != "RETURN" or not isinstance(reference, str) or not reference:
+        return None
+    if not isinstance(lines, list):
+        return None
+    checkable = tuple(
+        LineRequest(line["extLineItemNumber"], line["offerId"], line["quantity"], "", "", None)
+        for line in lines[:MAX_LINES]
+        if isinstance(line, dict) and _whole(line.get("extLineItemNumber"), 0, MAX_LINE_NUMBER)
+        and isinstance(line.get("offerId"), str) and line["offerId"] and _whole(line.get("quantity"), 1, MAX_QUANTITY)
+    )
+    return OrderRequest("RETURN", "", reference, "", checkable)
+
+
+def _whole(value: object, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high

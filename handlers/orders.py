@@ -86,8 +86,11 @@ _WRITE_NOTES = {
 @routes.post("/v3/customers/{customerId}/orders")
 async def place_order(request: web.Request) -> web.Response:
     customer_id, claim, sent = request.match_info["customerId"], request[CLAIM], request.rel_url.raw_query_string
-    order_request = contract.order_request(request[JSON_BODY], customer_id, request.query, sent)
     storage = request.app[STORAGE]
+    try:
+        order_request = contract.order_request(request[JSON_BODY], customer_id, request.query, sent)
+    except ApiError as refused:
+        raise await order_writes.with_return_problems(storage, claim, customer_id, request[JSON_BODY], refused)
     if order_request.order_type == "PREVIEW":
         reply = await order_writes.keep_answer(storage, claim, order_writes.preview(customer_id, order_request, claim.now))
     else:

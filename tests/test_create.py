@@ -341,6 +341,25 @@ async def test_return_rules(client, partner, body, status, code):
     assert_error(response, answer, status, code)
 
 
+async def test_a_returns_own_problems_and_those_of_its_original_are_named_together(client, partner):
+    """So that the client fixes its request once; what depends on the original is not stored."""
+    body = return_of("5000000001", (1, "OFFER-A", 5), (9, "OFFER-A", 1))
+    body["lineItems"][1]["colour"] = "red"
+    for _ in range(2):
+        response, answer = await send(client, partner, body, key="return-all-at-once")
+        assert_error(response, answer, 400, "1121", ["colour", "quantity", "extLineItemNumber"])
+        assert "Idempotent-Replayed" not in response.headers  # not stored: run again
+    assert answer["additionalDetails"] == [
+        "Line Item: 9, Reason: unknown field colour",
+        "Line Item: 1, Reason: at most 1 left to return",
+        "Line Item: 9, Reason: no such line in the referenced order",
+    ]
+    body["referenceOrderId"] = "5000000002"  # 20 days old: the whole RETURN is refused
+    response, answer = await send(client, partner, body)
+    assert_error(response, answer, 400, "1121", ["colour", "referenceOrderId"])
+    assert answer["additionalDetails"][-1] == "The referenced order is older than 14 days"
+
+
 async def test_partial_returns_add_up_and_failed_ones_give_back(client, partner, db_url):
     # Line 2 of 5000000001 has quantity 2.
     response, first = await send(client, partner, return_of("5000000001", (2, "OFFER-B", 1)))
