@@ -71,8 +71,8 @@ NUMBERED_AT_COMMIT = """
 
 # Nor do the orders declare their customer and reseller as foreign keys here: each insert would lock the
 # customer's and the reseller's rows (FOR KEY SHARE) until its commit, and with many writers of one customer
-# those locks pile up as multixacts, which every reader of the rows then resolves (bench/create.py: 221
-# creations/s with them, 572/s without, both with the numbering above). The gateway checks both in the
+# those locks pile up as multixacts, which every reader of the rows then resolves (bench/create.py, one
+# customer: 221 creations/s with them, 501 to 555 without, both with the numbering above). The gateway checks both in the
 # writing transaction (the API through the customer's reseller, an import against the rows it knows), and
 # neither is ever deleted. SQLite, with one writer at a time, keeps its keys.
 ORDERS_WITHOUT_PARENT_KEYS = """
