@@ -76,6 +76,6 @@ NUMBERED_AT_COMMIT = """
 # writing transaction (the API through the customer's reseller, an import against the rows it knows), and
 # neither is ever deleted. SQLite, with one writer at a time, keeps its keys.
 ORDERS_WITHOUT_PARENT_KEYS = """
-    ALTER TABLE orders DROP CONSTRAINT orders_customer_id_fkey;
-    ALTER TABLE orders DROP CONSTRAINT orders_reseller_id_fkey;
+    ALTER TABLE orders DROP CONSTRAINT IF EXISTS orders_customer_id_fkey;
+    ALTER TABLE orders DROP CONSTRAINT IF EXISTS orders_reseller_id_fkey;
 """
