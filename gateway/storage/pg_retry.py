@@ -30,6 +30,9 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 RETRIED: tuple[type[BaseException], ...] = (*TRANSIENT, StorageBusy)
 # After these a connection's state is unknown (a lost server, or a statement cancelled midway): it is closed.
 ABANDONED: tuple[type[BaseException], ...] = (*TRANSIENT, asyncio.CancelledError)
+# What COMMIT's own work (gateway.storage.commit_order) may answer: the server answered, and the transaction
+# was rolled back, so the unit may run again (not after COMMIT got no answer at all: its outcome is unknown).
+ROLLED_BACK_AT_COMMIT: tuple[type[BaseException], ...] = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
 FIRST_RETRY_SECONDS = 0.05
 LAST_RETRY_SECONDS = 0.5
 

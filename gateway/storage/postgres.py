@@ -20,7 +20,7 @@ import asyncpg
 
 from gateway.storage.commit_order import NUMBERED_AT_COMMIT, ORDERS_WITHOUT_PARENT_KEYS
 from gateway.storage.db import Db, T, Unit
-from gateway.storage.pg_retry import ABANDONED, retrying
+from gateway.storage.pg_retry import ABANDONED, ROLLED_BACK_AT_COMMIT, retrying
 from gateway.storage.rate_limits import BUCKETS_TABLE
 from gateway.storage.schema import migrations
 from gateway.storage.types import StorageBusy, StorageError, StorageUnavailable
@@ -179,10 +179,6 @@ class PoolReader(PostgresDb):
                 # server ends whatever it was doing, and the pool opens a fresh one.
                 connection.terminate()
                 raise
-
-
-# What COMMIT's own work (gateway.storage.commit_order) may answer, the transaction then rolled back.
-ROLLED_BACK_AT_COMMIT = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
 
 
 class _CommitFailed(Exception):
