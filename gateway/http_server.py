@@ -25,7 +25,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from gateway.cli_common import PortInUse
 from gateway.errors import INTERNAL_ERROR, ApiError
-from gateway.http_limits import PARSER_LIMITS, refusal
+from gateway.http_limits import PARSER_LIMITS, ids_without_controls, refusal
 from gateway.keys import METRICS
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -42,6 +42,9 @@ Listening = Callable[[web.Application, str], Awaitable[None]]  # the app and its
 
 class _RefusingHandler(RequestHandler):
     metrics: Metrics  # set by the server that builds it: kept here, as the connection may drop its server
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(ids_without_controls(data))
 
     def log_exception(self, *args: Any, **kw: Any) -> None:
         """After an answer, aiohttp reads what is left of an unread body ("lingering close"); a body the client

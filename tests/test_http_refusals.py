@@ -170,6 +170,27 @@ def _secret_requests(key: str, secret: str, token: str) -> list[bytes]:
     ]
 
 
+def test_control_characters_in_the_ids_get_the_checks_answers(db_url, tmp_path):
+    """A control character in X-Correlation-Id is 4119 after the credential checks, not a malformed request
+    (1117); one in X-Request-Id makes it absent. The client's other id still comes back."""
+    partner = seed_with_cli(db_url, tmp_path)
+    with gateway(db_url, tmp_path) as running:
+        credentials = b"X-Api-Key: %s\r\nAuthorization: Bearer %s\r\n" % (
+            partner["apiKey"].encode(), _token(running, partner).encode())
+        for control in (b"\x00", b"\x01", b"\x1f", b"\x7f"):
+            sent = b"X-Correlation-Id: a" + control + b"b\r\nX-Request-Id: rid-cc\r\n"
+            answer = exchange(running.port, get(b"/v3/customers/C1/orders", credentials + sent))
+            assert answer is not None and answer.is_error_shape("4119") and answer.status == 400, answer
+            assert answer.headers["x-request-id"] == "rid-cc" and "x-correlation-id" not in answer.headers
+            anonymous = exchange(running.port, get(b"/v3/customers/C1/orders", sent))
+            assert anonymous is not None and anonymous.status == 403 and anonymous.is_error_shape("4115")
+            sent = b"X-Correlation-Id: cid-ok\r\nX-Request-Id: r" + control + b"d\r\n"
+            answer = exchange(running.port, get(b"/v3/customers/C1/orders", credentials + sent))
+            assert answer is not None and answer.status == 200, answer
+            assert answer.headers["x-correlation-id"] == "cid-ok" and answer.headers["x-request-id"] != "r\ufffdd"
+            assert len(answer.headers["x-request-id"]) == 36  # generated
+
+
 def test_no_secret_reaches_the_output_from_refused_requests(db_url, tmp_path):
     """LOG: an API key, a client secret (HTTP Basic and form body) and a bearer token, sent through every
     kind of oversized or malformed request, appear nowhere in what the process wrote, nor any 16-character
