@@ -5,6 +5,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+import pycountry
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, missing, validate, validates_schema
 
 from schemas.orders import MAX_QUANTITY
@@ -32,6 +33,7 @@ from schemas.problems import (
 MAX_LINES = 499  # line items of one order, as the partner API allows
 MAX_LINE_NUMBER = 999_999  # the largest extLineItemNumber the partner API takes
 CURRENCY_PATTERN = r"^[A-Z]{3}$"  # an ISO 4217 code
+ISO_4217_CODES = frozenset(currency.alpha_3 for currency in pycountry.currencies)
 DISCOUNT_FIELDS = ("flexDiscountCodes", "discountCode")
 
 # What clients send back from what they read: accepted and ignored.
@@ -86,13 +88,24 @@ class WholeNumber(fields.Integer):
         return int(value)
 
 
+class _CurrencyCode(CodedPattern):
+    """Three capitals (the documented pattern) that ISO 4217 lists as a currency's code (the documented enum)."""
+
+    def __call__(self, value: Any) -> Any:
+        if super().__call__(value) not in ISO_4217_CODES:
+            raise ValidationError([self.problem])
+        return value
+
+
 def currency_code(*, null_is_absent: bool, **kwargs: Any) -> String:
     """currencyCode, of the order (where null means not sent) or of a line (where it is missing)."""
     iso = Problem(INVALID, "currencyCode", "currencyCode must be an ISO 4217 code")
+    documented = {**kwargs.pop("metadata", {}), "enum": sorted(ISO_4217_CODES)}
     return String(
         null_is_absent=null_is_absent,
-        validate=CodedPattern(CURRENCY_PATTERN, iso),
+        validate=_CurrencyCode(CURRENCY_PATTERN, iso),
         error_messages=field_messages(invalid=iso, null=_NO_CURRENCY),
+        metadata=documented,
         **kwargs,
     )
 

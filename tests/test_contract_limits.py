@@ -129,12 +129,14 @@ async def test_external_reference_length_and_characters(client, partner, documen
 
 @pytest.mark.parametrize("component", ["CreateOrderRequest", "LineItemRequest"])
 async def test_currency_code_pattern(client, partner, document, component):
-    pattern = schema_of(document, component, "currencyCode")["pattern"]
-    for value in ("USD", "EUR", "usd", "US", "USDD", "U1D", "USD\n"):
+    documented = schema_of(document, component, "currencyCode")
+    pattern, codes = documented["pattern"], documented["enum"]
+    assert {"USD", "EUR", "JPY", "CHF"} <= set(codes) and "XXZ" not in codes
+    for value in ("USD", "EUR", "usd", "US", "USDD", "U1D", "USD\n", "XXZ", "ZZZ"):
         body = order(currencyCode=value) if component == "CreateOrderRequest" else order(
             [line(1, currencyCode=value)], currencyCode=None)
         body = {k: v for k, v in body.items() if v is not None}
-        if re.fullmatch(pattern, value):
+        if re.fullmatch(pattern, value) and value in codes:
             await assert_accepted(client, partner, body)
         else:
             await assert_refused(client, partner, body, "1117", "currencyCode")

@@ -214,6 +214,8 @@ def lines(*specs):
         (new_order(customerId="C2"), "1117", ["customerId"]),
         (new_order(cancellingItems=[{"extLineItemNumber": 1}]), "1117", ["cancellingItems"]),
         (new_order(currencyCode="usd"), "1117", ["currencyCode"]),
+        (new_order(currencyCode="XXZ"), "1117", ["currencyCode"]),  # three capitals, but no ISO 4217 code
+        (new_order(lineItems=lines((1, {"currencyCode": "ZZZ"})), currencyCode=None), "1117", ["currencyCode"]),
         (new_order(currencyCode=None), "1122", ["currencyCode"]),
         (new_order(lineItems=lines((1, {"currencyCode": "EUR"}))), "1117", ["currencyCode"]),
         (new_order(orderType="RENEWAL"), "1122", ["subscriptionId"]),
