@@ -133,6 +133,7 @@ async def test_a_delivery_is_signed_as_standard_webhooks_says(aiohttp_client: An
         assert event["orderId"] == order["orderId"] and event["type"] == "order.created"
         with pytest.raises(Exception):
             Verifier(added["secret"]).verify(call.body.replace(b"1002", b"1000"), call.headers)
+        await counted(client, delivered=1)  # received, and recorded
         attempts = cli_lines(db_url, "webhooks", "deliveries", added["webhookId"])
         assert [(a["eventId"], a["attempt"], a["result"], a["status"], a["nextAttempt"]) for a in attempts] == [
             (event["eventId"], 1, "delivered", 204, None)]
