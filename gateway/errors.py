@@ -45,6 +45,10 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
 INTERNAL_ERROR = "1124"
 
 
+# Retry-After of an answer that the database could not serve now (the API's 503, and /readyz's).
+DATABASE_RETRY_AFTER_SECONDS = 1
+
+
 class ApiError(Exception):
     """A failure the client is told about, in the API's error shape."""
 

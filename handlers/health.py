@@ -9,6 +9,7 @@ from aiohttp_apispec import docs, response_schema
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.openmetrics import exposition as openmetrics
 
+from gateway.errors import DATABASE_RETRY_AFTER_SECONDS
 from gateway.keys import METRICS, STORAGE
 from schemas.common import ErrorSchema
 from schemas.health import ProbeSchema
@@ -16,7 +17,6 @@ from schemas.health import ProbeSchema
 routes = web.RouteTableDef()
 
 READY_TIMEOUT_SECONDS = 2.0  # a database slower than this to answer a ping is not ready
-RETRY_AFTER_SECONDS = 1  # as on the API's own 503s
 
 # What any request can meet, these too: the HTTP layer's refusals, and a crash.
 _CRASH = {
@@ -47,7 +47,7 @@ async def readyz(request: web.Request) -> web.Response:
         await asyncio.wait_for(request.app[STORAGE].ready(), READY_TIMEOUT_SECONDS)
     except Exception:  # any failure of the database means "not ready", whatever the driver raises
         return web.json_response({"status": "unavailable"}, status=503,
-                                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+                                 headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})
     return web.json_response({"status": "ok"})
 
 

@@ -7,13 +7,12 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.errors import ERROR_CODES, INTERNAL_ERROR, ApiError
+from gateway.errors import DATABASE_RETRY_AFTER_SECONDS, ERROR_CODES, INTERNAL_ERROR, ApiError
 from gateway.http_limits import BodyTimeout, body_deadline, check_request_head
 from gateway.keys import ERROR, ERROR_CODE, SETTINGS
 from gateway.storage import StorageUnavailable
 from gateway.wire import CLIENT_CLOSED
 
-DATABASE_RETRY_AFTER_SECONDS = 1
 # aiohttp's own refusals that have a code of their own in the API.
 _HTTP_CODES = {404: "404", 405: "405", 413: "413"}
 

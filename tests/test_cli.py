@@ -96,6 +96,9 @@ def test_import_is_all_or_nothing_with_the_line_number(db_url, tmp_path):
         (b'{"type": "reseller", "resellerId": "R\\u0000", "partnerId": "P1"}', "NUL"),
         (orjson.dumps(customer_record("C9", "NO-SUCH-RESELLER")), "unknown resellerId"),
         (orjson.dumps(order_record("2000000009", "NO-SUCH-CUSTOMER", "2029-01-01T00:00:00Z")), "unknown customerId"),
+        # No foreign key says so on PostgreSQL (gateway/storage/commit_order.py): the import itself does.
+        (orjson.dumps(order_record("2000000009", "C1", "2029-01-01T00:00:00Z", reseller_id="NO-SUCH-RESELLER")),
+         "unknown resellerId"),
         (orjson.dumps(order_record("2000000009", "C1", "2029-01-01T00:00:00+00:00")), "creationDate"),
         (orjson.dumps(order_record("2000000009", "C1", "2029-01-01T00:00:00Z", status="9999")), "status"),
     ],
