@@ -86,6 +86,19 @@ def test_a_get_with_an_unknown_content_encoding_is_415_too(served):
     refused(served, get(b"/v3/customers/C1/orders", b"Content-Encoding: br\r\n"), 415, "415")
 
 
+@pytest.mark.parametrize("coding", [b"br", b"zstd", b"gzip, br", b"compress"])
+def test_a_refused_content_encoding_echoes_the_clients_ids(served, coding):
+    """aiohttp's parser refuses br and zstd itself, before any header reaches the gateway, when their decoders
+    are missing: the answer could not carry the client's ids. With them installed, the gateway's own check
+    answers, as it does for every other coding."""
+    request_id = b"rid-415-" + coding.replace(b", ", b"-")
+    ids = b"X-Request-Id: " + request_id + b"\r\nX-Correlation-Id: corr-415\r\n"
+    answer = refused(served, get(b"/v3/customers/C1/orders", ids + b"Content-Encoding: " + coding + b"\r\n"),
+                     415, "415")
+    assert answer.headers["x-request-id"] == request_id.decode()
+    assert answer.headers["x-correlation-id"] == "corr-415"
+
+
 def test_a_body_not_received_in_time_is_408_and_the_connection_closed(served):
     request = post(b"grant_type=client_credentials")
     head, body = request[: -len(b"grant_type=client_credentials")], b"grant_type=client_credentials"
