@@ -273,7 +273,7 @@ class Relay:
     carries and takes new ones without ever answering, as a server that hangs."""
 
     def __init__(self, target_port: int) -> None:
-        self.target_port, self.silent = target_port, False
+        self.target_port, self.silent, self.frozen = target_port, False, False
         self._links: list[asyncio.StreamWriter] = []
 
     async def start(self) -> int:
@@ -284,6 +284,10 @@ class Relay:
         self.silent = True
         for writer in self._links:
             writer.close()
+
+    def freeze(self) -> None:
+        """Silent without dropping a connection: what is sent on them is never answered."""
+        self.silent = self.frozen = True
 
     async def close(self) -> None:
         self.go_silent()
@@ -299,8 +303,10 @@ class Relay:
 
         async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
             with contextlib.suppress(ConnectionError):
-                while data := await source.read(65536):
+                while (data := await source.read(65536)) and not self.frozen:
                     sink.write(data)
+                while data:  # frozen: taken, never passed on
+                    data = await source.read(65536)
             sink.close()
 
         await asyncio.gather(pipe(reader, upstream), pipe(upstream_reader, writer))
@@ -323,6 +329,34 @@ async def test_a_server_that_stops_answering_gets_503_within_the_busy_timeout(ai
         response = await client.get(ORDERS, headers=headers)
         await assert_unavailable(response)
         assert asyncio.get_running_loop().time() - started < 3.0  # not asyncpg's 60 s connect timeout
+    finally:
+        await relay.close()
+
+
+async def test_a_server_that_hangs_mid_connection_gets_503_within_the_busy_timeout(
+        aiohttp_client: Any, make_partner: Any, load: Any, db_url: str) -> None:
+    """The server keeps its connections open and stops answering on them. A read, the rate limit's take from
+    the shared bucket (a write, once the allowance it leased has run out) and an order's write each give up at
+    the busy timeout: 503, or a limit kept locally, never a request that waits for ever."""
+    if db_url.startswith("sqlite://"):
+        pytest.skip("a PostgreSQL server that hangs")
+    partner = await seeded(make_partner, load)
+    parts = urlsplit(db_url)
+    relay = Relay(parts.port or 5432)
+    relayed = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{await relay.start()}"))
+    try:
+        settings = Settings(database_url=relayed, jwt_secret=TEST_SIGNING_KEY, db_busy_timeout_seconds=1.0,
+                            rate_limit_per_second=1000, rate_limit_burst=1000)
+        client = await aiohttp_client(create_app(settings))
+        headers = await partner_headers(client, partner)
+        assert (await client.get(ORDERS, headers=headers)).status == 200
+        relay.freeze()
+        await asyncio.sleep(1.2)  # the rate limit's lease has run out: the next request takes from the bucket
+        for method, body in (("GET", None), ("POST", NEW)):
+            started = asyncio.get_running_loop().time()
+            response = await asyncio.wait_for(client.request(method, ORDERS, json=body, headers=headers), 20)
+            await assert_unavailable(response)
+            assert asyncio.get_running_loop().time() - started < 4.0, method
     finally:
         await relay.close()
 

@@ -34,6 +34,8 @@ ABANDONED: tuple[type[BaseException], ...] = (*TRANSIENT, asyncio.CancelledError
 # was rolled back, so the unit may run again (not after COMMIT got no answer at all: its outcome is unknown).
 ROLLED_BACK_AT_COMMIT: tuple[type[BaseException], ...] = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
 FIRST_RETRY_SECONDS = 0.05
+# What a statement, or a wait for a connection, gets when its deadline is (nearly) past.
+MIN_WAIT_SECONDS = 0.05
 LAST_RETRY_SECONDS = 0.5
 
 
@@ -51,3 +53,8 @@ async def retrying(attempt: Callable[[], Awaitable[T]], busy_timeout_seconds: fl
                 raise StorageUnavailable(f"PostgreSQL: {type(failure).__name__}") from failure
         await asyncio.sleep(pause)
         pause = min(2 * pause, LAST_RETRY_SECONDS)
+
+
+def remaining(deadline: float | None) -> float | None:
+    """The time left until a deadline of the event loop's clock (None: none), at least MIN_WAIT_SECONDS."""
+    return None if deadline is None else max(deadline - asyncio.get_running_loop().time(), MIN_WAIT_SECONDS)

@@ -20,7 +20,7 @@ import asyncpg
 
 from gateway.storage.commit_order import NUMBERED_AT_COMMIT, ORDERS_WITHOUT_PARENT_KEYS
 from gateway.storage.db import Db, T, Unit
-from gateway.storage.pg_retry import ABANDONED, ROLLED_BACK_AT_COMMIT, retrying
+from gateway.storage.pg_retry import ABANDONED, ROLLED_BACK_AT_COMMIT, remaining, retrying
 from gateway.storage.rate_limits import BUCKETS_TABLE
 from gateway.storage.schema import migrations
 from gateway.storage.types import StorageBusy, StorageError, StorageUnavailable
@@ -52,10 +52,13 @@ class PostgresDb:
     writable_ctes = True
     commits_in_order = False
 
-    def __init__(self, connection: asyncpg.Connection | asyncpg.Pool, timeout: float | None = None,
+    def __init__(self, connection: asyncpg.Connection | asyncpg.Pool, deadline: float | None = None,
                  schema: str = "") -> None:
         self._connection = connection
-        self._timeout = timeout  # of a read: the driver cancels the statement on the server after it
+        # When its statements give up (the event loop's clock): the driver then cancels the statement on the
+        # server and raises TimeoutError. A server that keeps a connection open and never answers cannot hold
+        # a request for ever. None: a unit that may take long by design (an import, a purge).
+        self._deadline = deadline
         # Advisory locks belong to the database, and one database may hold several deployments, one schema
         # each: a lock is named within its schema.
         self._schema = schema
@@ -63,29 +66,33 @@ class PostgresDb:
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         if any(isinstance(param, str) and "\x00" in param for param in params):
             return []  # PostgreSQL text cannot hold NUL, so nothing stored matches (and the driver would refuse)
-        rows = await self._connection.fetch(to_postgres(sql), *params, timeout=self._timeout)
+        rows = await self._connection.fetch(to_postgres(sql), *params, timeout=self._timeout())
         return [tuple(row) for row in rows]
+
+    def _timeout(self) -> float | None:
+        return remaining(self._deadline)
 
     async def fetch_by_key(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return await self.fetch(sql, params)  # a round trip like any other
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        return _affected(await self._connection.execute(to_postgres(sql), *params))
+        return _affected(await self._connection.execute(to_postgres(sql), *params, timeout=self._timeout()))
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         rows = list(rows)
         if rows:
-            await self._connection.executemany(to_postgres(sql), rows)
+            await self._connection.executemany(to_postgres(sql), rows, timeout=self._timeout())
 
     # Only the integer key is inlined: a simple query, so that a transaction's BEGIN can go out with it.
     LOCK = "SELECT pg_advisory_xact_lock({key:d})"
 
     async def lock(self, name: str) -> None:
-        await self._connection.execute(self.LOCK.format(key=lock_key(self._schema, name)))
+        await self._connection.execute(self.LOCK.format(key=lock_key(self._schema, name)), timeout=self._timeout())
 
     async def lock_shared(self, name: str) -> None:
         key = lock_key(self._schema, name)
-        if not await self._connection.fetchval("SELECT pg_try_advisory_xact_lock_shared($1)", key):
+        if not await self._connection.fetchval("SELECT pg_try_advisory_xact_lock_shared($1)", key,
+                                               timeout=self._timeout()):
             raise StorageBusy(name)
 
     async def execute_last(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
@@ -108,8 +115,8 @@ class PostgresTransaction(PostgresDb):
     """A write on one connection. BEGIN goes out with its first statement when that is a lock (one simple
     query, one round trip), else on its own just before; a unit that ran no statement sends nothing."""
 
-    def __init__(self, connection: asyncpg.Connection, schema: str) -> None:
-        super().__init__(connection, schema=schema)
+    def __init__(self, connection: asyncpg.Connection, schema: str, deadline: float | None) -> None:
+        super().__init__(connection, deadline, schema)
         self.begun = False
         self._last: dict[str, list[Sequence[Any]]] = {}
 
@@ -126,7 +133,7 @@ class PostgresTransaction(PostgresDb):
     async def _begin(self) -> None:
         if not self.begun:
             self.begun = True
-            await self._connection.execute(BEGIN)
+            await self._connection.execute(BEGIN, timeout=self._timeout())
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         await self._begin()
@@ -149,10 +156,7 @@ class PostgresTransaction(PostgresDb):
         if not self.begun:
             self.begun = True
             statement = f"{BEGIN}; {statement}"
-        await self._connection.execute(statement)
-
-
-MIN_WAIT_SECONDS = 0.05
+        await self._connection.execute(statement, timeout=self._timeout())
 
 
 class PoolReader(PostgresDb):
@@ -170,10 +174,9 @@ class PoolReader(PostgresDb):
     async def _fetch_once(self, sql: str, params: Sequence[Any], deadline: float) -> list[Any]:
         """Waits for a connection and for the statement only until the deadline (a server that takes
         connections but does not answer); the driver's own timeouts, which give a connection back."""
-        remaining = max(deadline - asyncio.get_running_loop().time(), MIN_WAIT_SECONDS)
-        async with self._pool.acquire(timeout=remaining) as connection:
+        async with self._pool.acquire(timeout=remaining(deadline)) as connection:
             try:
-                return await PostgresDb(connection, timeout=remaining).fetch(sql, params)
+                return await PostgresDb(connection, deadline).fetch(sql, params)
             except ABANDONED:
                 # A loss or a cancelled statement leaves the connection in a state nobody knows: closed, the
                 # server ends whatever it was doing, and the pool opens a fresh one.
@@ -196,19 +199,22 @@ class PostgresBackend:
     def reader(self) -> Db:
         return self._pool_db
 
-    async def write(self, unit: Unit[T], *, once: bool = False) -> T:
+    async def write(self, unit: Unit[T], *, once: bool = False, lengthy: bool = False) -> T:
         """Retried as a whole while it fails before COMMIT (nothing committed), unless `once`; a COMMIT that
         got no answer is not retried (its outcome is unknown): StorageUnavailable, and the client's retry
-        with the same correlation id finds the stored answer if it did commit."""
+        with the same correlation id finds the stored answer if it did commit. Its waits for a connection and
+        its statements give up at the busy timeout, unless `lengthy`; its COMMIT gets a busy timeout of its
+        own."""
+        deadline = None if lengthy else asyncio.get_running_loop().time() + self._busy_timeout
         try:
             # Once: no time left for a second attempt, so its first failure is StorageUnavailable.
-            return await retrying(lambda: self._write_once(unit), 0.0 if once else self._busy_timeout)
+            return await retrying(lambda: self._write_once(unit, deadline), 0.0 if once else self._busy_timeout)
         except _CommitFailed as unknown:
             raise StorageUnavailable("PostgreSQL: no answer to COMMIT") from unknown.__cause__
 
-    async def _write_once(self, unit: Unit[T]) -> T:
-        async with self._pool.acquire() as connection:
-            transaction = PostgresTransaction(connection, self._schema)
+    async def _write_once(self, unit: Unit[T], deadline: float | None) -> T:
+        async with self._pool.acquire(timeout=remaining(deadline)) as connection:
+            transaction = PostgresTransaction(connection, self._schema, deadline)
             try:
                 result = await unit(transaction)
                 await transaction.finish()
@@ -216,11 +222,11 @@ class PostgresBackend:
                 connection.terminate()  # the server rolls the transaction back with the connection
                 raise
             except BaseException:
-                await _roll_back(connection)
+                await _roll_back(connection, remaining(deadline))
                 raise
             if transaction.begun:
                 try:
-                    await connection.execute(COMMIT)
+                    await connection.execute(COMMIT, timeout=None if deadline is None else self._busy_timeout)
                 except ROLLED_BACK_AT_COMMIT:
                     raise  # the server answered: nothing committed, and the unit may run again
                 except ABANDONED as failure:
@@ -235,12 +241,12 @@ class PostgresBackend:
         return await self.write(unit)
 
 
-async def _roll_back(connection: asyncpg.Connection) -> None:
+async def _roll_back(connection: asyncpg.Connection, timeout: float | None) -> None:
     """Ends the transaction a unit left open; a connection that cannot even do that is closed instead."""
     if connection.is_closed() or not connection.is_in_transaction():
         return
     try:
-        await connection.execute(ROLLBACK)
+        await connection.execute(ROLLBACK, timeout=timeout)
     except BaseException:
         connection.terminate()
         raise

@@ -131,10 +131,11 @@ class SqlStorage:
     async def purge(self, answers_before: int, events_before: int) -> tuple[int, int]:
         """Drops expired answers, expired events (and the record of webhook attempts as old) and old journal
         entries; how many answers and events."""
-        await self._backend.write(lambda db: changes.purge_journal(db, int(time.time())))
-        purged_events = await self._backend.write(lambda db: events.purge_events(db, events_before))
-        await self._backend.write(lambda db: webhooks.purge_attempts(db, events_before))
-        return await self._backend.write(lambda db: answers.purge_answers(db, answers_before)), purged_events
+        await self._backend.write(lambda db: changes.purge_journal(db, int(time.time())), lengthy=True)
+        purged_events = await self._backend.write(lambda db: events.purge_events(db, events_before), lengthy=True)
+        await self._backend.write(lambda db: webhooks.purge_attempts(db, events_before), lengthy=True)
+        purged_answers = await self._backend.write(lambda db: answers.purge_answers(db, answers_before), lengthy=True)
+        return purged_answers, purged_events
 
     async def events_after(self, partner_id: str, after: int, limit: int, customer_ids: Iterable[str],
                            types: Iterable[str]) -> list[tuple[int, bytes]]:
@@ -175,7 +176,8 @@ class SqlStorage:
 
     async def import_records(self, records: Iterable[tuple[int, ImportRecord]], events: bool = True) -> ImportCounts:
         # Once: the records are read as the import goes, and a second run would write only those left.
-        return await self._backend.write(lambda db: imports.import_records(db, records, events), once=True)
+        return await self._backend.write(lambda db: imports.import_records(db, records, events), once=True,
+                                         lengthy=True)
 
     async def set_order_status(self, order_id: str, status: str) -> Order | None:
         return await self._backend.write(lambda db: orders.set_order_status(db, order_id, status))

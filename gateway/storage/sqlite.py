@@ -102,7 +102,7 @@ class SqliteBackend:
     def reader(self) -> Db:
         return self._read_db
 
-    async def write(self, unit: Unit[T], *, once: bool = False) -> T:
+    async def write(self, unit: Unit[T], *, once: bool = False, lengthy: bool = False) -> T:
         return await self._writer.write(unit)  # never run twice: SQLite waits within its busy timeout
 
     async def write_buckets(self, unit: Unit[T]) -> T:
