@@ -21,12 +21,13 @@ from typing import Any
 import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.streams import EMPTY_PAYLOAD
+from aiohttp.web_protocol import RequestHandler, _ErrInfo
 
 from gateway.cli_common import PortInUse
 from gateway.errors import INTERNAL_ERROR, ApiError
-from gateway.http_limits import PARSER_LIMITS, ids_without_controls, refusal
-from gateway.keys import METRICS
+from gateway.http_limits import PARSER_LIMITS, HeadTimeout, ids_without_controls, refusal
+from gateway.keys import METRICS, SETTINGS
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.version import VERSION
@@ -41,10 +42,48 @@ Listening = Callable[[web.Application, str], Awaitable[None]]  # the app and its
 
 
 class _RefusingHandler(RequestHandler):
-    metrics: Metrics  # set by the server that builds it: kept here, as the connection may drop its server
+    # Set by the server that builds it: kept here, as the connection may drop its server.
+    metrics: Metrics
+    head_timeout: float  # the body timeout's seconds, for a request line and header fields to arrive
+    _head_deadline: asyncio.TimerHandle | None = None
 
     def data_received(self, data: bytes) -> None:
         super().data_received(ids_without_controls(data))
+        self._time_the_head()
+
+    def _time_the_head(self) -> None:
+        """aiohttp bounds neither how long a request's head may take to arrive nor, but for the keep-alive
+        timeout counted from the connection's start, how long a client may send a byte of it now and then.
+        The first bytes of a head start a deadline, which the complete head cancels: past it, the request is
+        answered 408 (and the connection closed), as a body that is too slow is."""
+        waiting_for_head = self._waiting_for_head()
+        if waiting_for_head and self._head_deadline is None:
+            self._head_deadline = self._loop.call_later(self.head_timeout, self._head_expired)
+        elif not waiting_for_head and self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _waiting_for_head(self) -> bool:
+        """Between requests, the next one's bytes coming in (aiohttp waits for its head on `_waiter`): not
+        while a request is handled, nor while one parsed is about to be, nor while a body is still read."""
+        waiting = self._waiter is not None and not self._waiter.done()
+        return waiting and not self._messages and not self._force_close
+
+    def _head_expired(self) -> None:
+        self._head_deadline = None
+        if not self._waiting_for_head():
+            return
+        # Answered the way aiohttp answers a request its parser refused: handle_error, below.
+        timeout = HeadTimeout()
+        self._messages.append((_ErrInfo(status=408, exc=timeout, message=timeout.message), EMPTY_PAYLOAD))
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+        super().connection_lost(exc)
 
     def log_exception(self, *args: Any, **kw: Any) -> None:
         """After an answer, aiohttp reads what is left of an unread body ("lingering close"); a body the client
@@ -74,22 +113,23 @@ class _RefusingHandler(RequestHandler):
 
 
 class _GatewayServer(web.Server):
-    def __init__(self, built: web.Server, metrics: Metrics) -> None:
+    def __init__(self, built: web.Server, metrics: Metrics, head_timeout: float) -> None:
         """The server AppRunner built, with our handler: the same request handler, factory and arguments
         (Server keeps the handler arguments and loop in private attributes, which its subclass reads)."""
         super().__init__(built.request_handler, request_factory=built.request_factory,
                          handler_cancellation=built.handler_cancellation, loop=built._loop, **built._kwargs)
-        self.metrics = metrics
+        self.metrics, self.head_timeout = metrics, head_timeout
 
     def __call__(self) -> RequestHandler:
         handler = _RefusingHandler(self, loop=self._loop, **self._kwargs)
-        handler.metrics = self.metrics
+        handler.metrics, handler.head_timeout = self.metrics, self.head_timeout
         return handler
 
 
 class _GatewayRunner(web.AppRunner):
     async def _make_server(self) -> web.Server:
-        return _GatewayServer(await super()._make_server(), self.app[METRICS])
+        return _GatewayServer(await super()._make_server(), self.app[METRICS],
+                              self.app[SETTINGS].body_timeout_seconds)
 
 
 def serve_app(app: web.Application, settings: Settings, on_listening: Listening | None = None,

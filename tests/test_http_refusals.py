@@ -7,6 +7,9 @@ test sends credentials through every kind of refused request and finds none of t
 from __future__ import annotations
 
 import base64
+import select
+import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -104,6 +107,41 @@ def test_a_body_not_received_in_time_is_408_and_the_connection_closed(served):
     head, body = request[: -len(b"grant_type=client_credentials")], b"grant_type=client_credentials"
     answer = refused(served, head + body[:2], 408, "408", drip=body[2:], every=0.3)
     assert answer.closed and answer.headers.get("connection", "").lower() == "close"
+
+
+def test_a_head_not_received_in_time_is_408_and_the_connection_closed(served):
+    """A client that sends a header field now and then, or stops halfway through the head, holds the
+    connection no longer than the body timeout (it was the keep-alive timeout, 75 s from the connection's
+    start, and without an answer)."""
+    head = get(headers=b"X-Request-Id: slow-head\r\n")[: -len(b"\r\n")]  # the head's last line never comes
+    started = time.monotonic()
+    answer = refused(served, head, 408, "408", drip=b"X-Pad: v\r\n" * 40, every=0.2)
+    assert answer.closed and time.monotonic() - started < float(BODY_TIMEOUT) + 2
+    stalled = refused(served, b"GET /healthz HTTP/1.1\r\nHo", 408, "408")
+    assert stalled.closed
+
+
+def test_a_head_in_time_then_a_slow_client_between_requests_is_not_refused(served):
+    """The deadline is the head's: a keep-alive connection idle between requests is the keep-alive timeout's
+    business, and a head that arrives in pieces within the deadline is served."""
+    answer = exchange(served.port, b"GET /healthz HTTP/1.1\r\n", drip=b"Host: gw\r\n\r\n", every=0.05)
+    assert answer is not None and answer.status == 200
+
+
+def test_a_keep_alive_connection_idle_after_a_request_gets_no_408(served):
+    """The head's deadline never outlives the head: a connection idle after an answer (here to a request with
+    a body, whose bytes may arrive while it is handled) gets nothing unasked, and serves its next request."""
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+        form = b"grant_type=client_credentials&client_id=x&client_secret=y"
+        request = post(form)
+        sock.sendall(request[: -len(form)])
+        time.sleep(0.1)
+        sock.sendall(form)  # the body's bytes arrive while the request is handled
+        assert sock.recv(65536).startswith(b"HTTP/1.1 401")
+        time.sleep(float(BODY_TIMEOUT) + 0.5)
+        assert select.select([sock], [], [], 0)[0] == []  # nothing arrived meanwhile
+        sock.sendall(get())
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
 
 
 @pytest.mark.parametrize(
