@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 
 import aiohttp
@@ -134,6 +135,22 @@ async def test_new_key_with_a_used_request_id_is_4120(client, partner):
     response, raw = await post(client, {**headers, "X-Correlation-Id": "another-key"})
     assert response.status == 400 and json.loads(raw)["code"] == "4120"
     assert await count_orders(client, partner) == 1
+
+
+async def test_a_request_id_too_long_for_an_index_is_echoed_and_checked_as_any(client, partner):
+    """PostgreSQL's index takes at most 2,704 bytes a row: a longer X-Request-Id (within the 8 KiB header
+    limit) was a 500 on every POST. It is kept as its digest, so it is echoed, stored and found again."""
+    long_id = "".join(hashlib.sha256(b"%d" % n).hexdigest() for n in range(94))  # 3,008 bytes, incompressible
+    headers = {**await partner_headers(client, partner), "X-Request-Id": long_id}
+    response, _ = await post(client, headers)
+    assert response.status == 201 and response.headers["X-Request-Id"] == long_id
+    replayed, _ = await post(client, headers)
+    assert replayed.status == 201 and replayed.headers["Idempotent-Replayed"] == "true"
+    response, raw = await post(client, {**headers, "X-Correlation-Id": "another-key"})
+    assert response.status == 400 and json.loads(raw)["code"] == "4120"
+    response, _ = await post(client, {**headers, "X-Correlation-Id": "a-third-key", "X-Request-Id": long_id[:-1]})
+    assert response.status == 201
+    assert await count_orders(client, partner) == 2
 
 
 async def test_gets_are_never_stored(client, partner):

@@ -1,6 +1,7 @@
 """Stored answers of correlation ids (docs/placing-orders-and-replay.md): the claim on a key, the answer stored with the write."""
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from gateway.idempotency import Answer, Claim
@@ -49,7 +50,7 @@ INSERT_ANSWER = """
 async def store_answer(db: Db, claim: Claim, answer: Answer, created: int) -> None:
     await db.execute(
         INSERT_ANSWER,
-        (claim.partner_id, claim.key, claim.fingerprint, claim.request_id, answer.status, answer.body,
+        (claim.partner_id, claim.key, claim.fingerprint, _indexed(claim.request_id), answer.status, answer.body,
          answer.content_type, answer.location, created),
     )
 
@@ -58,7 +59,19 @@ REQUEST_ID_USED = "SELECT 1 FROM idempotency WHERE partner_id = ? AND request_id
 
 
 async def request_id_used(db: Db, partner_id: str, request_id: str, not_before: int) -> bool:
-    return bool(await db.fetch(REQUEST_ID_USED, (partner_id, request_id, not_before)))
+    return bool(await db.fetch(REQUEST_ID_USED, (partner_id, _indexed(request_id), not_before)))
+
+
+# A request id is indexed, and a PostgreSQL index row takes at most 2,704 bytes, while a header line may
+# hold 8 KiB: a longer id is kept as its digest (ids of this length and shorter are kept as they are).
+MAX_INDEXED_REQUEST_ID_BYTES = 255
+
+
+def _indexed(request_id: str) -> str:
+    encoded = request_id.encode("utf-8", "surrogateescape")
+    if len(encoded) <= MAX_INDEXED_REQUEST_ID_BYTES:
+        return request_id
+    return f"sha256:{hashlib.sha256(encoded).hexdigest()}"
 
 
 PURGE_ANSWERS = "DELETE FROM idempotency WHERE created < ?"
