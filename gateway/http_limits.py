@@ -98,7 +98,10 @@ NOT_UTF8 = b"\xff"
 
 
 def ids_without_controls(data: bytes) -> bytes:
-    """`data` as read from a connection, with control characters in the two ids' values made refusable."""
-    if _CONTROL.search(data) is None:
+    """`data`, read from a connection while a request's head is awaited, with control characters in the two
+    ids' values made refusable: in the head alone, up to its blank line, never in the body bytes after it."""
+    end = data.find(b"\r\n\r\n")
+    head, rest = (data, b"") if end < 0 else (data[: end + 2], data[end + 2 :])
+    if _CONTROL.search(head) is None:
         return data
-    return _ID_FIELD.sub(lambda field: field[1] + _CONTROL.sub(NOT_UTF8, field[2]), data)
+    return _ID_FIELD.sub(lambda field: field[1] + _CONTROL.sub(NOT_UTF8, field[2]), head) + rest

@@ -48,7 +48,7 @@ class _RefusingHandler(RequestHandler):
     _head_deadline: asyncio.TimerHandle | None = None
 
     def data_received(self, data: bytes) -> None:
-        super().data_received(ids_without_controls(data))
+        super().data_received(ids_without_controls(data) if self._waiting_for_head() else data)
         self._time_the_head()
 
     def _time_the_head(self) -> None:
