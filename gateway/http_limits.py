@@ -63,10 +63,13 @@ def check_request_head(request: web.BaseRequest) -> None:
     size = sum(len(name) + len(value) + _HEADER_LINE_OVERHEAD for name, value in request.raw_headers)
     if size > MAX_HEADERS_BYTES:
         raise ApiError("431")
-    for header in request.headers.getall("Content-Encoding", ()):
-        for coding in header.split(","):
-            if coding.strip().lower() not in ACCEPTED_ENCODINGS:
-                raise ApiError("415")
+    codings = [coding.strip().lower() for header in request.headers.getall("Content-Encoding", ())
+               for coding in header.split(",")]
+    if any(coding not in ACCEPTED_ENCODINGS for coding in codings):
+        raise ApiError("415")
+    # aiohttp undoes one coding: a body coded twice (`gzip, gzip`) would reach the handlers still coded.
+    if sum(coding != "identity" for coding in codings) > 1:
+        raise ApiError("415", "Only one content coding (gzip or deflate) is decoded")
 
 
 class BodyTimeout(TimeoutError):

@@ -82,7 +82,8 @@ def test_a_request_target_over_8_kib_is_414(served):
     refused(served, get(b"/v3/customers/" + b"c" * 8200 + b"/orders"), 414, "414")
 
 
-@pytest.mark.parametrize("coding", [b"br", b"zstd", b"compress", b"xyz", b"gzip, br", b"identity, x"])
+@pytest.mark.parametrize("coding", [b"br", b"zstd", b"compress", b"xyz", b"gzip, br", b"identity, x", b"gzip, gzip",
+                                    b"deflate, gzip"])
 def test_a_content_encoding_other_than_gzip_deflate_identity_is_415(served, coding):
     answer = refused(served, post(b"grant_type=x", b"Content-Encoding: " + coding + b"\r\n"), 415, "415")
     assert b"Brotli" not in answer.body and b"install" not in answer.body
