@@ -197,7 +197,7 @@ def _checkable_return(body: Mapping[str, Any]) -> OrderRequest | None:
     if body.get("orderType") != "RETURN" or not isinstance(reference, str) or not reference:
         return None
     if not isinstance(lines, list):
-        return None
+        lines = []  # what the whole RETURN is checked for (its original, its age, what is left) still holds
     checkable = tuple(
         LineRequest(line["extLineItemNumber"], line["offerId"], line["quantity"], "", "", None)
         for line in lines[:MAX_LINES]

@@ -362,6 +362,22 @@ async def test_a_returns_own_problems_and_those_of_its_original_are_named_togeth
     assert answer["additionalDetails"][-1] == "The referenced order is older than 14 days"
 
 
+@pytest.mark.parametrize("lines", [None, {}, "x"])
+async def test_a_return_without_a_list_of_lines_still_names_its_originals_problems(client, partner, lines):
+    """A missing or malformed lineItems is the body's own problem; the original's age is the whole RETURN's,
+    and is named with it (and the answer, which depends on the original, is not stored)."""
+    body = return_of("5000000002")  # 20 days old
+    if lines is None:
+        del body["lineItems"]
+    else:
+        body["lineItems"] = lines
+    for _ in range(2):
+        response, answer = await send(client, partner, body, key=f"return-no-lines-{lines!r}")
+        assert response.status == 400 and "Idempotent-Replayed" not in response.headers
+        assert "referenceOrderId" in answer["invalidFields"] and "lineItems" in answer["invalidFields"]
+        assert answer["additionalDetails"][-1] == "The referenced order is older than 14 days"
+
+
 async def test_partial_returns_add_up_and_failed_ones_give_back(client, partner, db_url):
     # Line 2 of 5000000001 has quantity 2.
     response, first = await send(client, partner, return_of("5000000001", (2, "OFFER-B", 1)))
