@@ -21,8 +21,15 @@ _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
 _INNERMOST = re.compile(rb"\[\]|\{\}")
 
+# orjson reads an integer beyond 64 bits as the nearest double, and refuses one beyond a double's range: two
+# bodies that differ only there would share a fingerprint, so such numbers are refused. At most 19 digits
+# always read exactly (into 64 bits, or as the double a fraction means).
+MAX_NUMBER_DIGITS = 19
+_TOO_MANY_DIGITS = re.compile(rb"\d{%d}" % (MAX_NUMBER_DIGITS + 1))
+
 NOT_AN_OBJECT = "The request body must be a JSON object"
 TOO_DEEP = f"JSON nested more than {MAX_DEPTH} levels deep"
+NUMBER_TOO_LONG = f"A number has more than {MAX_NUMBER_DIGITS} digits, or is beyond the range of a double"
 
 
 class BodyProblem(ValueError):
@@ -37,12 +44,16 @@ def parse_object(raw: bytes) -> dict[str, Any]:
     """The JSON object of `raw`, or BodyProblem saying why it is not one within the limits."""
     try:
         value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as refused:
         # orjson stops at 1024 levels itself: say so rather than "not JSON" when that is the reason.
+        if "infinity" in str(refused):
+            raise BodyProblem(NUMBER_TOO_LONG) from None
         raise BodyProblem(TOO_DEEP if text_too_deep(raw) else NOT_AN_OBJECT) from None
     if not isinstance(value, dict):
         raise BodyProblem(NOT_AN_OBJECT)
     within_limits(raw, value)
+    if _TOO_MANY_DIGITS.search(raw) and _TOO_MANY_DIGITS.search(_STRING.sub(b"", raw)):
+        raise BodyProblem(NUMBER_TOO_LONG)
     return value
 
 
