@@ -37,6 +37,7 @@ from schemas.problems import (
     NUL,
     OUT_OF_RANGE,
     QUERY,
+    QUERY_TOO_LONG,
     QUERY_KEY,
     REQUIRED,
     TOO_LONG,
@@ -67,6 +68,7 @@ KIND_CODES: dict[str, str] = {
     TOO_LONG: "1117",  # a string over MAX_STRING; externalReferenceId has its own limit and code
     NUL: "1117",
     QUERY: "1117",
+    QUERY_TOO_LONG: "1132",
 }
 # RFC 6749 5.2 errors of a token request, by the kind of problem with its grant type.
 TOKEN_ERRORS: dict[str, tuple[int, str]] = {

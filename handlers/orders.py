@@ -59,10 +59,10 @@ async def order_details(request: web.Request) -> web.Response:
 
 # What the request alone is wrong about (stored and replayed), then what depends on stored orders (not stored).
 _PLACE_CODES = (
-    "1117", "1121", "1122", "2119", "2120", "2121", "2123", "2126", "2141",
+    "1117", "1121", "1122", "1132", "2119", "2120", "2121", "2123", "2126", "2141",
     "2130", "2131", "2133", "2134", "1116", "2115",
 )
-_UPDATE_CODES = ("1117", "1121", "1122", "2126", "1116", "2115")
+_UPDATE_CODES = ("1117", "1121", "1122", "1132", "2126", "1116", "2115")
 _WRITE_NOTES = {
     400: "The first problem found decides the code; every problem is listed in additionalDetails and "
          "invalidFields. Problems of the body or query (not 4119, 4120) are stored and replayed for the same "

@@ -33,6 +33,7 @@ from schemas.problems import (
     MAX_STRING,
     NUL_KEY,
     QUERY,
+    QUERY_TOO_LONG,
     QUERY_KEY,
     REQUIRED,
     SHARED_KEY,
@@ -264,6 +265,8 @@ class WriteQuerySchema(Schema):
         for name, value in original.items():  # a MultiMapping: every pair, repeated names included
             if name != FETCH_PRICE:
                 found.append(Problem(QUERY, name, f"unknown query parameter {name}"))
+            elif len(value) > MAX_STRING:
+                found.append(Problem(QUERY_TOO_LONG, name, f"{name} is longer than {MAX_STRING} characters"))
             elif value not in FLAG_VALUES:
                 found.append(Problem(QUERY, name, f"{name} must be one of {', '.join(FLAG_VALUES)}"))
         if found:

@@ -32,6 +32,7 @@ UNSUPPORTED = "unsupported"
 CONFLICT = "conflict"  # a query parameter that takes one value, sent twice with different ones
 NUL = "nul"  # a NUL character, wherever it is: always 1117, whatever the field
 QUERY = "query"  # a query parameter a write does not take: always 1117, whatever its name
+QUERY_TOO_LONG = "query_too_long"  # a query value over MAX_STRING: 1132, as on every endpoint
 
 # Keys of a schema's messages that name a check rather than a field: the Problems under them name theirs.
 NUL_KEY = "_nul"

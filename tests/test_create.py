@@ -285,6 +285,15 @@ async def test_post_takes_only_fetch_price(client, partner, params, ok):
 
 
 @pytest.mark.parametrize("method", ["POST", "PATCH"])
+async def test_a_query_value_over_64_characters_is_1132_as_on_every_endpoint(client, partner, method):
+    path, body = (ORDERS, new_order()) if method == "POST" else (f"{ORDERS}/5000000001", {"externalReferenceId": "X"})
+    response, answer = await send(client, partner, body, method=method, path=path, params={"fetch-price": "t" * 65})
+    assert_error(response, answer, 400, "1132", ["fetch-price"])
+    response, answer = await send(client, partner, body, method=method, path=path, params={"fetch-price": "t" * 64})
+    assert_error(response, answer, 400, "1117", ["fetch-price"])  # within the limit: just not true or false
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
 async def test_a_query_value_that_is_not_utf8_is_1117(client, partner, method):
     path, body = (ORDERS, new_order()) if method == "POST" else (f"{ORDERS}/5000000001", {"externalReferenceId": "X"})
     response, answer = await send(client, partner, body, path=f"{path}?fetch-price=%FF", method=method, key="bad-q")

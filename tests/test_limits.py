@@ -134,9 +134,10 @@ async def test_patch_strings_keep_their_limits(client, partner):
     assert (status, body["code"], body["invalidFields"]) == (400, "1117", ["externalReferenceId"])
 
 
-async def test_post_query_values_over_the_limit_are_1117(client, partner):
+async def test_post_query_values_over_the_limit_are_1132(client, partner):
+    """"every string query value too (1132)": a write's query included."""
     status, body = await send(client, partner, orjson.dumps(order()), params={"fetch-price": "t" * 5000})
-    assert (status, body["code"], body["invalidFields"]) == (400, "1117", ["fetch-price"])
+    assert (status, body["code"], body["invalidFields"]) == (400, "1132", ["fetch-price"])
 
 
 @pytest.mark.parametrize("name", ["offer-id", "subscription-id", "reference-order-id", "external-reference-id",
