@@ -45,7 +45,7 @@ from gateway.order_model import LineItem, Order, Promotion
 from gateway.partners import create_partner
 from gateway.storage import open_storage
 from gateway.storage.orders import INSERT_LINE, line_rows, order_row
-from gateway.storage.postgres import MIGRATIONS as PG_MIGRATIONS
+from gateway.storage.pg_migrations import MIGRATIONS as PG_MIGRATIONS
 from gateway.storage.sqlite import MIGRATIONS
 
 GENERATOR = 1  # bump when the generated data changes: old caches are then ignored

@@ -9,9 +9,9 @@ from typing import Any
 import orjson
 
 from gateway.errors import ApiError, Problems
-from gateway.idempotency import Answer, Claim
+from gateway.idempotency import RETRY_AFTER_SECONDS, Answer, Claim
 from gateway.order_model import STATUS_PENDING, LineItem, Order, link, new_order_id, order_uri, orders_uri
-from gateway.storage import Storage, StorageUnavailable, StoredAnswer, Transaction
+from gateway.storage import LockHeld, Storage, StorageUnavailable, StoredAnswer, Transaction
 from schemas.lines import MAX_LINE_NUMBER, MAX_LINES, LineRequest
 from schemas.orders import MAX_QUANTITY
 from schemas.order_requests import OrderRequest
@@ -35,13 +35,23 @@ def replay(stored: StoredAnswer, claim: Claim) -> Reply:
     return Reply(stored.answer, replayed=True)
 
 
+async def _replay_or_claim(tx: Transaction, claim: Claim) -> Reply | None:
+    """Inside a write: the reply to a key that has its answer stored, or None with the key claimed until the
+    transaction ends. 409 4122 while another process's request with the key is still executing (this
+    process's own duplicates are answered so before they get here)."""
+    try:
+        stored = await tx.claim(claim.partner_id, claim.key, claim.not_before)
+    except LockHeld:
+        raise ApiError("4122", headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+    return None if stored is None else replay(stored, claim)
+
+
 async def keep_answer(storage: Storage, claim: Claim, answer: Answer) -> Reply:
     """Stores an answer that wrote nothing (a preview, a refusal caused by the request alone)."""
 
     async def unit(tx: Transaction) -> Reply:
-        stored = await tx.claim(claim.partner_id, claim.key, claim.not_before)
-        if stored is not None:
-            return replay(stored, claim)
+        if replayed := await _replay_or_claim(tx, claim):
+            return replayed
         await tx.store_answer(claim, answer, claim.now)
         return Reply(answer, replayed=False)
 
@@ -60,9 +70,8 @@ async def place(storage: Storage, claim: Claim, customer_id: str, request: Order
 
     async def unit(tx: Transaction) -> Reply:
         partner_id, now = claim.partner_id, claim.now
-        stored = await tx.claim(partner_id, claim.key, claim.not_before)
-        if stored is not None:
-            return replay(stored, claim)
+        if replayed := await _replay_or_claim(tx, claim):
+            return replayed
         reseller_id = await tx.customer_reseller(customer_id, partner_id)
         if reseller_id is None:
             raise ApiError("1116")
@@ -85,9 +94,8 @@ async def update_reference(storage: Storage, claim: Claim, customer_id: str, ord
                            value: str) -> Reply:
     async def unit(tx: Transaction) -> Reply:
         partner_id = claim.partner_id
-        stored = await tx.claim(partner_id, claim.key, claim.not_before)
-        if stored is not None:
-            return replay(stored, claim)
+        if replayed := await _replay_or_claim(tx, claim):
+            return replayed
         order = await tx.visible_order(customer_id, order_id, partner_id)
         if order is None:
             raise ApiError("2115" if await tx.customer_reseller(customer_id, partner_id) else "1116")

@@ -170,6 +170,32 @@ async def test_numbers_json_cannot_tell_apart_are_refused_not_fingerprinted_alik
     assert await count_orders(client, partner) == 1
 
 
+async def test_a_key_claimed_by_another_process_is_4122_at_once(client, partner, db_url):
+    """While another process's request with the key is executing (here: its transaction holds the key's
+    claim), a duplicate is 409 4122 with Retry-After, not made to wait (and then replayed, or 503)."""
+    if db_url.startswith("sqlite://"):
+        pytest.skip("SQLite's writers are one at a time: no other transaction runs beside this one")
+    import asyncpg
+    from gateway.storage.postgres import lock_key
+
+    headers = await partner_headers(client, partner)
+    other = await asyncpg.connect(db_url)
+    try:
+        schema = await other.fetchval("SELECT current_schema()")
+        await other.execute("BEGIN")
+        claim = lock_key(schema, f"answer\x1fP1\x1f{headers['X-Correlation-Id']}")
+        await other.execute("SELECT pg_advisory_xact_lock($1)", claim)
+        started = asyncio.get_running_loop().time()
+        response, raw = await post(client, headers)
+        assert response.status == 409 and json.loads(raw)["code"] == "4122" and response.headers["Retry-After"]
+        assert asyncio.get_running_loop().time() - started < 1.0
+        await other.execute("ROLLBACK")  # the other request failed: the key is free again
+    finally:
+        await other.close()
+    response, _ = await post(client, headers)
+    assert response.status == 201 and "Idempotent-Replayed" not in response.headers
+
+
 async def test_gets_are_never_stored(client, partner):
     headers = await partner_headers(client, partner)
     for _ in range(2):

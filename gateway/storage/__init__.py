@@ -20,6 +20,7 @@ from gateway.storage.types import (
     ImportRecord,
     IndexChanges,
     IndexRow,
+    LockHeld,
     PartnerRecord,
     RateOverride,
     Reseller,
@@ -33,7 +34,7 @@ Transaction = SqlTransaction
 
 __all__ = [
     "Attempt", "Delivery", "Webhook", "Bucket", "Credential", "CredentialRecord", "PartnerRecord", "RateOverride", "Customer", "CustomerScope", "HistoryConditions", "ImportCounts", "ImportRecord", "IndexChanges",
-    "IndexRow", "Reseller", "Storage", "StorageError", "StorageUnavailable", "StoredAnswer", "Transaction", "open_storage",
+    "IndexRow", "LockHeld", "Reseller", "Storage", "StorageError", "StorageUnavailable", "StoredAnswer", "Transaction", "open_storage",
 ]
 
 

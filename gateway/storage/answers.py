@@ -30,8 +30,8 @@ DROP_ANSWER = "DELETE FROM idempotency WHERE partner_id = ? AND key = ?"
 
 async def claim(db: Db, partner_id: str, key: str, not_before: int) -> StoredAnswer | None:
     """Inside a write: the answer already stored under the key, or None with the key claimed until commit.
-    Same-key requests in any process wait here for the first one's transaction to end, then see its answer."""
-    await db.lock(f"answer\x1f{partner_id}\x1f{key}")
+    LockHeld while another transaction has it claimed: the first request with the key is still executing."""
+    await db.lock(f"answer\x1f{partner_id}\x1f{key}", wait=False)
     rows = await db.fetch_by_key(GET_ANSWER, (partner_id, key))
     if not rows:
         return None

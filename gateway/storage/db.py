@@ -38,8 +38,9 @@ class Db(Protocol):
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
 
-    async def lock(self, name: str) -> None:
-        """Held until the transaction ends: transactions taking the same name run one after another."""
+    async def lock(self, name: str, *, wait: bool = True) -> None:
+        """Held until the transaction ends: transactions taking the same name run one after another. Without
+        `wait`, LockHeld at once while another transaction holds it (the transaction can only end then)."""
 
     async def lock_shared(self, name: str) -> None:
         """`lock`, shared with other transactions that take it so, and not with one that takes it with

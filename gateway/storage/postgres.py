@@ -4,7 +4,7 @@ Reads go straight to the pool; each write transaction runs on one pooled connect
 across processes (one order per correlation id, an order read to be written back, returns never exceeding
 what remains) takes a transaction-scoped advisory lock named after the key or the order: the database, not
 any one process, decides who goes first. Failed attempts are tried again as gateway.storage.pg_retry says.
-Migrations run under a session advisory lock, so processes starting together migrate once.
+Migrations: gateway.storage.pg_migrations.
 """
 from __future__ import annotations
 
@@ -18,18 +18,10 @@ from typing import Any
 
 import asyncpg
 
-from gateway.storage.commit_order import NUMBERED_AT_COMMIT, ORDERS_WITHOUT_PARENT_KEYS
 from gateway.storage.db import Db, T, Unit
 from gateway.storage.pg_retry import ABANDONED, ROLLED_BACK_AT_COMMIT, remaining, retrying
-from gateway.storage.rate_limits import BUCKETS_TABLE
-from gateway.storage.schema import migrations
-from gateway.storage.types import StorageBusy, StorageError, StorageUnavailable
-
-MIGRATION_LOCK = 0x6F72646572  # any constant shared by every gateway process ("order")
-
-MIGRATIONS = migrations(bigint="BIGINT", blob="BYTEA", without_rowid="", event_seq="BIGINT PRIMARY KEY",
-                        event_sequence="CREATE SEQUENCE order_events_seq;", numbered_at_commit=NUMBERED_AT_COMMIT,
-                        orders_without_parent_keys=ORDERS_WITHOUT_PARENT_KEYS)
+from gateway.storage.pg_migrations import migrate
+from gateway.storage.types import LockHeld, StorageBusy, StorageError, StorageUnavailable
 
 _NUMBERED = re.compile(r"\?(\d+)")
 
@@ -85,9 +77,18 @@ class PostgresDb:
 
     # Only the integer key is inlined: a simple query, so that a transaction's BEGIN can go out with it.
     LOCK = "SELECT pg_advisory_xact_lock({key:d})"
+    # Not waiting: under a lock timeout of 1 ms for this statement alone, a held lock is an error (55P03).
+    LOCK_NOW = f"SET LOCAL lock_timeout = 1; {LOCK}; SET LOCAL lock_timeout TO DEFAULT"
 
-    async def lock(self, name: str) -> None:
-        await self._connection.execute(self.LOCK.format(key=lock_key(self._schema, name)), timeout=self._timeout())
+    async def lock(self, name: str, *, wait: bool = True) -> None:
+        statement = (self.LOCK if wait else self.LOCK_NOW).format(key=lock_key(self._schema, name))
+        try:
+            await self._connection.execute(self._opening(statement), timeout=self._timeout())
+        except asyncpg.LockNotAvailableError:
+            raise LockHeld() from None
+
+    def _opening(self, statement: str) -> str:
+        return statement  # outside a transaction
 
     async def lock_shared(self, name: str) -> None:
         key = lock_key(self._schema, name)
@@ -151,12 +152,11 @@ class PostgresTransaction(PostgresDb):
         await self._begin()
         await super().lock_shared(name)
 
-    async def lock(self, name: str) -> None:
-        statement = self.LOCK.format(key=lock_key(self._schema, name))
-        if not self.begun:
-            self.begun = True
-            statement = f"{BEGIN}; {statement}"
-        await self._connection.execute(statement, timeout=self._timeout())
+    def _opening(self, statement: str) -> str:
+        if self.begun:
+            return statement
+        self.begun = True
+        return f"{BEGIN}; {statement}"
 
 
 class PoolReader(PostgresDb):
@@ -272,7 +272,7 @@ async def open_postgres(url: str, min_size: int = 1, max_size: int = 10,
     try:
         try:
             async with pool.acquire() as connection:
-                await _migrate(connection)
+                await migrate(connection)
                 schema = await connection.fetchval("SELECT current_schema()")
         except asyncpg.PostgresError as refused:  # no schema to create in, no right to: say so in a line
             raise StorageError(f"PostgreSQL refused the schema's migration: {refused}") from None
@@ -284,17 +284,3 @@ async def open_postgres(url: str, min_size: int = 1, max_size: int = 10,
             await asyncio.wait_for(pool.close(), busy_timeout_seconds)
         except asyncio.TimeoutError:
             pool.terminate()
-
-
-async def _migrate(connection: asyncpg.Connection) -> None:
-    await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
-    try:
-        async with connection.transaction():
-            await connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            version = await connection.fetchval("SELECT max(version) FROM schema_version") or 0
-            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                await connection.execute(script)
-                await connection.execute("INSERT INTO schema_version (version) VALUES ($1)", number)
-            await connection.execute(BUCKETS_TABLE)
-    finally:
-        await connection.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)

@@ -82,7 +82,7 @@ class ReaderDb:
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         raise TypeError("the SQLite reader does not write")
 
-    async def lock(self, name: str) -> None:
+    async def lock(self, name: str, *, wait: bool = True) -> None:
         """Nothing to lock outside a transaction."""
 
     async def lock_shared(self, name: str) -> None:

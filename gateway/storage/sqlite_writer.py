@@ -49,8 +49,9 @@ class WriterDb:
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         self._connection.executemany(sql, rows)
 
-    async def lock(self, name: str) -> None:
-        """Writers are already one at a time (one writer thread, BEGIN IMMEDIATE across processes)."""
+    async def lock(self, name: str, *, wait: bool = True) -> None:
+        """Writers are already one at a time (one writer thread, BEGIN IMMEDIATE across processes): no other
+        transaction holds anything while this one runs."""
 
     async def lock_shared(self, name: str) -> None:
         """Writers are already one at a time: an import's transaction holds the database's write lock."""

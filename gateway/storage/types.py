@@ -17,6 +17,10 @@ class StorageBusy(Exception):
     runs it again after a pause, within the busy timeout, then StorageUnavailable."""
 
 
+class LockHeld(Exception):
+    """A lock taken without waiting (Db.lock) is held by another transaction; this one took nothing."""
+
+
 class StorageUnavailable(Exception):
     """The database cannot serve now (busy or locked past the busy timeout, disk full, connection lost,
     failing over); a write that raised it did not commit, or its outcome is unknown to this process."""
