@@ -87,7 +87,7 @@ def configure_logging(log_format: str = "json", stream: TextIO | None = None, le
     structlog.configure(
         processors=[*shared, *exceptions, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        logger_factory=structlog.WriteLoggerFactory(out),  # a line and its end in one write (see tests)
         cache_logger_on_first_use=True,
     )
 

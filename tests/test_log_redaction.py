@@ -13,9 +13,21 @@ from gateway.logconfig import configure_logging
 SECRET = "s3cr3t-client-secret-0123456789"
 
 
+class _Recorded(io.StringIO):
+    """A stream that keeps each write call's text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
 @pytest.fixture
 def output():
-    stream = io.StringIO()
+    stream = _Recorded()
     root = logging.getLogger()
     saved = root.handlers[:], root.level, logging.lastResort
     structlog_config = structlog.get_config()
@@ -49,3 +61,13 @@ def test_a_logger_that_does_not_propagate_is_filtered_too(output):
     finally:
         logger.propagate = True
     assert SECRET not in output.getvalue() and "value %s" in output.getvalue()
+
+
+def test_each_line_goes_out_whole_in_one_write(output):
+    """`serve --workers` runs processes that share one stderr. Unbuffered (PYTHONUNBUFFERED=1), a line and
+    its end used to go out in two writes (print), and another process's line could land between them: two
+    requests' lines glued into one that no JSON reader takes."""
+    structlog.get_logger("gateway.request").info("request", method="GET", status=200)
+    logging.getLogger("aiohttp.server").warning("a library's line")
+    assert len(output.writes) == 2
+    assert all(write.endswith("\n") and write.count("\n") == 1 for write in output.writes), output.writes
