@@ -91,6 +91,30 @@ async def test_a_write_lock_held_past_the_busy_timeout(aiohttp_client: Any, make
     assert (await (await client.get(ORDERS, headers=headers)).json())["totalCount"] == 1
 
 
+async def test_a_write_queued_behind_one_that_waits_waits_no_longer_than_the_busy_timeout(
+        aiohttp_client: Any, make_partner: Any, load: Any, db_url: str) -> None:
+    """Writes queue for SQLite's one writer. One that came while another waited for a locked database used to
+    wait for that one's whole busy timeout, then its own: nearly twice the timeout (after /readyz, which gives
+    up on its probe at 2 s, a PATCH took 8 s of a 5 s timeout). Each now waits its own busy timeout at most."""
+    sqlite_only(db_url, "holds SQLite's write lock from another connection")
+    partner = await seeded(make_partner, load)
+    client = await gateway(aiohttp_client, db_url, busy_timeout=2.0)
+    headers = await partner_headers(client, partner)
+    loop = asyncio.get_running_loop()
+
+    async def timed(key: str) -> float:
+        started = loop.time()
+        await assert_unavailable(await client.post(ORDERS, json=NEW, headers={**headers, "X-Correlation-Id": key}))
+        return loop.time() - started
+
+    with write_lock(db_url):
+        first = asyncio.create_task(timed("first"))
+        await asyncio.sleep(1.2)
+        second = await timed("second")
+        assert await first < 2.5
+    assert second < 2.5, second  # it was 2.8 s: the first's remaining 0.8 s, then its own 2 s
+
+
 async def test_a_patch_refused_by_a_locked_database_is_not_stored(aiohttp_client: Any, make_partner: Any,
                                                                   load: Any, db_url: str) -> None:
     sqlite_only(db_url, "holds SQLite's write lock from another connection")

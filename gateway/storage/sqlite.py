@@ -136,9 +136,10 @@ async def open_sqlite(url: str, busy_timeout_seconds: float = 5.0) -> AsyncItera
     inline = (*pragmas, "PRAGMA busy_timeout = 0")  # where it would wait, it hands over to a thread at once
     buckets = "PRAGMA synchronous = OFF"
     async with AsyncExitStack() as stack:
-        writer = GroupWriter(_connect(path, pragmas, _migrate))
+        writer = GroupWriter(_connect(path, pragmas, _migrate), busy_timeout_seconds)
         stack.push_async_callback(writer.close)
-        bucket_thread = GroupWriter(_connect(buckets_path(path), (*pragmas, buckets), _create_buckets))
+        bucket_thread = GroupWriter(_connect(buckets_path(path), (*pragmas, buckets), _create_buckets),
+                                    busy_timeout_seconds)
         stack.push_async_callback(bucket_thread.close)
         bucket_writer = InlineWriter(_connect(buckets_path(path), (*inline, buckets), _as_is), bucket_thread)
         stack.callback(bucket_writer.close)

@@ -75,19 +75,25 @@ _Result = tuple[BaseException | None, Any]
 
 
 class GroupWriter:
-    """One thread, one connection; the units queued while a transaction runs make up the next one."""
+    """One thread, one connection; the units queued while a transaction runs make up the next one.
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    A unit waits for a database another process has locked for at most the busy timeout from when it was
+    queued, not from when its transaction begins: a transaction waits only as long as its first unit may
+    (SQLite's busy_timeout, set before each), so that one queued behind a transaction that waited does not
+    wait its own timeout again (nearly twice the timeout, in all)."""
+
+    def __init__(self, connection: sqlite3.Connection, busy_timeout_seconds: float) -> None:
         self._connection = connection
         self._db = WriterDb(connection)
+        self._busy_timeout = busy_timeout_seconds
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
-        self._queue: list[tuple[Unit[Any], asyncio.Future[Any]]] = []
+        self._queue: list[tuple[Unit[Any], asyncio.Future[Any], float]] = []  # and when it stops waiting
         self._flushing: asyncio.Task[None] | None = None
 
     async def write(self, unit: Unit[T]) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.append((unit, future))
+        self._queue.append((unit, future, loop.time() + self._busy_timeout))
         if self._flushing is None or self._flushing.done():
             self._flushing = loop.create_task(self._flush())
         return await future
@@ -96,11 +102,12 @@ class GroupWriter:
         loop = asyncio.get_running_loop()
         while self._queue:
             batch, self._queue = self._queue[:GROUP_COMMIT_MAX], self._queue[GROUP_COMMIT_MAX:]
+            wait = max(batch[0][2] - loop.time(), 0.0)
             try:
-                results = await loop.run_in_executor(self._thread, self._commit, [unit for unit, _ in batch])
+                results = await loop.run_in_executor(self._thread, self._commit, [unit for unit, _, _ in batch], wait)
             except BaseException as failure:  # the commit itself failed: nothing of the batch was written
                 results = [(unavailable(failure), None)] * len(batch)
-            for (_, future), (error, value) in zip(batch, results):
+            for (_, future, _), (error, value) in zip(batch, results):
                 if future.done():  # its caller went away; the write stands, as a replay will show
                     continue
                 if error is not None:
@@ -108,8 +115,9 @@ class GroupWriter:
                 else:
                     future.set_result(value)
 
-    def _commit(self, units: list[Unit[Any]]) -> list[_Result]:
+    def _commit(self, units: list[Unit[Any]], wait_seconds: float) -> list[_Result]:
         execute = self._connection.execute
+        execute(f"PRAGMA busy_timeout = {int(wait_seconds * 1000)}")
         execute("BEGIN IMMEDIATE")
         try:
             results: list[_Result] = []
