@@ -15,7 +15,7 @@ from typing import NoReturn
 from tqdm import tqdm
 
 from gateway.cli_common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, INTERRUPTED, Command, Interrupted
-from gateway.cli_common import PortInUse, defer_interrupt, fail, positive_int, print_json
+from gateway.cli_common import OutputLost, PortInUse, defer_interrupt, fail, positive_int, print_json, print_line
 from gateway.cli_webhooks import WEBHOOK_COMMANDS, add_webhook_commands
 from gateway.importer import ImportLineError, import_file
 from gateway.logconfig import configure_logging
@@ -137,6 +137,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(_with_storage(settings, command, args))
     except (KeyboardInterrupt, Interrupted):
         return fail("interrupted; nothing was written (a command's writes are one transaction)", EXIT_INTERRUPTED)
+    except OutputLost:
+        return fail("the command was carried out, but stdout was closed and its output is lost")
     except PortInUse as exc:
         return fail(f"cannot listen: {exc.strerror}; choose another port with --port (or {ENV_PREFIX}PORT, "
                     "or make run PORT=...)")
@@ -200,7 +202,7 @@ async def _set_status(storage: Storage, args: argparse.Namespace, settings: Sett
     if order is None:
         print(f"order-gateway: no order {args.order_id!r}", file=sys.stderr)
         return EXIT_FAILED
-    sys.stdout.write(order.render().decode() + "\n")
+    print_line(order.render().decode())
     return 0
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 from collections.abc import Awaitable, Callable
@@ -38,10 +39,23 @@ def defer_interrupt(signum: int, frame: FrameType | None) -> None:
     INTERRUPTED.set()
 
 
+class OutputLost(Exception):
+    """stdout was closed (a pipe whose reader went away) before the command's output was written."""
+
+
 def print_json(value: Any) -> None:
     """One JSON object on one line of stdout, flushed: what scripts read."""
-    sys.stdout.write(orjson.dumps(value).decode() + "\n")
-    sys.stdout.flush()
+    print_line(orjson.dumps(value).decode())
+
+
+def print_line(text: str) -> None:
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # What is left unflushed would fail again at exit, with a traceback: it goes nowhere instead.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise OutputLost() from None
 
 
 def fail(message: str, status: int = EXIT_FAILED) -> int:

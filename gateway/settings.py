@@ -168,9 +168,12 @@ _SECRET_PARAMETER = re.compile(r"(?i)(?<![^?&;])(password|sslpassword)=[^&;]*")
 def redacted(url: str) -> str:
     """A database URL fit for a message: its password replaced, in the user part or the query."""
     parts = urlsplit(url)
+    query = _SECRET_PARAMETER.sub(r"\1=***", parts.query)
+    if parts.password is None and query == parts.query:
+        return url  # as given: a rebuilt sqlite:////abs/path would lose two of its slashes
     if parts.password is not None:
         parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1))
-    return urlunsplit(parts._replace(query=_SECRET_PARAMETER.sub(r"\1=***", parts.query)))
+    return urlunsplit(parts._replace(query=query))
 
 
 def _boolean(raw: str) -> bool:

@@ -79,6 +79,26 @@ def test_a_server_that_refuses_says_why_in_one_line(change: dict[str, str], says
     assert says in refused.stderr
 
 
+def test_output_to_a_closed_pipe_is_one_line_saying_so(tmp_path: Path) -> None:
+    """The command was carried out (its write committed before it printed); only its output is lost. It
+    used to say "cannot start with sqlite://tmp/...", untrue, and with two slashes of the URL lost."""
+    url = f"sqlite:///{tmp_path}/gateway.db"
+    process = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--database", url, "partners", "create",
+                                "--name", "Pipe", "--partner-id", "PIPE1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    assert process.stdout is not None
+    process.stdout.close()  # the reader goes away before anything is written
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 1 and err.splitlines() == [
+        "order-gateway: the command was carried out, but stdout was closed and its output is lost"], err
+    listed = [json.loads(line) for line in cli(url, "partners", "list").stdout.splitlines()]
+    assert [partner["partnerId"] for partner in listed] == ["PIPE1"]
+    directory = tmp_path / "a-directory"
+    directory.mkdir()
+    refused = cli(f"sqlite:///{directory}", "partners", "list", check=False)
+    assert refused.returncode == 1 and f"sqlite:///{directory}:" in refused.stderr, refused.stderr
+
+
 def test_ctrl_c_during_an_import_writes_nothing(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path}/g.db"
     cli(db, "partners", "create", "--name", "N", "--partner-id", "P1")
