@@ -50,7 +50,7 @@ async def _storage_context(app: web.Application) -> AsyncIterator[None]:
         app[STORAGE] = storage
         key = await signing_key(settings, storage)
         app[TOKENS] = token_service(settings, key)
-        app[FEED] = EventFeed(storage, key)
+        app[FEED] = EventFeed(storage, await storage.cursor_key(new_signing_key()), former_key=key)
         app[CREDENTIALS] = CredentialCache(storage, settings.credential_cache_seconds)
         app[HISTORY] = HistoryService(storage, settings.history_cache_bytes)
         default_limit = Limit(settings.rate_limit_per_second, settings.rate_limit_burst)

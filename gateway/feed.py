@@ -2,6 +2,8 @@
 
 A cursor is the number of the last event a page holds (gateway.storage.events numbers them in commit order),
 signed for the partner it was given to: another partner's cursor, or a made-up one, is refused (400 1132).
+The signing key is the database's own, kept from its first start: cursors outlive a change of the token
+signing key (earlier releases signed with a key derived from it, and their cursors are still taken).
 """
 from __future__ import annotations
 
@@ -26,10 +28,10 @@ _MAC_BYTES = 12
 
 
 class EventFeed:
-    def __init__(self, storage: Storage, signing_key: str) -> None:
+    def __init__(self, storage: Storage, cursor_key: str, former_key: str) -> None:
         self._storage = storage
-        # Its own key, derived from the token signing key: cursors and tokens never sign for each other.
-        self._key = hmac.new(signing_key.encode(), b"order-events cursor", hashlib.sha256).digest()
+        # The first signs; both verify. `former_key`: the token signing key, which earlier releases signed with.
+        self._keys = (_derived(cursor_key), _derived(former_key))
 
     def query(self, params: MultiMapping[str], raw_query: str) -> FeedQuery:
         return contract.feed_query(params, raw_query)
@@ -52,9 +54,10 @@ class EventFeed:
             cursor = query.cursor
         return _render(query, cursor, [body for _, body in events])
 
-    def cursor(self, partner_id: str, position: int) -> str:
+    def cursor(self, partner_id: str, position: int, key: bytes | None = None) -> str:
         seq = position.to_bytes(_SEQ_BYTES, "big")
-        return base64.urlsafe_b64encode(seq + self._mac(partner_id, seq)).rstrip(b"=").decode()
+        mac = _mac(key or self._keys[0], partner_id, seq)
+        return base64.urlsafe_b64encode(seq + mac).rstrip(b"=").decode()
 
     def _position(self, partner_id: str, cursor: str) -> int:
         try:
@@ -62,16 +65,25 @@ class EventFeed:
         except (binascii.Error, ValueError):
             raw = b""
         seq, mac = raw[:_SEQ_BYTES], raw[_SEQ_BYTES:]
+        position = int.from_bytes(seq, "big")
         # Exactly as issued: the decoder skips characters outside its alphabet, so another spelling of a
         # cursor could otherwise pass (and be handed back by an empty page).
-        if (len(raw) != _SEQ_BYTES + _MAC_BYTES or not hmac.compare_digest(mac, self._mac(partner_id, seq))
-                or cursor != self.cursor(partner_id, int.from_bytes(seq, "big"))):
+        if len(raw) != _SEQ_BYTES + _MAC_BYTES or not any(
+            hmac.compare_digest(mac, _mac(key, partner_id, seq)) and cursor == self.cursor(partner_id, position, key)
+            for key in self._keys
+        ):
             raise ApiError("1132", "Invalid query parameters", details=["cursor: not a cursor of this feed"],
                            fields=["cursor"])
-        return int.from_bytes(seq, "big")
+        return position
 
-    def _mac(self, partner_id: str, seq: bytes) -> bytes:
-        return hmac.new(self._key, partner_id.encode() + b"\x1f" + seq, hashlib.sha256).digest()[:_MAC_BYTES]
+
+def _derived(key: str) -> bytes:
+    """The feed's own key from a stored or configured one: cursors and tokens never sign for each other."""
+    return hmac.new(key.encode(), b"order-events cursor", hashlib.sha256).digest()
+
+
+def _mac(key: bytes, partner_id: str, seq: bytes) -> bytes:
+    return hmac.new(key, partner_id.encode() + b"\x1f" + seq, hashlib.sha256).digest()[:_MAC_BYTES]
 
 
 def _render(query: FeedQuery, cursor: str, events: list[bytes]) -> bytes:

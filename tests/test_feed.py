@@ -3,6 +3,9 @@ followed by cursors, filtered, kept for the retention."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import itertools
 import json
 import time
@@ -149,6 +152,24 @@ async def test_cursors_resume_and_repeat(client: TestClient, partners: dict[str,
     late = await place(client, partners["P1"])  # polling with the same cursor finds what came since
     assert [e["orderId"] for e in (await read(client, partners["P1"], f"?cursor={rest['cursor']}"))["items"]] == [
         late["orderId"]]
+
+
+async def test_cursors_outlive_a_change_of_the_token_signing_key(aiohttp_client: Any, client: TestClient,
+                                                                  partners: dict[str, Any], db_url: str) -> None:
+    """Cursors are signed with the database's own key: a gateway restarted with another GATEWAY_JWT_SECRET
+    takes the cursors clients saved (they were 1132, "not a cursor of this feed"). The cursors of earlier
+    releases, signed with a key derived from the token signing key, are taken while that key is the same."""
+    placed = [await place(client, partners["P1"]) for _ in range(3)]
+    saved = (await read(client, partners["P1"], "?limit=1"))["cursor"]
+    raw = base64.urlsafe_b64decode(saved + "=" * (-len(saved) % 4))[:8]  # the first event's number
+    former = hmac.new(TEST_SIGNING_KEY.encode(), b"order-events cursor", hashlib.sha256).digest()
+    legacy = base64.urlsafe_b64encode(raw + hmac.new(former, b"P1\x1f" + raw, hashlib.sha256).digest()[:12])
+    rotated = await aiohttp_client(create_app(Settings(**UNLIMITED, database_url=db_url, jwt_secret="another-" * 5,
+                                                       credential_cache_seconds=0)))
+    # The saved cursor on the gateway with another signing key; the earlier release's on one with its key.
+    for gateway, cursor in ((rotated, saved), (client, legacy.rstrip(b"=").decode())):
+        page = await read(gateway, partners["P1"], f"?cursor={cursor}")
+        assert [event["orderId"] for event in page["items"]] == [order["orderId"] for order in placed[1:]]
 
 
 async def test_links_carry_the_other_parameters_once(client: TestClient, partners: dict[str, Any]) -> None:

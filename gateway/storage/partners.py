@@ -29,6 +29,7 @@ SIGNING_KEY = "jwt_signing_key"
 
 
 SEALING_KEY = "webhook_secret_key"
+CURSOR_KEY = "feed_cursor_key"
 
 
 async def kept_value(db: Db, name: str, candidate: str) -> str:
@@ -45,6 +46,11 @@ async def signing_key(db: Db, candidate: str) -> str:
 async def sealing_key(db: Db, candidate: str) -> str:
     """The key that seals webhook secrets at rest, when none is configured."""
     return await kept_value(db, SEALING_KEY, candidate)
+
+
+async def cursor_key(db: Db, candidate: str) -> str:
+    """The key that signs the feed's cursors: the database's own, which no setting changes."""
+    return await kept_value(db, CURSOR_KEY, candidate)
 
 
 PARTNER_EXISTS = "SELECT 1 FROM partners WHERE partner_id = ?"

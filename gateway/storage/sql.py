@@ -86,6 +86,9 @@ class SqlStorage:
     async def sealing_key(self, candidate: str) -> str:
         return await self._backend.write(lambda db: partners.sealing_key(db, candidate))
 
+    async def cursor_key(self, candidate: str) -> str:
+        return await self._backend.write(lambda db: partners.cursor_key(db, candidate))
+
     async def create_partner(self, partner_id: str, name: str) -> None:
         await self._backend.write(lambda db: partners.create_partner(db, partner_id, name))
 
