@@ -1,8 +1,8 @@
 """The HTTP server under the application: aiohttp's, with the API's answer to requests it cannot parse.
 
 A request aiohttp's parser refuses (a line over the limits, too many headers, a bad request line, an
-encoding it cannot decode) never reaches a middleware: aiohttp answers it in RequestHandler.handle_error, in
-plain text quoting the offending bytes, and logs them. handle_error is the method aiohttp provides for this
+encoding it cannot decode), or whose head does not arrive in time, never reaches a middleware: aiohttp
+answers it in RequestHandler.handle_error, in plain text quoting the offending bytes, and logs them. handle_error is the method aiohttp provides for this
 ("Handle errors. Returns HTTP response with specific status code"); aiohttp has no setting for the handler
 class, so a Server subclass builds ours, and a runner builds that server in `_make_server`, the factory
 method BaseRunner leaves to its subclasses. web.run_app cannot take a runner, so `serve` does what it does:
@@ -52,10 +52,10 @@ class _RefusingHandler(RequestHandler):
         self._time_the_head()
 
     def _time_the_head(self) -> None:
-        """aiohttp bounds neither how long a request's head may take to arrive nor, but for the keep-alive
-        timeout counted from the connection's start, how long a client may send a byte of it now and then.
-        The first bytes of a head start a deadline, which the complete head cancels: past it, the request is
-        answered 408 (and the connection closed), as a body that is too slow is."""
+        """aiohttp does not bound how long a request's head may take to arrive: a client sending a byte of it
+        now and then kept its connection until the keep-alive timeout, counted from the connection's start,
+        closed it without an answer. The first bytes of a head start a deadline, which the complete head
+        cancels: past it, the request is answered 408 and the connection closed, as for a body too slow."""
         waiting_for_head = self._waiting_for_head()
         if waiting_for_head and self._head_deadline is None:
             self._head_deadline = self._loop.call_later(self.head_timeout, self._head_expired)
@@ -73,11 +73,12 @@ class _RefusingHandler(RequestHandler):
         self._head_deadline = None
         if not self._waiting_for_head():
             return
-        # Answered the way aiohttp answers a request its parser refused: handle_error, below.
+        # Answered the way aiohttp answers a request its parser refused (handle_error, below): an error in
+        # place of the request, for the loop waiting on `_waiter` to take.
         timeout = HeadTimeout()
         self._messages.append((_ErrInfo(status=408, exc=timeout, message=timeout.message), EMPTY_PAYLOAD))
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        assert self._waiter is not None
+        self._waiter.set_result(None)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._head_deadline is not None:

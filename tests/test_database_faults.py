@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -336,16 +336,24 @@ class Relay:
         await asyncio.gather(pipe(reader, upstream), pipe(upstream_reader, writer))
 
 
+@contextlib.asynccontextmanager
+async def relayed(db_url: str) -> AsyncIterator[tuple[Relay, str]]:
+    """The test's PostgreSQL database behind a Relay, and the URL that reaches it through the relay."""
+    parts = urlsplit(db_url)
+    relay = Relay(parts.port or 5432)
+    try:
+        yield relay, urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{await relay.start()}"))
+    finally:
+        await relay.close()
+
+
 async def test_a_server_that_stops_answering_gets_503_within_the_busy_timeout(aiohttp_client: Any, make_partner: Any,
                                                                              load: Any, db_url: str) -> None:
     if db_url.startswith("sqlite://"):
         pytest.skip("a PostgreSQL server that hangs")
     partner = await seeded(make_partner, load)
-    parts = urlsplit(db_url)
-    relay = Relay(parts.port or 5432)
-    relayed = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{await relay.start()}"))
-    try:
-        client = await gateway(aiohttp_client, relayed, busy_timeout=1.0)
+    async with relayed(db_url) as (relay, url):
+        client = await gateway(aiohttp_client, url, busy_timeout=1.0)
         headers = await partner_headers(client, partner)
         assert (await client.get(ORDERS, headers=headers)).status == 200
         relay.go_silent()
@@ -353,8 +361,6 @@ async def test_a_server_that_stops_answering_gets_503_within_the_busy_timeout(ai
         response = await client.get(ORDERS, headers=headers)
         await assert_unavailable(response)
         assert asyncio.get_running_loop().time() - started < 3.0  # not asyncpg's 60 s connect timeout
-    finally:
-        await relay.close()
 
 
 async def test_a_server_that_hangs_mid_connection_gets_503_within_the_busy_timeout(
@@ -365,11 +371,8 @@ async def test_a_server_that_hangs_mid_connection_gets_503_within_the_busy_timeo
     if db_url.startswith("sqlite://"):
         pytest.skip("a PostgreSQL server that hangs")
     partner = await seeded(make_partner, load)
-    parts = urlsplit(db_url)
-    relay = Relay(parts.port or 5432)
-    relayed = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{await relay.start()}"))
-    try:
-        settings = Settings(database_url=relayed, jwt_secret=TEST_SIGNING_KEY, db_busy_timeout_seconds=1.0,
+    async with relayed(db_url) as (relay, url):
+        settings = Settings(database_url=url, jwt_secret=TEST_SIGNING_KEY, db_busy_timeout_seconds=1.0,
                             rate_limit_per_second=1000, rate_limit_burst=1000)
         client = await aiohttp_client(create_app(settings))
         headers = await partner_headers(client, partner)
@@ -381,8 +384,6 @@ async def test_a_server_that_hangs_mid_connection_gets_503_within_the_busy_timeo
             response = await asyncio.wait_for(client.request(method, ORDERS, json=body, headers=headers), 20)
             await assert_unavailable(response)
             assert asyncio.get_running_loop().time() - started < 4.0, method
-    finally:
-        await relay.close()
 
 
 @pytest.mark.parametrize("busy_timeout", [60.0, 0.2])
