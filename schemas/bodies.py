@@ -9,7 +9,9 @@ time, by the standard library, to name the repeated members.
 from __future__ import annotations
 
 import json
+import math
 import re
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -21,15 +23,17 @@ _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
 _INNERMOST = re.compile(rb"\[\]|\{\}")
 
-# orjson reads an integer beyond 64 bits as the nearest double, and refuses one beyond a double's range: two
-# bodies that differ only there would share a fingerprint, so such numbers are refused. At most 19 digits
-# always read exactly (into 64 bits, or as the double a fraction means).
-MAX_NUMBER_DIGITS = 19
-_TOO_MANY_DIGITS = re.compile(rb"\d{%d}" % (MAX_NUMBER_DIGITS + 1))
+# A number must read exactly: orjson reads an integer beyond 64 bits as the nearest double, and a decimal that
+# no double holds (too many digits, below a double's range) as the nearest one, so two bodies that differ only
+# there would share a fingerprint. An integer must fit 64 bits; any other number must be the shortest
+# decimal of the double it reads as (at most 17 significant digits, and always so for 15 or fewer).
+_NUMBER = re.compile(rb"-?\d+(\.\d+)?([eE][+-]?\d+)?")
+_INTEGERS = range(-(2**63), 2**64)  # what orjson keeps as an int
+MAX_NUMBER_CHARS = 64  # a longer number cannot read exactly; and it is not parsed to find out
 
 NOT_AN_OBJECT = "The request body must be a JSON object"
 TOO_DEEP = f"JSON nested more than {MAX_DEPTH} levels deep"
-NUMBER_TOO_LONG = f"A number has more than {MAX_NUMBER_DIGITS} digits, or is beyond the range of a double"
+INEXACT_NUMBER = "A number must be an integer within 64 bits, or a decimal that a double holds exactly"
 
 
 class BodyProblem(ValueError):
@@ -47,14 +51,26 @@ def parse_object(raw: bytes) -> dict[str, Any]:
     except orjson.JSONDecodeError as refused:
         # orjson stops at 1024 levels itself: say so rather than "not JSON" when that is the reason.
         if "infinity" in str(refused):
-            raise BodyProblem(NUMBER_TOO_LONG) from None
+            raise BodyProblem(INEXACT_NUMBER) from None
         raise BodyProblem(TOO_DEEP if text_too_deep(raw) else NOT_AN_OBJECT) from None
     if not isinstance(value, dict):
         raise BodyProblem(NOT_AN_OBJECT)
     within_limits(raw, value)
-    if _TOO_MANY_DIGITS.search(raw) and _TOO_MANY_DIGITS.search(_STRING.sub(b"", raw)):
-        raise BodyProblem(NUMBER_TOO_LONG)
+    if any(not _exact(number) for number in _NUMBER.finditer(_STRING.sub(b"", raw))):
+        raise BodyProblem(INEXACT_NUMBER)
     return value
+
+
+def _exact(number: re.Match[bytes]) -> bool:
+    """Whether a number of a JSON text reads as exactly the value it spells."""
+    text = number[0].decode()
+    if len(text) > MAX_NUMBER_CHARS:
+        return False
+    if number[1] is None and number[2] is None:
+        return int(text) in _INTEGERS
+    spelled = Decimal(text)
+    read = float(spelled)
+    return math.isfinite(read) and Decimal(repr(read)) == spelled
 
 
 def within_limits(raw: bytes, value: dict[str, Any]) -> None:
