@@ -38,14 +38,14 @@ class HeadTimeout(HttpProcessingError):
     """The request line and header fields did not arrive in full in time (gateway.http_server)."""
 
     code = 408
-    message = "Request head not received in time"
+    MESSAGE = "The request line and header fields were not received in full in time"
 
 
 def refusal(exc: HttpProcessingError) -> ApiError:
     """The API's answer to a request aiohttp's parser refused. The parser's message quotes the request's
     bytes, so it is never used: each answer carries the table's own message."""
     if isinstance(exc, HeadTimeout):
-        return ApiError("408")
+        return ApiError("408", HeadTimeout.MESSAGE)
     if isinstance(exc, LineTooLong):
         return ApiError("414" if exc.args[1:2] == (MAX_TARGET_BYTES,) else "431")
     if isinstance(exc, ContentEncodingError):

@@ -49,15 +49,17 @@ class _RefusingHandler(RequestHandler):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(ids_without_controls(data) if self._waiting_for_head() else data)
-        self._time_the_head()
+        self._time_the_head(data)
 
-    def _time_the_head(self) -> None:
+    def _time_the_head(self, data: bytes) -> None:
         """aiohttp does not bound how long a request's head may take to arrive: a client sending a byte of it
         now and then kept its connection until the keep-alive timeout, counted from the connection's start,
         closed it without an answer. The first bytes of a head start a deadline, which the complete head
-        cancels: past it, the request is answered 408 and the connection closed, as for a body too slow."""
+        cancels: past it, the request is answered 408 and the connection closed, as for a body too slow. Empty
+        lines do not start it: the parser skips them before a request (RFC 9112 2.2), and some clients send
+        one after a body; an idle connection must get nothing it did not ask for."""
         waiting_for_head = self._waiting_for_head()
-        if waiting_for_head and self._head_deadline is None:
+        if waiting_for_head and self._head_deadline is None and data.strip(b"\r\n"):
             self._head_deadline = self._loop.call_later(self.head_timeout, self._head_expired)
         elif not waiting_for_head and self._head_deadline is not None:
             self._head_deadline.cancel()
@@ -76,7 +78,7 @@ class _RefusingHandler(RequestHandler):
         # Answered the way aiohttp answers a request its parser refused (handle_error, below): an error in
         # place of the request, for the loop waiting on `_waiter` to take.
         timeout = HeadTimeout()
-        self._messages.append((_ErrInfo(status=408, exc=timeout, message=timeout.message), EMPTY_PAYLOAD))
+        self._messages.append((_ErrInfo(status=408, exc=timeout, message=timeout.MESSAGE), EMPTY_PAYLOAD))
         assert self._waiter is not None
         self._waiter.set_result(None)
 
