@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 
 from gateway.storage.db import Db, T, Unit
-from gateway.storage.pg_retry import ABANDONED, ROLLED_BACK_AT_COMMIT, remaining, retrying
+from gateway.storage.pg_retry import ABANDONED, COMMIT, ROLLED_BACK_AT_COMMIT, abandon, remaining, retrying, roll_back
 from gateway.storage.pg_migrations import migrate
 from gateway.storage.types import LockHeld, StorageBusy, StorageError, StorageUnavailable
 
@@ -108,8 +108,6 @@ def lock_key(schema: str, name: str) -> int:
 
 
 BEGIN = "BEGIN"
-COMMIT = "COMMIT"
-ROLLBACK = "ROLLBACK"
 
 
 class PostgresTransaction(PostgresDb):
@@ -218,11 +216,11 @@ class PostgresBackend:
             try:
                 result = await unit(transaction)
                 await transaction.finish()
-            except ABANDONED:
-                connection.terminate()  # the server rolls the transaction back with the connection
+            except ABANDONED as failure:
+                await abandon(connection, failure)
                 raise
             except BaseException:
-                await _roll_back(connection, remaining(deadline))
+                await roll_back(connection, remaining(deadline))
                 raise
             if transaction.begun:
                 try:
@@ -239,17 +237,6 @@ class PostgresBackend:
     async def write_buckets(self, unit: Unit[T]) -> T:
         """The buckets are a table of the same database, each take a short transaction of its own."""
         return await self.write(unit)
-
-
-async def _roll_back(connection: asyncpg.Connection, timeout: float | None) -> None:
-    """Ends the transaction a unit left open; a connection that cannot even do that is closed instead."""
-    if connection.is_closed() or not connection.is_in_transaction():
-        return
-    try:
-        await connection.execute(ROLLBACK, timeout=timeout)
-    except BaseException:
-        connection.terminate()
-        raise
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:
