@@ -115,6 +115,26 @@ async def test_a_write_queued_behind_one_that_waits_waits_no_longer_than_the_bus
     assert second < 2.5, second  # it was 2.8 s: the first's remaining 0.8 s, then its own 2 s
 
 
+async def test_a_write_queued_behind_ones_that_gave_up_still_waits_its_own_busy_timeout(
+        aiohttp_client: Any, make_partner: Any, load: Any, db_url: str) -> None:
+    """Each write waits its own busy timeout from when it came: one that came late is not cut short by the
+    earlier ones' deadlines (a transaction used to wait only what its first write had left)."""
+    sqlite_only(db_url, "holds SQLite's write lock from another connection")
+    partner = await seeded(make_partner, load)
+    client = await gateway(aiohttp_client, db_url, busy_timeout=2.0)
+    headers = await partner_headers(client, partner)
+
+    async def post(key: str, after: float) -> int:
+        await asyncio.sleep(after)
+        response = await client.post(ORDERS, json=NEW, headers={**headers, "X-Correlation-Id": key})
+        return response.status
+
+    with write_lock(db_url):
+        posts = asyncio.gather(post("early", 0.0), post("soon-after", 0.1), post("late", 1.6))
+        await asyncio.sleep(2.4)  # the early ones have given up; the late one has 1.2 s left
+    assert await posts == [503, 503, 201]
+
+
 async def test_a_patch_refused_by_a_locked_database_is_not_stored(aiohttp_client: Any, make_partner: Any,
                                                                   load: Any, db_url: str) -> None:
     sqlite_only(db_url, "holds SQLite's write lock from another connection")

@@ -7,7 +7,9 @@ on the writer thread in a single hop, or on the event loop's thread in microseco
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
+import threading
 from collections.abc import Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -74,57 +76,84 @@ def _run_to_completion(coroutine: Coroutine[Any, Any, T]) -> T:
 _Result = tuple[BaseException | None, Any]
 
 
+@dataclasses.dataclass(eq=False)
+class _Queued:
+    unit: Unit[Any]
+    future: asyncio.Future[Any]
+    deadline: float  # of the event loop's clock: when its caller stops waiting for a locked database
+    started: bool = False  # set on the writer thread, under the writer's lock
+    abandoned: bool = False  # set on the event loop, under the same lock: then it never starts
+
+
 class GroupWriter:
     """One thread, one connection; the units queued while a transaction runs make up the next one.
 
     A unit waits for a database another process has locked for at most the busy timeout from when it was
-    queued, not from when its transaction begins: a transaction waits only as long as its first unit may
-    (SQLite's busy_timeout, set before each), so that one queued behind a transaction that waited does not
-    wait its own timeout again (nearly twice the timeout, in all)."""
+    queued, whatever it waits behind: past that, a unit that has not started is given up (503) and never
+    runs. A transaction waits to begin (SQLite's busy_timeout, set before each) as long as its most patient
+    unit may."""
 
     def __init__(self, connection: sqlite3.Connection, busy_timeout_seconds: float) -> None:
         self._connection = connection
         self._db = WriterDb(connection)
         self._busy_timeout = busy_timeout_seconds
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
-        self._queue: list[tuple[Unit[Any], asyncio.Future[Any], float]] = []  # and when it stops waiting
+        self._lock = threading.Lock()
+        self._queue: list[_Queued] = []
         self._flushing: asyncio.Task[None] | None = None
 
     async def write(self, unit: Unit[T]) -> T:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._queue.append((unit, future, loop.time() + self._busy_timeout))
+        queued = _Queued(unit, loop.create_future(), loop.time() + self._busy_timeout)
+        self._queue.append(queued)
         if self._flushing is None or self._flushing.done():
             self._flushing = loop.create_task(self._flush())
-        return await future
+        give_up = loop.call_at(queued.deadline, self._give_up, queued)
+        try:
+            result: T = await queued.future
+            return result
+        finally:
+            give_up.cancel()
+
+    def _give_up(self, queued: _Queued) -> None:
+        with self._lock:
+            if queued.started or queued.future.done():
+                return
+            queued.abandoned = True
+        queued.future.set_exception(StorageUnavailable("SQLite: the database stayed locked past the busy timeout"))
 
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
         while self._queue:
             batch, self._queue = self._queue[:GROUP_COMMIT_MAX], self._queue[GROUP_COMMIT_MAX:]
-            wait = max(batch[0][2] - loop.time(), 0.0)
+            wait = max(max(queued.deadline for queued in batch) - loop.time(), 0.0)
             try:
-                results = await loop.run_in_executor(self._thread, self._commit, [unit for unit, _, _ in batch], wait)
+                results = await loop.run_in_executor(self._thread, self._commit, batch, wait)
             except BaseException as failure:  # the commit itself failed: nothing of the batch was written
                 results = [(unavailable(failure), None)] * len(batch)
-            for (_, future, _), (error, value) in zip(batch, results):
-                if future.done():  # its caller went away; the write stands, as a replay will show
+            for queued, (error, value) in zip(batch, results):
+                if queued.future.done():  # given up, or its caller went away (a write that stands, then)
                     continue
                 if error is not None:
-                    future.set_exception(error)
+                    queued.future.set_exception(error)
                 else:
-                    future.set_result(value)
+                    queued.future.set_result(value)
 
-    def _commit(self, units: list[Unit[Any]], wait_seconds: float) -> list[_Result]:
+    def _commit(self, batch: list[_Queued], wait_seconds: float) -> list[_Result]:
         execute = self._connection.execute
         execute(f"PRAGMA busy_timeout = {int(wait_seconds * 1000)}")
         execute("BEGIN IMMEDIATE")
         try:
             results: list[_Result] = []
-            for unit in units:
+            for queued in batch:
+                with self._lock:
+                    queued.started = not queued.abandoned
+                if not queued.started:
+                    results.append((None, None))  # its caller has had its 503
+                    continue
                 execute("SAVEPOINT unit")
                 try:
-                    results.append((None, _run_to_completion(unit(self._db))))
+                    results.append((None, _run_to_completion(queued.unit(self._db))))
                 except Exception as error:
                     execute("ROLLBACK TO unit")
                     results.append((unavailable(error), None))
