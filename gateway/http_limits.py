@@ -100,11 +100,24 @@ _ID_FIELD = re.compile(rb"(\r\n(?i:x-correlation-id|x-request-id)[ \t]*:)([^\r\n
 NOT_UTF8 = b"\xff"
 
 
+# In a head: a body follows it (a non-zero Content-Length, or any Transfer-Encoding).
+_BODY_FOLLOWS = re.compile(rb"\r\n(?:(?i:transfer-encoding)[ \t]*:|(?i:content-length)[ \t]*:[ \t]*0*[1-9])")
+MAX_HEAD_KEPT = 32 * 1024  # what a connection keeps of a head still arriving, to see its fields whole
+
+
 def ids_without_controls(data: bytes) -> bytes:
-    """`data`, read from a connection while a request's head is awaited, with control characters in the two
-    ids' values made refusable: in the head alone, up to its blank line, never in the body bytes after it."""
-    end = data.find(b"\r\n\r\n")
-    head, rest = (data, b"") if end < 0 else (data[: end + 2], data[end + 2 :])
-    if _CONTROL.search(head) is None:
+    """`data`, a head still arriving and what came after it, with control characters in the two ids' values
+    made refusable, in heads only: the first one, and each head pipelined behind a request without a body.
+    The bytes after a head whose request has a body are left as they are. Each byte is replaced by one, so
+    the result has the length of `data`."""
+    if _CONTROL.search(data) is None:
         return data
-    return _ID_FIELD.sub(lambda field: field[1] + _CONTROL.sub(NOT_UTF8, field[2]), head) + rest
+    parts, start = [], 0
+    while start < len(data):
+        end = data.find(b"\r\n\r\n", start)
+        head = data[start:] if end < 0 else data[start : end + 4]
+        parts.append(_ID_FIELD.sub(lambda field: field[1] + _CONTROL.sub(NOT_UTF8, field[2]), head))
+        start += len(head)
+        if end < 0 or _BODY_FOLLOWS.search(head):
+            break
+    return b"".join(parts) + data[start:]

@@ -26,7 +26,7 @@ from aiohttp.web_protocol import RequestHandler, _ErrInfo
 
 from gateway.cli_common import PortInUse
 from gateway.errors import INTERNAL_ERROR, ApiError
-from gateway.http_limits import PARSER_LIMITS, HeadTimeout, ids_without_controls, refusal
+from gateway.http_limits import MAX_HEAD_KEPT, PARSER_LIMITS, HeadTimeout, ids_without_controls, refusal
 from gateway.keys import METRICS, SETTINGS
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -46,10 +46,23 @@ class _RefusingHandler(RequestHandler):
     metrics: Metrics
     head_timeout: float  # the body timeout's seconds, for a request line and header fields to arrive
     _head_deadline: asyncio.TimerHandle | None = None
+    _head_so_far = b""  # what came of a head still arriving, so that a field split across reads is seen whole
 
     def data_received(self, data: bytes) -> None:
-        super().data_received(ids_without_controls(data) if self._waiting_for_head() else data)
+        if self._waiting_for_head():
+            self._receive_head(data)
+        else:
+            super().data_received(data)
         self._time_the_head(data)
+
+    def _receive_head(self, data: bytes) -> None:
+        """The parser refuses a whole request over a control character in any header value: in the two ids'
+        values, such characters are made refusable first (http_limits.ids_without_controls), looking at the
+        head as it has arrived so far."""
+        arrived = self._head_so_far + data
+        super().data_received(ids_without_controls(arrived)[len(self._head_so_far) :])
+        still_arriving = self._waiting_for_head() and len(arrived) <= MAX_HEAD_KEPT
+        self._head_so_far = arrived if still_arriving else b""
 
     def _time_the_head(self, data: bytes) -> None:
         """aiohttp does not bound how long a request's head may take to arrive: a client sending a byte of it

@@ -182,6 +182,38 @@ def test_body_bytes_that_look_like_an_id_field_are_never_rewritten(served):
     assert answer.json()["error"] == "unsupported_grant_type"  # read as sent: not 1117, a body it could not read
 
 
+def _all_answers(port: int, *sends: bytes) -> bytes:
+    """Everything the server sends back on one connection until it closes it; `sends` go out 0.2 s apart."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        for data in sends:
+            sock.sendall(data)
+            time.sleep(0.2)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+def test_pipelined_requests_have_their_ids_checked_each(served):
+    """A control character in an id of a request pipelined behind another (in the same read) makes that id
+    refusable, as in a first request: the parser refused the whole read, the first request included."""
+    first = get(b"/healthz", b"X-Request-Id: pipe-1\r\n")
+    second = get(b"/healthz", b"X-Request-Id: x\x01y\r\nConnection: close\r\n")
+    answers = _all_answers(served.port, first + second)
+    assert answers.count(b"HTTP/1.1 200") == 2, answers[:300]
+    assert b"X-Request-Id: pipe-1" in answers and b"x\x01y" not in answers
+
+
+def test_a_blank_line_split_across_reads_still_ends_the_head(served):
+    """The end of a head that comes in two reads (its last CRLF in the second) is still found: the body after
+    it is not taken for header fields and rewritten."""
+    body = _gzip_with_extra_field(b"grant_type=password", b"\r\nX-Request-Id: a\x01b\r\n")
+    request = post(body, b"Content-Encoding: gzip\r\nConnection: close\r\n")
+    split = request.index(b"\r\n\r\n") + 2
+    answers = _all_answers(served.port, request[:split], request[split:])
+    assert b"unsupported_grant_type" in answers, answers[:300]
+
+
 @pytest.mark.parametrize(
     "request_bytes",
     [
