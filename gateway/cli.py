@@ -137,8 +137,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(_with_storage(settings, command, args))
     except (KeyboardInterrupt, Interrupted):
         return fail("interrupted; nothing was written (a command's writes are one transaction)", EXIT_INTERRUPTED)
-    except OutputLost:
-        return fail("the command was carried out, but stdout was closed and its output is lost")
+    except OutputLost as lost:
+        return fail(f"the command was carried out, but its output could not be written: {lost}")
     except PortInUse as exc:
         return fail(f"cannot listen: {exc.strerror}; choose another port with --port (or {ENV_PREFIX}PORT, "
                     "or make run PORT=...)")

@@ -40,7 +40,8 @@ def defer_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 class OutputLost(Exception):
-    """stdout was closed (a pipe whose reader went away) before the command's output was written."""
+    """The command's output could not be written: stdout is closed (`>&-`), a pipe whose reader went away, a
+    full disk. The message says which."""
 
 
 def print_json(value: Any) -> None:
@@ -49,13 +50,15 @@ def print_json(value: Any) -> None:
 
 
 def print_line(text: str) -> None:
+    if sys.stdout is None:
+        raise OutputLost("stdout is closed")
     try:
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
-    except BrokenPipeError:
+    except OSError as failure:
         # What is left unflushed would fail again at exit, with a traceback: it goes nowhere instead.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise OutputLost() from None
+        raise OutputLost(failure.strerror or type(failure).__name__) from None
 
 
 def fail(message: str, status: int = EXIT_FAILED) -> int:

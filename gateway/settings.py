@@ -6,7 +6,7 @@ import math
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 ENV_PREFIX = "GATEWAY_"
 DEFAULT_DATABASE_URL = "sqlite:///var/gateway.db"
@@ -161,19 +161,24 @@ def _convert(field: dataclasses.Field[Any], raw: str) -> Any:
     return raw
 
 
-# Query parameters of a database URL that hold a secret (libpq's and asyncpg's names).
-_SECRET_PARAMETER = re.compile(r"(?i)(?<![^?&;])(password|sslpassword)=[^&;]*")
+# Query parameters of a database URL that hold a secret (libpq's and asyncpg's names, which drivers read
+# percent-decoded: pass%77ord is password).
+_SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
+_QUERY_PAIR = re.compile(r"(?<=[?&;])([^=&;#]*)=([^&;#]*)")
 
 
 def redacted(url: str) -> str:
-    """A database URL fit for a message: its password replaced, in the user part or the query."""
-    parts = urlsplit(url)
-    query = _SECRET_PARAMETER.sub(r"\1=***", parts.query)
-    if parts.password is None and query == parts.query:
-        return url  # as given: a rebuilt sqlite:////abs/path would lose two of its slashes
-    if parts.password is not None:
-        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1))
-    return urlunsplit(parts._replace(query=query))
+    """A database URL fit for a message: its password replaced, in the user part or the query; the rest
+    exactly as given (rebuilt from its parts, sqlite:////abs/path would lose two of its slashes)."""
+    password = urlsplit(url).password
+    if password is not None:
+        url = url.replace(f":{password}@", ":***@", 1)
+
+    def pair(found: re.Match[str]) -> str:
+        secret = unquote(found[1]).lower() in _SECRET_PARAMETERS
+        return f"{found[1]}=***" if secret else found[0]
+
+    return _QUERY_PAIR.sub(pair, url)
 
 
 def _boolean(raw: str) -> bool:

@@ -58,7 +58,8 @@ def test_help_version_and_usage_exit_codes(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("url", ["postgresql://gw:hunter2@127.0.0.1:1/test",
                                  "postgresql://gw@127.0.0.1:1/test?sslmode=disable&password=hunter2",
-                                 "postgresql://gw@127.0.0.1:1/test?sslpassword=hunter2"])
+                                 "postgresql://gw@127.0.0.1:1/test?sslpassword=hunter2",
+                                 "postgresql://gw@127.0.0.1:1/test?pass%77ord=hunter2"])  # asyncpg decodes names
 def test_a_database_that_cannot_be_reached_is_named_without_its_password(url: str) -> None:
     failed = cli(url, "partners", "list", check=False)
     assert failed.returncode == 1 and len(failed.stderr.splitlines()) == 1, failed.stderr
@@ -90,7 +91,13 @@ def test_output_to_a_closed_pipe_is_one_line_saying_so(tmp_path: Path) -> None:
     process.stdout.close()  # the reader goes away before anything is written
     _, err = process.communicate(timeout=60)
     assert process.returncode == 1 and err.splitlines() == [
-        "order-gateway: the command was carried out, but stdout was closed and its output is lost"], err
+        "order-gateway: the command was carried out, but its output could not be written: Broken pipe"], err
+    command = f'"{sys.executable}" "{ROOT / "run.py"}" --database "{url}" partners list'
+    closed = subprocess.run(["sh", "-c", f"{command} >&-"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    full = subprocess.run(["sh", "-c", f"{command} >/dev/full"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    for result, says in ((closed, "stdout is closed"), (full, "No space left on device")):
+        assert result.returncode == 1 and result.stderr.splitlines() == [
+            f"order-gateway: the command was carried out, but its output could not be written: {says}"], result.stderr
     listed = [json.loads(line) for line in cli(url, "partners", "list").stdout.splitlines()]
     assert [partner["partnerId"] for partner in listed] == ["PIPE1"]
     directory = tmp_path / "a-directory"
