@@ -28,6 +28,9 @@ _INNERMOST = re.compile(rb"\[\]|\{\}")
 # there would share a fingerprint. An integer must fit 64 bits; any other number must be the shortest
 # decimal of the double it reads as (at most 17 significant digits, and always so for 15 or fewer).
 _NUMBER = re.compile(rb"-?\d+(\.\d+)?([eE][+-]?\d+)?")
+# Only these can fail to read exactly (an integer of 18 digits or fewer always does): found in the raw text
+# first, a quick scan, so that the usual body (small integers, strings) costs no second one.
+_MAYBE_INEXACT = re.compile(rb"\d(?:\d{18}|[.eE])")
 _INTEGERS = range(-(2**63), 2**64)  # what orjson keeps as an int
 MAX_NUMBER_CHARS = 64  # a longer number cannot read exactly; and it is not parsed to find out
 
@@ -56,7 +59,7 @@ def parse_object(raw: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise BodyProblem(NOT_AN_OBJECT)
     within_limits(raw, value)
-    if any(not _exact(number) for number in _NUMBER.finditer(_STRING.sub(b"", raw))):
+    if _MAYBE_INEXACT.search(raw) and not all(map(_exact, _NUMBER.finditer(_STRING.sub(b"", raw)))):
         raise BodyProblem(INEXACT_NUMBER)
     return value
 
