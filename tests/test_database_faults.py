@@ -135,6 +135,30 @@ async def test_a_write_queued_behind_ones_that_gave_up_still_waits_its_own_busy_
     assert await posts == [503, 503, 201]
 
 
+async def test_a_write_behind_a_long_one_of_the_same_process_is_not_given_up(db_url: str) -> None:
+    """Only a lock held by another process makes a write give up: one queued behind this process's own long
+    transaction (a purge of many events, say) runs once that ends, however long it took."""
+    sqlite_only(db_url, "the SQLite writer's queue")
+    from gateway.storage.sqlite import open_sqlite
+
+    long_count = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000) "
+                  "SELECT count(*) FROM c")
+
+    async def long_unit(db: Any) -> Any:
+        return await db.fetch(long_count)
+
+    async def short_unit(db: Any) -> Any:
+        return await db.fetch("SELECT 1")
+
+    async with open_sqlite(db_url, busy_timeout_seconds=0.2) as backend:
+        started = asyncio.get_running_loop().time()
+        first = asyncio.create_task(backend.write(long_unit))
+        await asyncio.sleep(0.05)
+        assert await backend.write(short_unit) == [(1,)]
+        assert asyncio.get_running_loop().time() - started > 0.2  # it did wait longer than the busy timeout
+        assert await first == [(2_000_000,)]
+
+
 async def test_a_patch_refused_by_a_locked_database_is_not_stored(aiohttp_client: Any, make_partner: Any,
                                                                   load: Any, db_url: str) -> None:
     sqlite_only(db_url, "holds SQLite's write lock from another connection")

@@ -89,9 +89,10 @@ class GroupWriter:
     """One thread, one connection; the units queued while a transaction runs make up the next one.
 
     A unit waits for a database another process has locked for at most the busy timeout from when it was
-    queued, whatever it waits behind: past that, a unit that has not started is given up (503) and never
-    runs. A transaction waits to begin (SQLite's busy_timeout, set before each) as long as its most patient
-    unit may."""
+    queued: while its transaction waits for that lock, a unit whose time is up is given up (503) and never
+    runs, and the transaction waits (SQLite's busy_timeout) as long as its most patient unit may. Time spent
+    behind this process's own transactions (a long purge, say) never makes a unit give up: when the database
+    is free, it runs."""
 
     def __init__(self, connection: sqlite3.Connection, busy_timeout_seconds: float) -> None:
         self._connection = connection
@@ -99,6 +100,7 @@ class GroupWriter:
         self._busy_timeout = busy_timeout_seconds
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._lock = threading.Lock()
+        self._waiting_for_lock = False  # the writer thread waits for another process's lock (under _lock)
         self._queue: list[_Queued] = []
         self._flushing: asyncio.Task[None] | None = None
 
@@ -116,11 +118,18 @@ class GroupWriter:
             give_up.cancel()
 
     def _give_up(self, queued: _Queued) -> None:
+        """At the unit's deadline, or when its transaction starts waiting for the lock past it."""
         with self._lock:
-            if queued.started or queued.future.done():
+            if queued.started or queued.future.done() or not self._waiting_for_lock:
                 return
             queued.abandoned = True
         queued.future.set_exception(StorageUnavailable("SQLite: the database stayed locked past the busy timeout"))
+
+    def _give_up_overdue(self, batch: list[_Queued]) -> None:
+        now = asyncio.get_running_loop().time()
+        for queued in batch:
+            if queued.deadline <= now:
+                self._give_up(queued)
 
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
@@ -128,7 +137,7 @@ class GroupWriter:
             batch, self._queue = self._queue[:GROUP_COMMIT_MAX], self._queue[GROUP_COMMIT_MAX:]
             wait = max(max(queued.deadline for queued in batch) - loop.time(), 0.0)
             try:
-                results = await loop.run_in_executor(self._thread, self._commit, batch, wait)
+                results = await loop.run_in_executor(self._thread, self._commit, batch, wait, loop)
             except BaseException as failure:  # the commit itself failed: nothing of the batch was written
                 results = [(unavailable(failure), None)] * len(batch)
             for queued, (error, value) in zip(batch, results):
@@ -139,10 +148,30 @@ class GroupWriter:
                 else:
                     queued.future.set_result(value)
 
-    def _commit(self, batch: list[_Queued], wait_seconds: float) -> list[_Result]:
+    def _begin(self, batch: list[_Queued], wait_seconds: float, loop: asyncio.AbstractEventLoop) -> None:
+        """BEGIN IMMEDIATE: at once when no other process holds the lock; else waiting for it, while the
+        units whose time is up (they waited behind this process's transactions) are given up."""
         execute = self._connection.execute
-        execute(f"PRAGMA busy_timeout = {int(wait_seconds * 1000)}")
-        execute("BEGIN IMMEDIATE")
+        execute("PRAGMA busy_timeout = 0")
+        try:
+            execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as error:
+            if unavailable(error) is error:
+                raise
+        with self._lock:
+            self._waiting_for_lock = True
+        try:
+            loop.call_soon_threadsafe(self._give_up_overdue, batch)
+            execute(f"PRAGMA busy_timeout = {int(wait_seconds * 1000)}")
+            execute("BEGIN IMMEDIATE")
+        finally:
+            with self._lock:
+                self._waiting_for_lock = False
+
+    def _commit(self, batch: list[_Queued], wait_seconds: float, loop: asyncio.AbstractEventLoop) -> list[_Result]:
+        execute = self._connection.execute
+        self._begin(batch, wait_seconds, loop)
         try:
             results: list[_Result] = []
             for queued in batch:
