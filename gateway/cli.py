@@ -148,7 +148,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return fail(f"the database is busy or unavailable, nothing was written; try again ({exc})")
     except (OSError, sqlite3.Error, ValueError) as exc:
         # The database (or the address) cannot be used: say which, in one line.
-        return fail(f"cannot start with {redacted(settings.database_url)}: {exc}")
+        return fail(f"cannot start with {redacted(settings.database_url)}: {exc or type(exc).__name__}")
 
 
 async def _with_storage(settings: Settings, command: Command, args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -295,6 +296,19 @@ async def test_postgres_backends_terminated_under_load(aiohttp_client: Any, make
 
 
 IMPORT_ORDERS = 30_000
+
+
+def test_an_import_is_not_cut_short_at_the_busy_timeout(db_url: str, tmp_path: Path) -> None:
+    """A write's statements give up at the busy timeout (a server that stops answering holds no request),
+    but an import's may rightly take longer: with a busy timeout of 0, a large one still writes everything."""
+    if db_url.startswith("sqlite://"):
+        pytest.skip("SQLite's import runs on its writer thread, with no deadline on its statements")
+    seed_with_cli(db_url, tmp_path)
+    records = [order_record(f"{7_300_000_000 + n}", "C1", "2024-01-02T03:04:05Z") for n in range(IMPORT_ORDERS)]
+    source = tmp_path / "orders.jsonl"
+    source.write_text("".join(json.dumps(record) + "\n" for record in records))
+    imported = cli(db_url, "import", str(source), env={**os.environ, "GATEWAY_DB_BUSY_TIMEOUT_SECONDS": "0"})
+    assert json.loads(imported.stdout)["written"] == IMPORT_ORDERS
 
 
 async def test_an_import_whose_connection_is_lost_writes_nothing(db_url: str, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from gateway.storage.pg_retry import ABANDONED, COMMIT, ROLLED_BACK_AT_COMMIT, a
 from gateway.storage.pg_migrations import migrate
 from gateway.storage.types import LockHeld, StorageBusy, StorageError, StorageUnavailable
 
+MIN_CONNECT_SECONDS = 1.0
 _NUMBERED = re.compile(r"\?(\d+)")
 
 @functools.lru_cache(maxsize=512)
@@ -249,9 +250,10 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
 async def open_postgres(url: str, min_size: int = 1, max_size: int = 10,
                         busy_timeout_seconds: float = 5.0) -> AsyncIterator[PostgresBackend]:
     # A new connection gives up after the busy timeout (asyncpg's default is 60 s): a server that takes
-    # connections but does not answer gets its 503 in time.
+    # connections but does not answer gets its 503 in time. Never sooner than a connection can be made: a
+    # busy timeout of 0 (no waiting) must still connect.
     pool = asyncpg.create_pool(url, min_size=min_size, max_size=max_size, reset=_keep_session,
-                               timeout=busy_timeout_seconds)
+                               timeout=max(busy_timeout_seconds, MIN_CONNECT_SECONDS))
     try:
         await pool  # its first connections
     except asyncpg.PostgresError as refused:  # the server answered: no such database or role, a bad password
