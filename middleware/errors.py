@@ -59,7 +59,8 @@ def _from_http(exc: web.HTTPException) -> ApiError:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    deadline = body_deadline(request, request.app[SETTINGS].body_timeout_seconds)
+    # A body already received in full (every GET's, most POSTs') needs no deadline: no timer per request.
+    deadline = None if request.content.is_eof() else body_deadline(request, request.app[SETTINGS].body_timeout_seconds)
     try:
         check_request_head(request)
         return await handler(request)
@@ -88,4 +89,5 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         request[ERROR_CODE] = INTERNAL_ERROR
         return error_response(ApiError(INTERNAL_ERROR))
     finally:
-        deadline.cancel()
+        if deadline is not None:
+            deadline.cancel()
