@@ -13,7 +13,8 @@ no database write:
   bucket per take, and none near the limit, so a partner sending at half its rate is not refused.
 - A process that found the bucket empty refuses the partner without asking again until a token is due (at
   most a second): a flood of refused requests costs one take per process per second.
-- While the database cannot be reached, each process admits up to the partner's rate per second on its own.
+- While the database cannot be reached, each process admits up to the partner's rate per second on its own,
+  and asks the bucket again only every few seconds: one request waits the busy timeout for it, not every one.
 """
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ LEASE_SHARE = 4
 LEASE_REFILL_SECONDS = 0.1
 REFUSAL_MEMORY_SECONDS = 1.0
 MIN_REFUSAL_SECONDS = 0.001
+# After a take that found the bucket out of reach, leases are made up locally for this long before the bucket is
+# asked again: each ask may wait the whole busy timeout, and the requests of the partner wait with it.
+UNREACHABLE_RETRY_SECONDS = 5.0
 
 log = structlog.get_logger("gateway.rate_limit")
 
@@ -93,6 +97,7 @@ class _Allowance:
     level: float = 0.0  # what the shared bucket held at `seen_at`
     seen_at: float = 0.0
     refused_until: float = 0.0
+    ask_again_at: float = 0.0  # while the lease is made up: when to try the shared bucket again
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
 
     def spend(self, limit: Limit, now: float) -> Decision | None:
@@ -125,6 +130,11 @@ class _Allowance:
         )
 
 
+def _made_up(limit: Limit) -> Lease:
+    """The partner's rate for one lease, admitted by this process alone."""
+    return Lease(max(1, int(limit.per_second * LEASE_SECONDS)), 0.0)
+
+
 class RateLimiter:
     def __init__(self, storage: Storage, default: Limit, overrides_ttl_seconds: float) -> None:
         self._storage = storage
@@ -154,25 +164,28 @@ class RateLimiter:
         if decision is not None:
             return decision
         async with allowance.lock:  # one take at a time per partner: the others spend what it brought
-            now = time.monotonic()
-            decision = allowance.spend(limit, now)
+            decision = allowance.spend(limit, time.monotonic())
             if decision is None:
-                returned = allowance.held if allowance.shared else 0  # made-up tokens never enter the bucket
-                lease, shared = await self._take(partner_id, limit, returned)
+                lease, shared = await self._lease(partner_id, limit, allowance)
+                now = time.monotonic()  # after the take: a lease that came late still lasts its whole second
                 allowance.renew(limit, lease, now, shared)
                 decision = allowance.spend(limit, now)
         assert decision is not None, "a renewed allowance admits or refuses"
         return decision
 
-    async def _take(self, partner_id: str, limit: Limit, returned: int) -> tuple[Lease, bool]:
+    async def _lease(self, partner_id: str, limit: Limit, allowance: _Allowance) -> tuple[Lease, bool]:
         """A lease from the shared bucket (True), or one made up while the bucket is out of reach (False)."""
+        if not allowance.shared and time.monotonic() < allowance.ask_again_at:
+            return _made_up(limit), False
+        returned = allowance.held if allowance.shared else 0  # made-up tokens never enter the bucket
         wall = time.time()
         try:
             lease = await self._storage.take_tokens(partner_id, lambda bucket: draw(bucket, limit, wall, returned))
             return lease, True
         except StorageUnavailable as failure:
             log.warning("rate_limit_not_shared", partner_id=partner_id, reason=str(failure))
-            return Lease(max(1, int(limit.per_second * LEASE_SECONDS)), 0.0), False
+            allowance.ask_again_at = time.monotonic() + UNREACHABLE_RETRY_SECONDS
+            return _made_up(limit), False
 
     async def _limit(self, partner_id: str) -> Limit:
         known = self._limits.get(partner_id)

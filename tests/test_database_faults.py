@@ -193,6 +193,50 @@ async def test_a_rate_limit_file_locked_by_another_process_is_waited_for(aiohttp
     assert response.headers["RateLimit-Remaining"] == "9"  # taken from the shared bucket, not made up
 
 
+@contextlib.asynccontextmanager
+async def buckets_locked(db_url: str) -> AsyncIterator[None]:
+    """Another process's lock on the rate-limit buckets, held until the block ends."""
+    if db_url.startswith("sqlite://"):
+        holder = sqlite3.connect(f"{db_url.removeprefix('sqlite:///')}-rate-limits", isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            holder.close()
+        return
+    import asyncpg
+
+    connection = await asyncpg.connect(db_url)
+    try:
+        async with connection.transaction():
+            await connection.execute("LOCK TABLE rate_buckets IN ACCESS EXCLUSIVE MODE")
+            yield
+    finally:
+        await connection.close()
+
+
+async def test_buckets_out_of_reach_hold_up_one_request_not_every_one(aiohttp_client: Any, make_partner: Any,
+                                                                      load: Any, db_url: str) -> None:
+    """While the shared buckets cannot be reached, the process admits the partner on its own and asks the bucket
+    again only every few seconds. A take that gave up brought a lease already over, so every second a request
+    (and every request of the partner queued behind it) waited the whole busy timeout again."""
+    partner = await seeded(make_partner, load)
+    client = await gateway(aiohttp_client, db_url, busy_timeout=0.5)
+    headers = await partner_headers(client, partner)
+    loop = asyncio.get_running_loop()
+    latencies = []
+    async with buckets_locked(db_url):
+        until = loop.time() + 3.0
+        while loop.time() < until and len(latencies) < 2000:
+            started = loop.time()
+            response = await client.get(ORDERS, headers=headers)
+            assert response.status == 200, await response.text()
+            latencies.append(loop.time() - started)
+    slow = [round(latency, 2) for latency in latencies if latency >= 0.4]
+    assert len(slow) == 1 and max(latencies) < 1.0, slow  # the first ask only; it was one every second
+    assert (await client.get(ORDERS, headers=headers)).status == 200
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A filesystem of 2 MB that the test can fill: a tmpfs mount (needs root, as in CI)."""
