@@ -564,3 +564,46 @@ async def test_a_patch_during_an_import_of_its_order_keeps_what_the_import_wrote
     order = await (await client.get(f"{ORDERS}/7100000000", headers=headers)).json()
     assert (order["status"], order["externalReferenceId"]) == ("1000", "P" if waited else "")
     assert order["lineItems"][0]["subscriptionId"] == "SUB-NEW"
+
+
+async def test_statements_the_server_gives_up_on_get_503(aiohttp_client: Any, make_partner: Any, load: Any,
+                                                         db_url: str) -> None:
+    """A statement the server cancels (a `lock_timeout` or `statement_timeout` given in the database URL, an
+    operator's pg_cancel_backend) is a database that cannot serve now: retried within the busy timeout, then
+    503. It was 500, and the wait for an order's lock that timed out was taken for a claimed correlation id."""
+    if db_url.startswith("sqlite://"):
+        pytest.skip("PostgreSQL's lock_timeout and pg_cancel_backend")
+    import asyncpg
+    from gateway.storage.postgres import lock_key
+
+    partner = await seeded(make_partner, load)
+    timing_out = await gateway(aiohttp_client, f"{db_url}&lock_timeout=100", busy_timeout=0.6)
+    patient = await gateway(aiohttp_client, db_url, busy_timeout=0.6)
+    headers = await partner_headers(timing_out, partner)
+
+    def headers_for(key: str) -> dict[str, str]:
+        return {**headers, "X-Correlation-Id": key}
+
+    order_id = (await (await timing_out.post(ORDERS, json=NEW, headers=headers)).json())["orderId"]
+    patch = {"headers": {**headers, "X-Correlation-Id": "patch-locked"}, "json": {"externalReferenceId": "PO-1"}}
+    other = await asyncpg.connect(db_url)
+    try:
+        schema = await other.fetchval("SELECT current_schema()")
+        async with other.transaction():
+            await other.execute("SELECT pg_advisory_xact_lock($1)", lock_key(schema, f"order\x1f{order_id}"))
+            await other.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+            await assert_unavailable(await timing_out.patch(f"{ORDERS}/{order_id}", **patch))
+            await assert_unavailable(await timing_out.post(ORDERS, json=NEW, headers=headers_for("post-locked")))
+            # Without a lock_timeout, the wait is the operator's to cancel.
+            sent = asyncio.create_task(patient.post(ORDERS, json=NEW, headers=headers_for("post-cancelled")))
+            cancelled = 0
+            while not cancelled and not sent.done():
+                await asyncio.sleep(0.02)
+                cancelled = await other.fetchval(
+                    "SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                    "AND application_name = $1 AND wait_event_type = 'Lock'", schema)
+            await assert_unavailable(await sent)
+            assert cancelled
+    finally:
+        await other.close()
+    assert (await timing_out.patch(f"{ORDERS}/{order_id}", **patch)).status == 200

@@ -27,8 +27,11 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.DeadlockDetectedError,
     asyncpg.ReadOnlySQLTransactionError,
 )
+# The server gave up on a statement (a `statement_timeout` or `lock_timeout` set in the database URL or on
+# the role, an operator's pg_cancel_backend): its transaction is rolled back and the connection is fine.
+GAVE_UP: tuple[type[BaseException], ...] = (asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError)
 # Retried as they are, and a lock that gave way (its connection is fine).
-RETRIED: tuple[type[BaseException], ...] = (*TRANSIENT, StorageBusy)
+RETRIED: tuple[type[BaseException], ...] = (*TRANSIENT, *GAVE_UP, StorageBusy)
 # After these a connection's state is unknown (a lost server, or a statement cancelled midway): it is closed.
 ABANDONED: tuple[type[BaseException], ...] = (*TRANSIENT, asyncio.CancelledError)
 # What COMMIT's own work (gateway.storage.commit_order) may answer: the server answered, and the transaction

@@ -86,6 +86,8 @@ class PostgresDb:
         try:
             await self._connection.execute(self._opening(statement), timeout=self._timeout())
         except asyncpg.LockNotAvailableError:
+            if wait:
+                raise  # a lock_timeout of the server's: waited for, then given up (pg_retry.GAVE_UP)
             raise LockHeld() from None
 
     def _opening(self, statement: str) -> str:
