@@ -231,7 +231,9 @@ class PostgresBackend:
                 except ROLLED_BACK_AT_COMMIT:
                     raise  # the server answered: nothing committed, and the unit may run again
                 except ABANDONED as failure:
-                    connection.terminate()
+                    # A COMMIT cut at its deadline (waiting for the events' lock, say) is cancelled on the server
+                    # too: left waiting, it committed later, with the key claimed until then (resends 4122).
+                    await abandon(connection, failure)
                     if isinstance(failure, asyncio.CancelledError):
                         raise
                     raise _CommitFailed() from failure
