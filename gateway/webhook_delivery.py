@@ -31,6 +31,8 @@ from gateway.webhook_sender import Answer, Call, Sender
 log = structlog.get_logger("gateway.webhooks")
 
 LEASE_MARGIN_MS = 5000  # a claim outlives the call's timeout by this much before another process may retry
+# An outcome that could not be recorded is tried again after these pauses (doubling), within its lease.
+RECORD_RETRY_SECONDS, LAST_RECORD_RETRY_SECONDS = 0.1, 1.0
 MIN_ROUND_SECONDS = 0.002  # wakes closer together than this share one round
 GONE = 410
 
@@ -111,16 +113,15 @@ class DeliveryWorker:
     async def _lane(self, webhook: Webhook) -> None:
         """Claims, calls and records, one delivery at a time, until none of the webhook's is due."""
         attempt: Attempt | None = None
+        lease_ends = 0  # of the claim that `attempt` was made under
         try:
             while True:
-                now, claim = now_ms(), uuid.uuid4().hex
-                held, claimed = await self._storage.record_and_claim(
-                    attempt, webhook.webhook_id, now, now + self._lease_ms, claim, 0 if self._stopping else 1)
+                held, claimed, next_lease_ends = await self._record_and_claim(webhook.webhook_id, attempt, lease_ends)
                 if attempt is not None:
                     self._counted(attempt, held)
                 if not claimed:
                     return
-                attempt = await self._attempt(webhook, claimed[0])
+                attempt, lease_ends = await self._attempt(webhook, claimed[0]), next_lease_ends
         except StorageUnavailable:  # the claim's lease runs out, and the delivery is attempted again
             log.warning("webhook_outcome_not_recorded", webhook_id=webhook.webhook_id)
         except Exception:
@@ -128,6 +129,24 @@ class DeliveryWorker:
         finally:
             self._in_flight[webhook.webhook_id] -= 1
             self._wake.set()
+
+    async def _record_and_claim(self, webhook_id: str, attempt: Attempt | None,
+                                lease_ends: int) -> tuple[bool, list[Delivery], int]:
+        """The last attempt's outcome recorded and the next delivery claimed, with the end of its lease. An
+        outcome that cannot be recorded now (a database busy past its timeout) is tried again while the claim
+        it was made under lasts: given up, the delivery would be made again once the lease ran out."""
+        pause = RECORD_RETRY_SECONDS
+        while True:
+            now, claim = now_ms(), uuid.uuid4().hex
+            try:
+                held, claimed = await self._storage.record_and_claim(
+                    attempt, webhook_id, now, now + self._lease_ms, claim, 0 if self._stopping else 1)
+                return held, claimed, now + self._lease_ms
+            except StorageUnavailable:
+                if attempt is None or now_ms() + pause * 1000 >= lease_ends:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, LAST_RECORD_RETRY_SECONDS)
 
     def _counted(self, attempt: Attempt, held: bool) -> None:
         self._metrics.webhook_attempts.labels(attempt.outcome).inc()

@@ -330,3 +330,48 @@ async def test_an_event_a_delivery_waits_for_outlives_its_retention(aiohttp_clie
         while await feed(client, partners["P1"]):
             assert time.monotonic() < deadline, "the delivered event was never purged"
             await asyncio.sleep(0.2)
+
+
+async def _hold_deliveries(db_url: str, seconds: float) -> None:
+    """Another process's lock on the deliveries, for `seconds`: no outcome can be recorded meanwhile."""
+    if db_url.startswith("sqlite://"):
+        import sqlite3
+
+        holder = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        await asyncio.sleep(seconds)
+        holder.close()
+        return
+    import asyncpg
+
+    connection = await asyncpg.connect(db_url)
+    try:
+        async with connection.transaction():
+            await connection.execute("LOCK TABLE webhook_deliveries IN ACCESS EXCLUSIVE MODE")
+            await asyncio.sleep(seconds)
+    finally:
+        await connection.close()
+
+
+async def test_an_outcome_the_database_cannot_take_at_once_is_recorded_later(aiohttp_client: Any, settings: Settings,
+                                                                             db_url: str, partners: Any) -> None:
+    """An acknowledged call whose outcome meets a database busy past its timeout is recorded once it can be,
+    within the claim's lease: it used to be dropped, and the event delivered again when the lease ran out
+    (a duplicate without a timeout or a crash)."""
+    holds: list[asyncio.Task[None]] = []
+
+    def answer(call: Any) -> Reply:
+        if not holds:
+            holds.append(asyncio.get_running_loop().create_task(_hold_deliveries(db_url, 1.2)))
+        return (204, {}, 0.3)  # the lock is taken while the answer waits
+
+    async with receiver(answer) as hook:
+        added = add_webhook(db_url, "P1", hook.url)
+        client = await gateway(aiohttp_client, settings, db_busy_timeout_seconds=0.3)
+        await place(client, partners["P1"])
+        await hook.wait_for(1)
+        await counted(client, timeout=4.0, delivered=1)  # before the lease (6 s) could run out
+        await holds[0]
+        attempts = cli_lines(db_url, "webhooks", "deliveries", added["webhookId"])
+        assert [(a["attempt"], a["result"]) for a in attempts] == [(1, "delivered")]
+        assert len(hook.calls) == 1
