@@ -51,9 +51,22 @@ class _RefusingHandler(RequestHandler):
     def data_received(self, data: bytes) -> None:
         if self._waiting_for_head():
             self._receive_head(data)
+        elif (self._force_close or self._close) and self._request_in_progress:
+            self._receive_while_stopping(data)
         else:
             super().data_received(data)
         self._time_the_head(data)
+
+    def _receive_while_stopping(self, data: bytes) -> None:
+        """After SIGTERM aiohttp drops every byte that arrives (`_close`, then `_force_close`), the rest of a
+        body still arriving included: the request waited for it until the body timeout, and the process with
+        it. In-flight requests finish, so the request in progress still gets its body; none after it is served."""
+        closing = self._close, self._force_close
+        self._close = self._force_close = False
+        try:
+            super().data_received(data)
+        finally:
+            self._close, self._force_close = closing
 
     def _receive_head(self, data: bytes) -> None:
         """The parser refuses a whole request over a control character in any header value: in the two ids'

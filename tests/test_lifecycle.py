@@ -114,3 +114,42 @@ async def test_a_request_cut_short_by_shutdown_gets_its_log_line(db_url, tmp_pat
     assert len(cut) == 1, stderr
     assert (cut[0]["status"], cut[0]["error_code"], cut[0]["level"]) == (499, "client_closed", "info")
     assert "Traceback" not in stderr
+
+
+async def test_sigterm_lets_a_request_still_receiving_its_body_finish(db_url, tmp_path):
+    """aiohttp drops what arrives once shutdown begins: a body still arriving then waited for the body timeout
+    (30 s, the process with it) and was answered 408. The request in progress gets its body and is served."""
+    sqlite_only(db_url, "shutdown does not depend on the backend")
+    partner = seed_with_cli(db_url, tmp_path)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--database", db_url, "serve", "--port",
+                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+            for _ in range(300):
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get("/healthz"):
+                        break
+                await asyncio.sleep(0.05)
+            headers = await process_headers(http, partner, "arriving")
+        body = json.dumps(BODY).encode()
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"POST /v3/customers/C1/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {len(body)}\r\n{head}\r\n".encode() + body[:10])
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.5)
+        writer.write(body[10:])
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), timeout=10)
+        writer.close()
+        assert status_line.startswith(b"HTTP/1.1 201"), status_line
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stderr is not None
+        proc.stderr.close()
