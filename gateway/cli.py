@@ -15,17 +15,19 @@ from typing import NoReturn
 from tqdm import tqdm
 
 from gateway.cli_common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, INTERRUPTED, Command, Interrupted
-from gateway.cli_common import OutputLost, PortInUse, defer_interrupt, fail, positive_int, print_json, print_line
+from gateway.cli_common import OutputLost, PortInUse, defer_interrupt, fail, print_json, print_line, whole_number
 from gateway.cli_webhooks import WEBHOOK_COMMANDS, add_webhook_commands
 from gateway.importer import ImportLineError, import_file
 from gateway.logconfig import configure_logging
 from gateway.partners import create_credential, create_partner, credential_line, partner_line, revoke_credential
 from gateway.version import VERSION
-from gateway.settings import DEFAULT_DATABASE_URL, ENV_PREFIX, MIN_RATE_PER_SECOND, Settings, SettingsError, redacted
+from gateway.settings import DEFAULT_DATABASE_URL, ENV_PREFIX, MAX_BURST, MAX_RATE_PER_SECOND, MIN_RATE_PER_SECOND
+from gateway.settings import Settings, SettingsError, redacted
 from gateway.settings_help import SETTING_HELP
 from gateway.storage import RateOverride, Storage, StorageError, StorageUnavailable, open_storage
 from schemas.enums import STATUSES
 
+MAX_WORKERS = 64  # `serve --workers`: more processes than any host has cores, and far fewer than fork would allow
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_serve_command(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--demo", action="store_true",
                        help="load the demo data once, leave one working demo credential, print a curl that works")
-    serve.add_argument("--workers", type=positive_int, default=1, metavar="N",
-                       help="processes serving one port (default 1); SIGTERM stops them all")
+    serve.add_argument("--workers", type=whole_number(MAX_WORKERS), default=1, metavar="N",
+                       help=f"processes serving one port (default 1, at most {MAX_WORKERS}); SIGTERM stops all")
     # Every setting but the database (a global option) has a flag; Settings checks the values.
     for field in Settings.fields():
         if field.name != "database_url":
@@ -87,8 +89,9 @@ def _positive_rate(text: str) -> float:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not MIN_RATE_PER_SECOND <= value < math.inf:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number >= {MIN_RATE_PER_SECOND}")
+    if not MIN_RATE_PER_SECOND <= value <= MAX_RATE_PER_SECOND:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number from {MIN_RATE_PER_SECOND} to {MAX_RATE_PER_SECOND:,.0f}")
     return value
 
 
@@ -101,9 +104,10 @@ def _add_partner_commands(parser: argparse.ArgumentParser) -> None:
     rate = partners.add_parser("set-rate-limit", help="a partner's own rate limit, or back to the default")
     rate.add_argument("partner_id", metavar="PARTNER_ID", help="the partner")
     chosen = rate.add_mutually_exclusive_group(required=True)
-    chosen.add_argument("--per-second", type=_positive_rate, metavar="R", help=f"requests per second (>= {MIN_RATE_PER_SECOND})")
+    chosen.add_argument("--per-second", type=_positive_rate, metavar="R",
+                        help=f"requests per second ({MIN_RATE_PER_SECOND} to {MAX_RATE_PER_SECOND:,.0f})")
     chosen.add_argument("--default", action="store_true", help="use the configured defaults again")
-    rate.add_argument("--burst", type=positive_int, metavar="B", help="requests at once (>= 1)")
+    rate.add_argument("--burst", type=whole_number(MAX_BURST), metavar="B", help=f"requests at once (1 to {MAX_BURST:,})")
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

@@ -67,7 +67,13 @@ def fail(message: str, status: int = EXIT_FAILED) -> int:
     return status
 
 
-def positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
-    return int(text)
+def whole_number(maximum: int) -> Callable[[str], int]:
+    """An argument type: a whole number from 1 to `maximum` (a bigger one would overflow the database's
+    integers, or, as a count of processes, the machine)."""
+
+    def parse(text: str) -> int:
+        if not text.isdigit() or not 1 <= int(text) <= maximum:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to {maximum:,}")
+        return int(text)
+
+    return parse

@@ -121,7 +121,9 @@ def _wait_for_signal_or_exit(processes: Sequence[multiprocessing.process.BasePro
         signal.signal(signum, note)
     sentinels = [process.sentinel for process in processes]
     while not signalled:
-        if multiprocessing.connection.wait(sentinels, timeout=0.2):
+        # Ctrl-C, or systemd's SIGTERM to the whole group, reaches the workers too: one that stopped for it has
+        # not exited on its own (the signal's handler ran while this waited, and the wait went on).
+        if multiprocessing.connection.wait(sentinels, timeout=0.2) and not signalled:
             print("order-gateway: a worker exited; stopping the others", file=sys.stderr)
             return False
     return True

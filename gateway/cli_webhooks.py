@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from gateway.cli_common import Command, fail, positive_int, print_json
+from gateway.cli_common import Command, fail, print_json, whole_number
 from gateway.settings import Settings
 from gateway.storage import Storage
 from gateway.webhook_guard import TargetRefused
@@ -11,6 +11,7 @@ from gateway.webhooks import add_webhook, attempt_line, webhook_line
 from schemas.enums import EVENT_TYPES
 
 DEFAULT_ATTEMPTS_SHOWN = 20
+MAX_ATTEMPTS_SHOWN = 100_000
 
 
 def add_webhook_commands(parser: argparse.ArgumentParser) -> None:
@@ -26,8 +27,9 @@ def add_webhook_commands(parser: argparse.ArgumentParser) -> None:
     remove.add_argument("webhook_id", metavar="WEBHOOK_ID", help="the webhook (as `webhooks list` shows it)")
     deliveries = webhooks.add_parser("deliveries", help="a webhook's latest delivery attempts, newest first")
     deliveries.add_argument("webhook_id", metavar="WEBHOOK_ID", help="the webhook")
-    deliveries.add_argument("--limit", type=positive_int, default=DEFAULT_ATTEMPTS_SHOWN, metavar="N",
-                            help=f"how many attempts (default {DEFAULT_ATTEMPTS_SHOWN})")
+    deliveries.add_argument("--limit", type=whole_number(MAX_ATTEMPTS_SHOWN), default=DEFAULT_ATTEMPTS_SHOWN,
+                            metavar="N", help=f"how many attempts (default {DEFAULT_ATTEMPTS_SHOWN}, "
+                                              f"at most {MAX_ATTEMPTS_SHOWN:,})")
 
 
 async def _add(storage: Storage, args: argparse.Namespace, settings: Settings) -> int:

@@ -16,6 +16,9 @@ LOG_FORMATS = ("json", "console")
 SECRET_SETTINGS = frozenset({"jwt_secret", "webhook_secret_key"})  # never echoed in an error
 TRUE_WORDS, FALSE_WORDS = frozenset({"true", "1", "yes", "on"}), frozenset({"false", "0", "no", "off"})
 MIN_RATE_PER_SECOND = 0.001  # one request in about 17 minutes; slower limits overflow the header arithmetic
+# Far beyond any partner's traffic; larger values overflow the database's 64-bit integers and JSON output.
+MAX_RATE_PER_SECOND = 1e9
+MAX_BURST = 1_000_000_000
 
 
 class SettingsError(ValueError):
@@ -109,9 +112,10 @@ class Settings:
             ("db_busy_timeout_seconds", 0 <= self.db_busy_timeout_seconds <= 60, "must be 0..60"),
             ("body_timeout_seconds", self.body_timeout_seconds > 0, "must be > 0"),
             ("rate_limit_per_second",
-             self.rate_limit_per_second == 0 or MIN_RATE_PER_SECOND <= self.rate_limit_per_second < math.inf,
-             f"must be 0 (off) or a number >= {MIN_RATE_PER_SECOND}"),
-            ("rate_limit_burst", self.rate_limit_burst >= 1, "must be at least 1"),
+             self.rate_limit_per_second == 0
+             or MIN_RATE_PER_SECOND <= self.rate_limit_per_second <= MAX_RATE_PER_SECOND,
+             f"must be 0 (off) or a number from {MIN_RATE_PER_SECOND} to {MAX_RATE_PER_SECOND:,.0f}"),
+            ("rate_limit_burst", 1 <= self.rate_limit_burst <= MAX_BURST, f"must be 1 to {MAX_BURST:,}"),
             ("webhook_timeout_seconds", 0 < self.webhook_timeout_seconds <= 60, "must be more than 0, at most 60"),
             ("webhook_retry_schedule", _schedule_ok(self.webhook_retry_schedule),
              f"must be comma-separated delays in seconds, each > 0 ({NO_RETRIES!r}: no retries)"),

@@ -7,6 +7,7 @@ import contextlib
 import json
 import re
 import shlex
+import os
 import signal
 import sqlite3
 import subprocess
@@ -49,7 +50,8 @@ def test_help_version_and_usage_exit_codes(tmp_path: Path) -> None:
     assert version.stdout.strip() == f"order-gateway {VERSION}"
     assert "webhooks" in cli(db, "--help").stdout
     assert "--workers" in cli(db, "serve", "--help").stdout
-    for args in (["bogus"], ["import"], ["orders", "set-status", "1", "9999"], ["serve", "--workers", "0"]):
+    for args in (["bogus"], ["import"], ["orders", "set-status", "1", "9999"], ["serve", "--workers", "0"],
+                 ["serve", "--workers", "100000000000000000000000"], ["webhooks", "deliveries", "W", "--limit", "1e9"]):
         refused = cli(db, *args, check=False)
         assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1, (args, refused.stderr)
     failed = cli(db, "credentials", "create", "NOBODY", check=False)
@@ -225,6 +227,26 @@ def test_workers_share_one_port_and_stop_together(tmp_path: Path, workers: int) 
         assert {line["pid"] for line in wait_for_events(log, "stopped", workers)} == pids
     finally:
         parent.kill()  # its workers, orphaned, stop on their own within a second
+        parent.wait(timeout=30)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_workers_stopped_with_their_group_exit_0(tmp_path: Path, signum: int) -> None:
+    """Ctrl-C on a terminal, or systemd's SIGTERM to the whole control group, reaches the workers as well as
+    the parent: a worker stopping for it is no failure (it was exit 1, 'a worker exited')."""
+    db, port = f"sqlite:///{tmp_path}/g.db", free_port()
+    log = tmp_path / "serve.log"
+    with open(log, "w") as err:
+        parent = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--database", db, "serve", "--port",
+                                   str(port), "--workers", "2"], stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT,
+                                  start_new_session=True)
+    try:
+        wait_for_events(log, "listening", 2)
+        os.killpg(parent.pid, signum)
+        assert parent.wait(timeout=30) == 0, log.read_text()
+        assert "a worker exited" not in log.read_text()
+    finally:
+        parent.kill()
         parent.wait(timeout=30)
 
 

@@ -83,6 +83,11 @@ USAGE_ERRORS = [
     ["P1", "--per-second", "1e-310", "--burst", "5"],
     ["P1", "--per-second", "5", "--burst", "0"],
     ["P1", "--per-second", "5", "--burst", "2.5"],
+    # Stored, these overflowed the database's integers or the listing's JSON (a traceback, then every
+    # `partners list` failed until --default).
+    ["P1", "--per-second", "1", "--burst", "99999999999999999999999"],
+    ["P1", "--per-second", "1", "--burst", "9223372036854775808"],
+    ["P1", "--per-second", "100000000000000000000000", "--burst", "5"],
 ]
 
 

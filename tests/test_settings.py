@@ -30,6 +30,9 @@ def test_environment_overrides_defaults_and_the_command_line_overrides_both():
         {"GATEWAY_DB_POOL_MAX_SIZE": "0"},
         {"GATEWAY_IDEMPOTENCY_RETENTION_SECONDS": "5"},
         {"GATEWAY_DATABASE_URL": "mysql://x"},
+        # Beyond the database's 64-bit integers: a partner's listing crashed on it.
+        {"GATEWAY_RATE_LIMIT_PER_SECOND": "1e23"},
+        {"GATEWAY_RATE_LIMIT_BURST": "99999999999999999999999"},
     ],
 )
 def test_bad_values_are_refused_naming_the_setting(environ):
