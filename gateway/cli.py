@@ -15,8 +15,10 @@ from typing import NoReturn
 from tqdm import tqdm
 
 from gateway.cli_common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, INTERRUPTED, Command, Interrupted
-from gateway.cli_common import OutputLost, PortInUse, defer_interrupt, fail, print_json, print_line, whole_number
+from gateway.cli_common import CannotListen, OutputLost, PortInUse, defer_interrupt, fail, print_json, print_line
+from gateway.cli_common import whole_number
 from gateway.cli_webhooks import WEBHOOK_COMMANDS, add_webhook_commands
+from gateway.demo import DemoRefused
 from gateway.importer import ImportLineError, import_file
 from gateway.logconfig import configure_logging
 from gateway.partners import create_credential, create_partner, credential_line, partner_line, revoke_credential
@@ -107,7 +109,8 @@ def _add_partner_commands(parser: argparse.ArgumentParser) -> None:
     chosen.add_argument("--per-second", type=_positive_rate, metavar="R",
                         help=f"requests per second ({MIN_RATE_PER_SECOND} to {MAX_RATE_PER_SECOND:,.0f})")
     chosen.add_argument("--default", action="store_true", help="use the configured defaults again")
-    rate.add_argument("--burst", type=whole_number(MAX_BURST), metavar="B", help=f"requests at once (1 to {MAX_BURST:,})")
+    rate.add_argument("--burst", type=whole_number(MAX_BURST), metavar="B",
+                      help=f"requests at once (1 to {MAX_BURST:,})")
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -146,6 +149,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     except PortInUse as exc:
         return fail(f"cannot listen: {exc.strerror}; choose another port with --port (or {ENV_PREFIX}PORT, "
                     "or make run PORT=...)")
+    except CannotListen as exc:
+        return fail(f"cannot listen on {exc.strerror}; choose another address with --host (or {ENV_PREFIX}HOST)")
+    except DemoRefused as exc:
+        return fail(str(exc))
     except (StorageError, ImportLineError) as exc:
         return fail(str(exc))
     except StorageUnavailable as exc:

@@ -30,7 +30,11 @@ class Interrupted(Exception):
     """Raised inside a write that saw INTERRUPTED: its transaction rolls back."""
 
 
-class PortInUse(OSError):
+class CannotListen(OSError):
+    """The address cannot be listened on (not one of this host's, or no such host); the message names it."""
+
+
+class PortInUse(CannotListen):
     """The address to listen on is taken (by another gateway, say); the message names it."""
 
 

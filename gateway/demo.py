@@ -14,6 +14,10 @@ DEMO_CUSTOMER = "9876543210"
 DAY = 86400
 
 
+class DemoRefused(Exception):
+    """`serve --demo` on a database that holds data of its own: a working demo credential has no place there."""
+
+
 def demo_records(now: int) -> list[ImportRecord]:
     coterm = (date.fromtimestamp(now) + timedelta(days=180)).isoformat()
     records: list[ImportRecord] = [
@@ -62,6 +66,9 @@ async def load_demo(storage: Storage) -> tuple[IssuedCredential, bool]:
     fresh one (a secret is kept only as a hash, so the last start's cannot be shown again): the ones of
     earlier starts are revoked, so credentials do not pile up however often the demo starts."""
     if not await storage.partner_exists(DEMO_PARTNER):
+        if await storage.list_partners():
+            raise DemoRefused("--demo loads its data only into an empty database, and this one holds partners: "
+                              "start without --demo, or point --database at a new one")
         credential = await create_partner(storage, "Demo Distribution", DEMO_PARTNER)
         await storage.import_records(enumerate(demo_records(int(time.time())), start=1))
         return credential, True

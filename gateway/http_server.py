@@ -24,7 +24,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.streams import EMPTY_PAYLOAD
 from aiohttp.web_protocol import RequestHandler, _ErrInfo
 
-from gateway.cli_common import PortInUse
+from gateway.cli_common import CannotListen, PortInUse
 from gateway.errors import INTERNAL_ERROR, ApiError
 from gateway.http_limits import MAX_HEAD_KEPT, PARSER_LIMITS, HeadTimeout, ids_without_controls, refusal
 from gateway.keys import METRICS, SETTINGS
@@ -194,7 +194,8 @@ async def _serve(app: web.Application, settings: Settings, on_listening: Listeni
         except OSError as failure:
             if failure.errno == errno.EADDRINUSE:
                 raise PortInUse(failure.errno, f"{settings.host}:{settings.port} is in use") from None
-            raise
+            reason = failure.strerror or str(failure)
+            raise CannotListen(failure.errno, f"{settings.host}:{settings.port}: {reason}") from None
         port = runner.addresses[0][1] if runner.addresses else settings.port
         host = f"[{settings.host}]" if ":" in settings.host else settings.host  # an IPv6 address
         base = f"http://{host}:{port}"

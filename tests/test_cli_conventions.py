@@ -189,6 +189,24 @@ def test_demo_prints_a_working_curl_once_listening_and_keeps_one_credential(tmp_
     assert len(credentials) == 2 and [c["revoked"] is None for c in credentials].count(True) == 1
 
 
+def test_demo_refuses_a_database_that_holds_data(tmp_path: Path) -> None:
+    """The demo's data and its working credential go into an empty database only, never beside real data."""
+    db = f"sqlite:///{tmp_path}/g.db"
+    cli(db, "partners", "create", "--name", "Real", "--partner-id", "REAL")
+    refused = cli(db, "serve", "--demo", "--port", str(free_port()), check=False)
+    assert refused.returncode == 1 and "empty database" in refused.stderr.splitlines()[-1], refused.stderr
+    assert [json.loads(line)["partnerId"] for line in cli(db, "partners", "list").stdout.splitlines()] == ["REAL"]
+
+
+@pytest.mark.parametrize("host", ["192.0.2.1", "no-such-host.invalid"])
+def test_an_address_that_cannot_be_listened_on_is_named(tmp_path: Path, host: str) -> None:
+    db, port = f"sqlite:///{tmp_path}/g.db", free_port()
+    refused = cli(db, "serve", "--host", host, "--port", str(port), check=False)
+    assert refused.returncode == 1, refused.stderr
+    said = [line for line in refused.stderr.splitlines() if not line.startswith("{")]
+    assert len(said) == 1 and f"cannot listen on {host}:{port}" in said[0] and "sqlite" not in said[0], said
+
+
 def test_a_port_in_use_is_named(tmp_path: Path) -> None:
     db, port = f"sqlite:///{tmp_path}/g.db", free_port()
     process, _ = demo(db, port)
