@@ -195,6 +195,24 @@ async def test_410_disables_the_webhook(aiohttp_client: Any, settings: Settings,
         assert (attempt["result"], attempt["status"], attempt["nextAttempt"]) == ("disabled", 410, None)
 
 
+async def test_every_call_made_before_a_410_disabled_the_webhook_is_listed(aiohttp_client: Any, settings: Settings,
+                                                                            db_url: str, partners: Any) -> None:
+    """Calls in flight on the webhook's other lanes when a 410 disabled it were made: `deliveries` lists each
+    (it listed the 410 alone, the others' outcomes found their deliveries dropped and were not recorded)."""
+    # The first 410 comes late (the timeout is 1 s), so that the other lanes' calls are made meanwhile.
+    async with receiver(lambda call: (410, {}, 0.8 if len(hook.calls) == 1 else 0.1)) as hook:
+        added = add_webhook(db_url, "P1", hook.url)
+        client = await gateway(aiohttp_client, settings)
+        await asyncio.gather(*(place(client, partners["P1"]) for _ in range(6)))
+        await counted(client, disabled=2)
+        await asyncio.sleep(1.0)  # the last calls' outcomes are recorded
+        calls = {call.headers["webhook-id"] for call in hook.calls}
+        assert len(calls) == len(hook.calls) >= 2
+        attempts = cli_lines(db_url, "webhooks", "deliveries", added["webhookId"])
+        assert {attempt["eventId"] for attempt in attempts} == calls
+        assert all(attempt["status"] == 410 and attempt["nextAttempt"] is None for attempt in attempts)
+
+
 async def test_redirects_are_not_followed(aiohttp_client: Any, settings: Settings, db_url: str,
                                           partners: Any) -> None:
     async with receiver(lambda call: (307, {"Location": "/elsewhere"}, 0) if call.path == "/hook" else OK) as hook:

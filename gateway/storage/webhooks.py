@@ -172,6 +172,7 @@ async def record_attempt(db: Db, attempt: Attempt) -> bool:
     else:
         held = await db.execute(FINISH_DELIVERY, key)
     if not held:
+        await _record_lost(db, attempt)
         return False
     await db.execute(INSERT_ATTEMPT, (delivery.webhook_id, delivery.event_id, delivery.attempt, attempt.attempted,
                                       attempt.outcome, attempt.status, attempt.error, attempt.next_attempt))
@@ -179,6 +180,20 @@ async def record_attempt(db: Db, attempt: Attempt) -> bool:
         await db.execute(DISABLE_WEBHOOK, (attempt.attempted // 1000, delivery.webhook_id))
         await db.execute(DROP_DELIVERIES, (delivery.webhook_id,))
     return True
+
+
+WEBHOOK_KEPT = "SELECT 1 FROM webhooks WHERE webhook_id = ?"
+INSERT_LOST_ATTEMPT = INSERT_ATTEMPT.rstrip() + " ON CONFLICT (webhook_id, event_id, attempt) DO NOTHING"
+
+
+async def _record_lost(db: Db, attempt: Attempt) -> None:
+    """An attempt whose claim no longer holds its delivery (another lane's 410 dropped the webhook's
+    deliveries, or the lease ran out) was made all the same: listed, without a next attempt of its own (the
+    delivery is not this claim's to plan), unless the webhook is gone or that attempt is listed already."""
+    delivery = attempt.delivery
+    if await db.fetch(WEBHOOK_KEPT, (delivery.webhook_id,)):
+        await db.execute(INSERT_LOST_ATTEMPT, (delivery.webhook_id, delivery.event_id, delivery.attempt,
+                                               attempt.attempted, attempt.outcome, attempt.status, attempt.error, None))
 
 
 async def record_and_claim(db: Db, attempt: Attempt | None, webhook_id: str, now: int, lease_until: int,
