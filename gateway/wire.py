@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 
+from schemas.headers import MAX_CORRELATION_ID
+
 PARTNER_PREFIX = "/v3"
 # A request that ends without an answer (the client went away, shutdown): nginx's name for it.
 CLIENT_CLOSED = 499
@@ -18,3 +20,8 @@ def is_partner_path(path: str) -> bool:
 
 def header_safe(value: str) -> bool:
     return _UNSAFE.search(value) is None
+
+
+def valid_correlation_id(value: str | None) -> bool:
+    """1 to 255 characters, none of them a control character (else `4119`)."""
+    return value is not None and 0 < len(value) <= MAX_CORRELATION_ID and header_safe(value)

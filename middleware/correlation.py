@@ -5,18 +5,16 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.errors import ApiError
-from gateway.wire import header_safe, is_partner_path
+from gateway.wire import is_partner_path, valid_correlation_id
 from schemas.headers import MAX_CORRELATION_ID
 
 
 @web.middleware
 async def correlation_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if is_partner_path(request.path):
-        value = request.headers.get("X-Correlation-Id")
-        if not value or len(value) > MAX_CORRELATION_ID or not header_safe(value):
-            raise ApiError(
-                "4119",
-                f"X-Correlation-Id is required: 1 to {MAX_CORRELATION_ID} characters, no control characters",
-                fields=["X-Correlation-Id"],
-            )
+    if is_partner_path(request.path) and not valid_correlation_id(request.headers.get("X-Correlation-Id")):
+        raise ApiError(
+            "4119",
+            f"X-Correlation-Id is required: 1 to {MAX_CORRELATION_ID} characters, no control characters",
+            fields=["X-Correlation-Id"],
+        )
     return await handler(request)

@@ -14,7 +14,7 @@ from gateway.keys import ANSWER_HEADERS, API_KEY_ID, ERROR, ERROR_CODE, IDEMPOTE
 from gateway.keys import TRACE
 from gateway.metrics import Metrics
 from gateway.tracing import parse_traceparent
-from gateway.wire import CLIENT_CLOSED, header_safe
+from gateway.wire import CLIENT_CLOSED, header_safe, valid_correlation_id
 
 log = structlog.get_logger("gateway.request")
 
@@ -67,7 +67,9 @@ def _log_request(request: web.Request, status: int, elapsed: float, correlation_
         "method": request.method,
         "path": request.path,
         "route": route,
-        "correlation_id": correlation_id,
+        # A value refused as a correlation id (4119: too long, control characters, not UTF-8) is no name of
+        # the request but bytes of a header: not logged.
+        "correlation_id": correlation_id if valid_correlation_id(correlation_id) else None,
         "partner_id": request.get(PARTNER_ID),
         "api_key_id": request.get(API_KEY_ID),
         "customer_id": request.match_info.get("customerId"),

@@ -153,3 +153,30 @@ async def test_token_failures_are_logged_with_their_oauth_error(db_url, tmp_path
     # Each was logged with "error_code": null.
     assert [(r["path"], r["status"], r["error_code"]) for r in requests] == [
         (path, status, code) for path, _, status, code in sent]
+
+
+async def test_a_refused_correlation_id_is_not_logged(tmp_path):
+    """A value refused as an X-Correlation-Id (4119: over 255 characters, a control character, not UTF-8) is
+    bytes of a header, not the request's name: its line has `correlation_id` null."""
+    from raw_http import exchange
+
+    db_url = f"sqlite:///{tmp_path}/g.db"
+    partner = json.loads(cli(db_url, "partners", "create", "--name", "N", "--partner-id", "P1").stdout)
+    log_path = tmp_path / "server.log"
+    refused = [b"L" * 300, b"abc\x01Hidden", b"\xff\xfeHidden", b"with\x7fHidden"]
+    with server_process(db_url, log_path=log_path) as base:
+        async with aiohttp.ClientSession(base) as http:
+            form = {"grant_type": "client_credentials", "client_id": partner["apiKey"],
+                    "client_secret": partner["clientSecret"]}
+            async with http.post("/ims/token/v3", data=form) as response:
+                token = (await response.json())["access_token"]
+        port = int(base.rsplit(":", 1)[1])
+        head = (f"GET /v3/customers/C1/orders HTTP/1.1\r\nHost: gw\r\nX-Api-Key: {partner['apiKey']}\r\n"
+                f"Authorization: Bearer {token}\r\n").encode()
+        for value in refused:
+            answer = exchange(port, head + b"X-Correlation-Id: " + value + b"\r\n\r\n")
+            assert answer is not None and answer.json()["code"] == "4119", answer
+    text = log_path.read_text()
+    assert "Hidden" not in text and "L" * 256 not in text
+    lines = [json.loads(line) for line in text.splitlines() if '"4119"' in line]
+    assert len(lines) == len(refused) and all(line["correlation_id"] is None for line in lines)
