@@ -136,6 +136,15 @@ def test_a_cursor_too_old_is_an_api_error_4124(gateway: Gateway) -> None:
     assert (gone.value.status, gone.value.code) == (410, "4124")
 
 
+@pytest.mark.parametrize("customer_id", ["..", ".", "a/b"])
+def test_ids_are_sent_whole_whatever_they_hold(gateway: Gateway, customer_id: str) -> None:
+    """An id is one path segment: `..` was resolved away as a step up (GET /v3/orders/orders, answered 404
+    `404`), where the gateway answers the customer's absence, `1116`."""
+    with gateway.client(retry=FAST) as client, pytest.raises(ApiError) as unknown:
+        client.get_order(customer_id, "orders")
+    assert (unknown.value.status, unknown.value.code) == (404, "1116")
+
+
 def test_a_next_link_to_another_host_is_not_followed() -> None:
     """The credentials go only to the base URL: a page whose links.next names another host is an error."""
     hosts: list[str] = []

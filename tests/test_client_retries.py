@@ -3,6 +3,8 @@ again with the same correlation id and creates one order; Retry-After is waited 
 a refused token is renewed once; errors arrive as ApiError."""
 from __future__ import annotations
 
+import datetime
+import email.utils
 import time
 import uuid
 from pathlib import Path
@@ -54,6 +56,17 @@ def test_retry_after_is_waited_for_and_the_same_correlation_id_sent_again(
     assert second.at - first.at >= 1.0
     assert first.headers["X-Correlation-Id"] == second.headers["X-Correlation-Id"]
     assert orders_with_reference(gateway, f"after-{status}") == [placed["orderId"]]
+
+
+def test_retry_after_as_an_http_date_is_waited_for(gateway: Gateway, proxy: tuple[Proxy, str]) -> None:
+    """A proxy or load balancer in front of the gateway may say when to come back as a date (RFC 9110)."""
+    scripted, url = proxy
+    later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=2)
+    scripted.refuse(1, 503, "503", retry_after=email.utils.format_datetime(later, usegmt=True))
+    with gateway.client(url, retry=FAST) as client, pytest.raises(ApiError):
+        client.get_order(WRITES, "0000000000")
+    first, second = scripted.requests("GET")[:2]
+    assert second.at - first.at >= 1.0  # the date has whole seconds: at least one of the two is left
 
 
 def test_a_correlation_id_still_executing_is_retried(gateway: Gateway, proxy: tuple[Proxy, str]) -> None:

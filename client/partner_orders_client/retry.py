@@ -7,6 +7,8 @@ once and replays the stored answer to the others.
 """
 from __future__ import annotations
 
+import datetime
+import email.utils
 import math
 import random
 from dataclasses import dataclass
@@ -56,7 +58,8 @@ def retryable(reply: Reply) -> bool:
 
 
 def retry_after(reply: Reply) -> float | None:
-    """The `Retry-After` seconds of an answer (the gateway sends whole seconds, never an HTTP date)."""
+    """The `Retry-After` of an answer in seconds: the gateway sends whole seconds, and a proxy or load
+    balancer in front of it may send an HTTP date (RFC 9110 10.2.3), waited for until then."""
     if not isinstance(reply, Answer):
         return None
     value = reply.headers.get("Retry-After")
@@ -65,5 +68,15 @@ def retry_after(reply: Reply) -> float | None:
     try:
         seconds = float(value)
     except ValueError:
-        return None
+        return _until(value)
     return max(seconds, 0.0) if math.isfinite(seconds) else None
+
+
+def _until(http_date: str) -> float | None:
+    try:
+        when = email.utils.parsedate_to_datetime(http_date)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC, as an HTTP date always is
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max((when - datetime.datetime.now(datetime.timezone.utc)).total_seconds(), 0.0)

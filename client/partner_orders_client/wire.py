@@ -64,8 +64,12 @@ def api_request(
 
 
 def path(*segments: str) -> str:
-    """A root-relative path; ids are opaque strings, so each is escaped whole (a `/` in one stays in it)."""
-    return "/" + "/".join(quote(segment, safe="") for segment in segments)
+    """A root-relative path; ids are opaque strings, so each is escaped whole (a `/` in one stays in it), and
+    an id of `.` or `..` is sent as the id it is, not as a step up the path that the URL would be resolved to."""
+    return "/" + "/".join(_DOTS.get(segment) or quote(segment, safe="") for segment in segments)
+
+
+_DOTS = {".": "%2E", "..": "%2E%2E"}  # RFC 3986 6.2.2.2: encoded, they are no dot-segments
 
 
 def with_query(target: str, params: Mapping[str, QueryValue]) -> str:
