@@ -9,11 +9,15 @@ business), so a public endpoint cannot forward the call inward either.
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from yarl import URL  # the parser aiohttp connects with: the host checked is the host called
 
 MAX_URL_CHARS = 2048
 MAX_HOST_CHARS, MAX_LABEL_CHARS = 253, 63  # what DNS carries
+# A host name's label (RFC 1123 2.1), IDNA-encoded: letters, digits and inner hyphens (underscores too, which
+# some names carry); a space, or a hyphen at either end, is no name any resolver looks up.
+_HOST_LABEL = re.compile(rb"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,%d}[A-Za-z0-9_])?" % (MAX_LABEL_CHARS - 2))
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -36,6 +40,8 @@ def check_url(url: str, allow_http: bool) -> URL:
         raise TargetRefused("the URL must start with https://" + (" or http://" if allow_http else ""))
     if not host or not _resolvable(host):
         raise TargetRefused("the URL has no host that can be looked up")
+    if parsed.explicit_port == 0:
+        raise TargetRefused("the URL's port must be 1 to 65535")
     if parsed.user is not None or parsed.password is not None:
         raise TargetRefused("the URL must not carry credentials (deliveries are signed instead)")
     if parsed.fragment:
@@ -52,7 +58,7 @@ def _resolvable(host: str) -> bool:
         b".".join(labels).decode("idna")  # an `xn--` label must be valid punycode too
     except UnicodeError:
         return False
-    return len(host) <= MAX_HOST_CHARS and all(0 < len(label) <= MAX_LABEL_CHARS for label in labels)
+    return len(host) <= MAX_HOST_CHARS and all(_HOST_LABEL.fullmatch(label) for label in labels)
 
 
 def _address(host: str) -> IPAddress | None:
