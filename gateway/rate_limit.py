@@ -116,7 +116,11 @@ class _Allowance:
         self.level, self.seen_at = lease.left, now
         # At least a millisecond: `now` plus a wait too small for its precision would be `now` again.
         wait = max((1 - lease.left) / limit.per_second, MIN_REFUSAL_SECONDS)
-        self.refused_until = now + min(wait, REFUSAL_MEMORY_SECONDS) if lease.granted == 0 else 0.0
+        if lease.granted == 0:
+            self.refused_until = now + min(wait, REFUSAL_MEMORY_SECONDS)
+        else:
+            # A made-up lease is the rate of its whole second: spent sooner, the partner waits for the next.
+            self.refused_until = 0.0 if shared else self.lease_ends
 
     def _decision(self, limit: Limit, now: float, admitted: bool) -> Decision:
         level = min(float(limit.burst), self.level + (now - self.seen_at) * limit.per_second)

@@ -237,6 +237,26 @@ async def test_buckets_out_of_reach_hold_up_one_request_not_every_one(aiohttp_cl
     assert (await client.get(ORDERS, headers=headers)).status == 200
 
 
+async def test_buckets_out_of_reach_a_partner_is_admitted_at_its_rate_not_more(aiohttp_client: Any, make_partner: Any,
+                                                                                load: Any, db_url: str) -> None:
+    """While the process makes its leases up (the buckets were out of reach a moment ago), it admits the
+    partner's rate per second: a made-up lease spent early is not followed by another at once."""
+    partner = await seeded(make_partner, load)
+    settings = Settings(database_url=db_url, jwt_secret=TEST_SIGNING_KEY, db_busy_timeout_seconds=0.5,
+                        rate_limit_per_second=5, rate_limit_burst=10)
+    client = await aiohttp_client(create_app(settings))
+    headers = await partner_headers(client, partner)
+    loop = asyncio.get_running_loop()
+    async with buckets_locked(db_url):
+        assert (await client.get(ORDERS, headers=headers)).status == 200  # the take gave up: made up
+    started, statuses = loop.time(), []
+    while loop.time() - started < 2.5 and len(statuses) < 3000:
+        statuses.append((await client.get(ORDERS, headers=headers)).status)
+    elapsed = loop.time() - started + 1.0  # and the first lease's second
+    assert statuses.count(200) + 1 <= (10 + 5 * elapsed) * 1.1, statuses.count(200)  # it was every request
+    assert set(statuses) == {200, 429}
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A filesystem of 2 MB that the test can fill: a tmpfs mount (needs root, as in CI)."""
