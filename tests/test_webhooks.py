@@ -395,3 +395,29 @@ async def test_an_outcome_the_database_cannot_take_at_once_is_recorded_later(aio
         attempts = cli_lines(db_url, "webhooks", "deliveries", added["webhookId"])
         assert [(a["attempt"], a["result"]) for a in attempts] == [(1, "delivered")]
         assert len(hook.calls) == 1
+
+
+async def test_a_lost_attempt_recorded_while_its_webhook_is_removed_fails_nothing(db_url: str, partners: Any) -> None:
+    """An attempt whose delivery is gone is still listed, unless its webhook is gone too. A removal not yet
+    committed is waited for, then nothing is inserted; the insert's key check used to fail the lane's whole
+    transaction (its next claim included) once the removal committed."""
+    if db_url.startswith("sqlite://"):
+        pytest.skip("SQLite's writers are one at a time: no removal can be in progress meanwhile")
+    import asyncpg
+    from gateway.storage import Attempt, Delivery, open_storage
+
+    added = add_webhook(db_url, "P1", "https://hooks.example/")
+    now = int(time.time() * 1000)
+    lost = Attempt(Delivery(added["webhookId"], "event-1", 1, "claim-a"), now, "delivered", 204, None, None)
+    async with open_storage(db_url) as storage:
+        remover = await asyncpg.connect(db_url)
+        try:
+            async with remover.transaction():
+                await remover.execute("DELETE FROM webhooks WHERE webhook_id = $1", added["webhookId"])
+                recording = asyncio.create_task(
+                    storage.record_and_claim(lost, added["webhookId"], now, now + 15_000, "claim-b", 1))
+                await asyncio.sleep(0.3)
+                assert not recording.done()  # waits for the removal
+            assert await recording == (False, [])
+        finally:
+            await remover.close()

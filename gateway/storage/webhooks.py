@@ -183,6 +183,9 @@ async def record_attempt(db: Db, attempt: Attempt) -> bool:
 
 
 WEBHOOK_KEPT = "SELECT 1 FROM webhooks WHERE webhook_id = ?"
+# On PostgreSQL the row is locked as the attempt's foreign key would lock it: a removal not yet committed is
+# waited for here, and then the row is gone (no insert), rather than failing the insert's key check.
+WEBHOOK_KEPT_LOCKED = WEBHOOK_KEPT + " FOR KEY SHARE"
 INSERT_LOST_ATTEMPT = INSERT_ATTEMPT.rstrip() + " ON CONFLICT (webhook_id, event_id, attempt) DO NOTHING"
 
 
@@ -191,7 +194,7 @@ async def _record_lost(db: Db, attempt: Attempt) -> None:
     deliveries, or the lease ran out) was made all the same: listed, without a next attempt of its own (the
     delivery is not this claim's to plan), unless the webhook is gone or that attempt is listed already."""
     delivery = attempt.delivery
-    if await db.fetch(WEBHOOK_KEPT, (delivery.webhook_id,)):
+    if await db.fetch(WEBHOOK_KEPT if db.commits_in_order else WEBHOOK_KEPT_LOCKED, (delivery.webhook_id,)):
         await db.execute(INSERT_LOST_ATTEMPT, (delivery.webhook_id, delivery.event_id, delivery.attempt,
                                                attempt.attempted, attempt.outcome, attempt.status, attempt.error, None))
 
