@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import threading
@@ -36,6 +37,13 @@ class CannotListen(OSError):
 
 class PortInUse(CannotListen):
     """The address to listen on is taken (by another gateway, say); the message names it."""
+
+
+def listen_failure(failure: OSError, host: str, port: int) -> CannotListen:
+    """What a failed bind of host:port says: the port taken, or the address not one this host can listen on."""
+    if failure.errno == errno.EADDRINUSE:
+        return PortInUse(failure.errno, f"{host}:{port} is in use")
+    return CannotListen(failure.errno, f"{host}:{port}: {failure.strerror or failure}")
 
 
 def defer_interrupt(signum: int, frame: FrameType | None) -> None:

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from gateway.app import create_app, signing_key, token_service
 from gateway.demo import DEMO_CUSTOMER, load_demo
-from gateway.cli_common import PortInUse
+from gateway.cli_common import PortInUse, listen_failure
 from gateway.http_server import serve_app
 from gateway.keys import SETTINGS, STORAGE
 from gateway.logconfig import configure_logging
@@ -98,7 +98,7 @@ def _reserve(settings: Settings) -> socket.socket:
         try:
             probe.bind((settings.host, settings.port))
         except OSError as failure:
-            raise PortInUse(failure.errno, f"{settings.host}:{settings.port} is in use") from None
+            raise listen_failure(failure, settings.host, settings.port) from None
         port = probe.getsockname()[1]
     reserved = socket.socket(family, socket.SOCK_STREAM)
     reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)

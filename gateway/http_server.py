@@ -11,7 +11,6 @@ set up, listen, wait for SIGTERM or SIGINT, and clean up (in-flight requests fin
 from __future__ import annotations
 
 import asyncio
-import errno
 import gc
 import os
 import signal
@@ -24,7 +23,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.streams import EMPTY_PAYLOAD
 from aiohttp.web_protocol import RequestHandler, _ErrInfo
 
-from gateway.cli_common import CannotListen, PortInUse
+from gateway.cli_common import listen_failure
 from gateway.errors import INTERNAL_ERROR, ApiError
 from gateway.http_limits import MAX_HEAD_KEPT, PARSER_LIMITS, HeadTimeout, ids_without_controls, refusal
 from gateway.keys import METRICS, SETTINGS
@@ -192,10 +191,7 @@ async def _serve(app: web.Application, settings: Settings, on_listening: Listeni
         try:
             await site.start()
         except OSError as failure:
-            if failure.errno == errno.EADDRINUSE:
-                raise PortInUse(failure.errno, f"{settings.host}:{settings.port} is in use") from None
-            reason = failure.strerror or str(failure)
-            raise CannotListen(failure.errno, f"{settings.host}:{settings.port}: {reason}") from None
+            raise listen_failure(failure, settings.host, settings.port) from None
         port = runner.addresses[0][1] if runner.addresses else settings.port
         host = f"[{settings.host}]" if ":" in settings.host else settings.host  # an IPv6 address
         base = f"http://{host}:{port}"

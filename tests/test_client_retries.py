@@ -69,6 +69,18 @@ def test_retry_after_as_an_http_date_is_waited_for(gateway: Gateway, proxy: tupl
     assert second.at - first.at >= 1.0  # the date has whole seconds: at least one of the two is left
 
 
+@pytest.mark.parametrize("value", ["Mon, 01 Jan 99999999999999999999 00:00:00 GMT", "soon", ""])
+def test_a_retry_after_that_is_no_time_is_ignored(gateway: Gateway, proxy: tuple[Proxy, str], value: str) -> None:
+    """An unreadable Retry-After (a year no clock reaches was an OverflowError) leaves the backoff alone, and
+    the answer still ends as ApiError."""
+    scripted, url = proxy
+    scripted.refuse(10, 503, "503", retry_after=value)
+    with gateway.client(url, retry=RetryPolicy(max_retries=1, base_delay=0.01)) as client:
+        with pytest.raises(ApiError) as refused:
+            client.get_order(WRITES, "0000000000")
+    assert (refused.value.status, refused.value.code) == (503, "503")
+
+
 def test_a_correlation_id_still_executing_is_retried(gateway: Gateway, proxy: tuple[Proxy, str]) -> None:
     scripted, url = proxy
     scripted.refuse(2, 409, "4122", retry_after="0", method="PATCH")

@@ -257,6 +257,17 @@ async def test_buckets_out_of_reach_a_partner_is_admitted_at_its_rate_not_more(a
     assert set(statuses) == {200, 429}
 
 
+async def test_a_busy_timeout_of_0_still_writes(aiohttp_client: Any, make_partner: Any, load: Any,
+                                               db_url: str) -> None:
+    """0 means: do not wait for a busy database. A COMMIT, the server's own write, still gets its time: on
+    PostgreSQL it was given none, and every write was 503 (no answer to COMMIT)."""
+    partner = await seeded(make_partner, load)
+    client = await gateway(aiohttp_client, db_url, busy_timeout=0.0)
+    headers = await partner_headers(client, partner)
+    placed = await client.post(ORDERS, json=NEW, headers=headers)
+    assert placed.status == 201, await placed.text()
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A filesystem of 2 MB that the test can fill: a tmpfs mount (needs root, as in CI)."""

@@ -75,7 +75,7 @@ def retry_after(reply: Reply) -> float | None:
 def _until(http_date: str) -> float | None:
     try:
         when = email.utils.parsedate_to_datetime(http_date)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # not a date, or a year no clock reaches
         return None
     if when.tzinfo is None:  # "-0000": UTC, as an HTTP date always is
         when = when.replace(tzinfo=datetime.timezone.utc)

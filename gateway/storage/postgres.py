@@ -24,6 +24,7 @@ from gateway.storage.pg_migrations import migrate
 from gateway.storage.types import LockHeld, StorageBusy, StorageError, StorageUnavailable
 
 MIN_CONNECT_SECONDS = 1.0
+MIN_COMMIT_SECONDS = 1.0  # a COMMIT is the server's write to disk: never cut at once, whatever the busy timeout
 _NUMBERED = re.compile(r"\?(\d+)")
 
 @functools.lru_cache(maxsize=512)
@@ -227,7 +228,8 @@ class PostgresBackend:
                 raise
             if transaction.begun:
                 try:
-                    await connection.execute(COMMIT, timeout=None if deadline is None else self._busy_timeout)
+                    commit_timeout = max(self._busy_timeout, MIN_COMMIT_SECONDS)
+                    await connection.execute(COMMIT, timeout=None if deadline is None else commit_timeout)
                 except ROLLED_BACK_AT_COMMIT:
                     raise  # the server answered: nothing committed, and the unit may run again
                 except ABANDONED as failure:
