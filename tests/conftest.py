@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -91,6 +91,29 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{schema}'",
         f'DROP SCHEMA "{schema}" CASCADE',
     ))
+
+
+@contextlib.asynccontextmanager
+async def locked_elsewhere(db_url: str, table: str, sqlite_file_suffix: str = "") -> AsyncIterator[None]:
+    """Another process's write lock until the block ends: on PostgreSQL, on `table`; on SQLite, on the
+    database file (with `sqlite_file_suffix`, the file beside it of that name: the rate-limit buckets')."""
+    if db_url.startswith("sqlite://"):
+        holder = sqlite3.connect(db_url.removeprefix("sqlite:///") + sqlite_file_suffix, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            holder.close()
+        return
+    import asyncpg
+
+    connection = await asyncpg.connect(db_url)
+    try:
+        async with connection.transaction():
+            await connection.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            yield
+    finally:
+        await connection.close()
 
 
 def sqlite_only(db_url: str, why: str) -> None:

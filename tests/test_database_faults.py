@@ -25,6 +25,7 @@ from conftest import (
     TEST_SIGNING_KEY,
     cli,
     customer_record,
+    locked_elsewhere,
     order_record,
     partner_headers,
     process_headers,
@@ -193,26 +194,9 @@ async def test_a_rate_limit_file_locked_by_another_process_is_waited_for(aiohttp
     assert response.headers["RateLimit-Remaining"] == "9"  # taken from the shared bucket, not made up
 
 
-@contextlib.asynccontextmanager
-async def buckets_locked(db_url: str) -> AsyncIterator[None]:
+def buckets_locked(db_url: str) -> Any:
     """Another process's lock on the rate-limit buckets, held until the block ends."""
-    if db_url.startswith("sqlite://"):
-        holder = sqlite3.connect(f"{db_url.removeprefix('sqlite:///')}-rate-limits", isolation_level=None)
-        holder.execute("BEGIN EXCLUSIVE")
-        try:
-            yield
-        finally:
-            holder.close()
-        return
-    import asyncpg
-
-    connection = await asyncpg.connect(db_url)
-    try:
-        async with connection.transaction():
-            await connection.execute("LOCK TABLE rate_buckets IN ACCESS EXCLUSIVE MODE")
-            yield
-    finally:
-        await connection.close()
+    return locked_elsewhere(db_url, "rate_buckets", "-rate-limits")
 
 
 async def test_buckets_out_of_reach_hold_up_one_request_not_every_one(aiohttp_client: Any, make_partner: Any,

@@ -54,23 +54,30 @@ def test_unreadable_database_file(tmp_path):
 BODY = {"orderType": "NEW", "currencyCode": "USD", "lineItems": [{"extLineItemNumber": 1, "offerId": "O", "quantity": 1}]}
 
 
+async def _serving(db_url: str, *serve_args: str) -> tuple[subprocess.Popen[bytes], int]:
+    """`serve` in a process of its own, once it answers; its stderr is piped."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--database", db_url, "serve", "--port",
+                             str(port), *serve_args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+        for _ in range(300):
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get("/healthz"):
+                    break
+            await asyncio.sleep(0.05)
+    return proc, port
+
+
 async def _sigterm_during_a_write(db_url: str, tmp_path: Any, hold_after_sigterm: float,
                                   *serve_args: str) -> tuple[int, int | None, str]:
     """SIGTERM while an order is in flight; (exit status, the order's HTTP status or None, stderr)."""
     sqlite_only(db_url, "holds SQLite's write lock from outside to keep a request in flight; "
                         "shutdown itself does not depend on the backend")
     partner = seed_with_cli(db_url, tmp_path)
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--database", db_url, "serve", "--port",
-                             str(port), *serve_args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+    proc, port = await _serving(db_url, *serve_args)
     status: int | None = None
     try:
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
-            for _ in range(300):
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get("/healthz"):
-                        break
-                await asyncio.sleep(0.05)
             headers = await process_headers(http, partner, "slow-one")
             # Another process holds the write lock: the order's transaction waits for it, so the request is
             # received in full and still executing when SIGTERM arrives.
@@ -121,16 +128,9 @@ async def test_sigterm_lets_a_request_still_receiving_its_body_finish(db_url, tm
     (30 s, the process with it) and was answered 408. The request in progress gets its body and is served."""
     sqlite_only(db_url, "shutdown does not depend on the backend")
     partner = seed_with_cli(db_url, tmp_path)
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--database", db_url, "serve", "--port",
-                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+    proc, port = await _serving(db_url)
     try:
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
-            for _ in range(300):
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get("/healthz"):
-                        break
-                await asyncio.sleep(0.05)
             headers = await process_headers(http, partner, "arriving")
         body = json.dumps(BODY).encode()
         head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())

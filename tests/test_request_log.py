@@ -12,6 +12,12 @@ FIELDS = {
 }
 
 
+async def _token(http: aiohttp.ClientSession, partner: dict[str, str]) -> str:
+    form = {"grant_type": "client_credentials", "client_id": partner["apiKey"], "client_secret": partner["clientSecret"]}
+    async with http.post("/ims/token/v3", data=form) as response:
+        return str((await response.json())["access_token"])
+
+
 async def test_one_json_line_per_request_without_secrets(db_url, tmp_path, load):
     partner = json.loads(cli(db_url, "partners", "create", "--name", "N", "--partner-id", "P1").stdout)
     await load([reseller_record("R1", "P1"), customer_record("C1", "R1"),
@@ -20,10 +26,7 @@ async def test_one_json_line_per_request_without_secrets(db_url, tmp_path, load)
     sent = []
     with server_process(db_url, log_path=log_path) as base:
         async with aiohttp.ClientSession(base) as http:
-            form = {"grant_type": "client_credentials", "client_id": partner["apiKey"],
-                    "client_secret": partner["clientSecret"]}
-            async with http.post("/ims/token/v3", data=form) as response:
-                token = (await response.json())["access_token"]
+            token = await _token(http, partner)
             sent.append(("POST", "/ims/token/v3", 200))
             good = {"X-Api-Key": partner["apiKey"], "Authorization": f"Bearer {token}",
                     "X-Correlation-Id": "corr-1", "X-Request-Id": "req-1", "User-Agent": "log-test/1.0"}
@@ -166,10 +169,7 @@ async def test_a_refused_correlation_id_is_not_logged(tmp_path):
     refused = [b"L" * 300, b"abc\x01Hidden", b"\xff\xfeHidden", b"with\x7fHidden"]
     with server_process(db_url, log_path=log_path) as base:
         async with aiohttp.ClientSession(base) as http:
-            form = {"grant_type": "client_credentials", "client_id": partner["apiKey"],
-                    "client_secret": partner["clientSecret"]}
-            async with http.post("/ims/token/v3", data=form) as response:
-                token = (await response.json())["access_token"]
+            token = await _token(http, partner)
         port = int(base.rsplit(":", 1)[1])
         head = (f"GET /v3/customers/C1/orders HTTP/1.1\r\nHost: gw\r\nX-Api-Key: {partner['apiKey']}\r\n"
                 f"Authorization: Bearer {token}\r\n").encode()

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient
-from conftest import cli, partner_headers, raw_sql
+from conftest import cli, locked_elsewhere, partner_headers, raw_sql
 from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks import Webhook as Verifier
 from webhook_receiver import OK, Reply, receiver
@@ -354,23 +354,8 @@ async def test_an_event_a_delivery_waits_for_outlives_its_retention(aiohttp_clie
 
 async def _hold_deliveries(db_url: str, seconds: float) -> None:
     """Another process's lock on the deliveries, for `seconds`: no outcome can be recorded meanwhile."""
-    if db_url.startswith("sqlite://"):
-        import sqlite3
-
-        holder = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
-        holder.execute("BEGIN IMMEDIATE")
+    async with locked_elsewhere(db_url, "webhook_deliveries"):
         await asyncio.sleep(seconds)
-        holder.close()
-        return
-    import asyncpg
-
-    connection = await asyncpg.connect(db_url)
-    try:
-        async with connection.transaction():
-            await connection.execute("LOCK TABLE webhook_deliveries IN ACCESS EXCLUSIVE MODE")
-            await asyncio.sleep(seconds)
-    finally:
-        await connection.close()
 
 
 async def test_an_outcome_the_database_cannot_take_at_once_is_recorded_later(aiohttp_client: Any, settings: Settings,
