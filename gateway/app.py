@@ -19,7 +19,7 @@ from gateway.metrics import Metrics
 from gateway.openapi import API_TITLE, API_VERSION, api_docs
 from gateway.rate_limit import Limit, RateLimiter
 from gateway.settings import Settings
-from gateway.storage import Storage, open_storage
+from gateway.storage import Storage, StorageUnavailable, open_storage
 from gateway.tokens import TokenService, new_signing_key
 from gateway.webhook_delivery import DeliveryWorker
 from gateway.webhooks import secret_box
@@ -84,7 +84,9 @@ async def _purge(storage: Storage, settings: Settings) -> None:
             )
             if answers or events:
                 log.info("purged", answers=answers, events=events)
-        except Exception:  # a failed purge is retried at the next interval; serving goes on
+        except StorageUnavailable as failure:  # retried at the next interval; serving goes on
+            log.warning("purge_failed", reason=str(failure))
+        except Exception:
             log.exception("purge_failed")
         await asyncio.sleep(settings.idempotency_purge_interval_seconds)
 

@@ -66,7 +66,10 @@ class DeliveryWorker:
         while True:
             try:
                 pause = await self._round()
-            except Exception:  # a database that is down now is tried again at the next round
+            except StorageUnavailable as failure:  # a database that is down now is tried again at the next round
+                log.warning("webhook_round_failed", reason=str(failure))
+                pause = settings.webhook_poll_seconds
+            except Exception:
                 log.exception("webhook_round_failed")
                 pause = settings.webhook_poll_seconds
             with contextlib.suppress(asyncio.TimeoutError):

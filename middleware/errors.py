@@ -11,6 +11,7 @@ from gateway.errors import DATABASE_RETRY_AFTER_SECONDS, ERROR_CODES, INTERNAL_E
 from gateway.http_limits import BodyTimeout, body_deadline, check_request_head
 from gateway.keys import ERROR, ERROR_CODE, SETTINGS
 from gateway.storage import StorageUnavailable
+from gateway.storage.wait_budget import one_request
 from gateway.wire import CLIENT_CLOSED
 
 # aiohttp's own refusals that have a code of their own in the API.
@@ -59,6 +60,11 @@ def _from_http(exc: web.HTTPException) -> ApiError:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    with one_request():  # the request's steps on the database share one busy timeout
+        return await _answer(request, handler)
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     # A body already received in full (every GET's, most POSTs') needs no deadline: no timer per request.
     deadline = None if request.content.is_eof() else body_deadline(request, request.app[SETTINGS].body_timeout_seconds)
     try:

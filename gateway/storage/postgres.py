@@ -22,6 +22,7 @@ from gateway.storage.db import Db, T, Unit
 from gateway.storage.pg_retry import ABANDONED, COMMIT, ROLLED_BACK_AT_COMMIT, abandon, remaining, retrying, roll_back
 from gateway.storage.pg_migrations import migrate
 from gateway.storage.types import LockHeld, StorageBusy, StorageError, StorageUnavailable
+from gateway.storage.wait_budget import within
 
 MIN_CONNECT_SECONDS = 1.0
 MIN_COMMIT_SECONDS = 1.0  # a COMMIT is the server's write to disk: never cut at once, whatever the busy timeout
@@ -170,8 +171,11 @@ class PoolReader(PostgresDb):
         self._busy_timeout = busy_timeout_seconds
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        deadline = asyncio.get_running_loop().time() + self._busy_timeout
-        return await retrying(lambda: self._fetch_once(sql, params, deadline), self._busy_timeout)
+        return await within(self._busy_timeout, lambda seconds: self._fetch(sql, params, seconds))
+
+    async def _fetch(self, sql: str, params: Sequence[Any], seconds: float) -> list[Any]:
+        deadline = asyncio.get_running_loop().time() + seconds
+        return await retrying(lambda: self._fetch_once(sql, params, deadline), seconds)
 
     async def _fetch_once(self, sql: str, params: Sequence[Any], deadline: float) -> list[Any]:
         """Waits for a connection and for the statement only until the deadline (a server that takes
@@ -205,12 +209,15 @@ class PostgresBackend:
         """Retried as a whole while it fails before COMMIT (nothing committed), unless `once`; a COMMIT that
         got no answer is not retried (its outcome is unknown): StorageUnavailable, and the client's retry
         with the same correlation id finds the stored answer if it did commit. Its waits for a connection and
-        its statements give up at the busy timeout, unless `lengthy`; its COMMIT gets a busy timeout of its
-        own."""
-        deadline = None if lengthy else asyncio.get_running_loop().time() + self._busy_timeout
+        its statements give up at the busy timeout (what the request has left of it), unless `lengthy`; its
+        COMMIT gets a busy timeout of its own."""
+        return await within(self._busy_timeout, lambda seconds: self._write(unit, seconds, once, lengthy))
+
+    async def _write(self, unit: Unit[T], seconds: float, once: bool, lengthy: bool) -> T:
+        deadline = None if lengthy else asyncio.get_running_loop().time() + seconds
         try:
             # Once: no time left for a second attempt, so its first failure is StorageUnavailable.
-            return await retrying(lambda: self._write_once(unit, deadline), 0.0 if once else self._busy_timeout)
+            return await retrying(lambda: self._write_once(unit, deadline), 0.0 if once else seconds)
         except _CommitFailed as unknown:
             raise StorageUnavailable("PostgreSQL: no answer to COMMIT") from unknown.__cause__
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from gateway.storage.db import T, Unit
 from gateway.storage.types import StorageUnavailable
+from gateway.storage.wait_budget import within
 
 GROUP_COMMIT_MAX = 64  # units sharing one transaction at most: bounds the work a failed commit undoes
 # SQLite's own retry of a locked database (busy_timeout) is the gateway's wait; then the database is
@@ -88,8 +89,8 @@ class _Queued:
 class GroupWriter:
     """One thread, one connection; the units queued while a transaction runs make up the next one.
 
-    A unit waits for a database another process has locked for at most the busy timeout from when it was
-    queued: while its transaction waits for that lock, a unit whose time is up is given up (503) and never
+    A unit waits for a database another process has locked for at most its busy timeout (what its request
+    has left of it: gateway.storage.wait_budget) from when it was queued: while its transaction waits for that lock, a unit whose time is up is given up (503) and never
     runs, and the transaction waits (SQLite's busy_timeout) as long as its most patient unit may. Time spent
     behind this process's own transactions (a long purge, say) never makes a unit give up: when the database
     is free, it runs."""
@@ -105,8 +106,11 @@ class GroupWriter:
         self._flushing: asyncio.Task[None] | None = None
 
     async def write(self, unit: Unit[T]) -> T:
+        return await within(self._busy_timeout, lambda seconds: self._write(unit, seconds))
+
+    async def _write(self, unit: Unit[T], seconds: float) -> T:
         loop = asyncio.get_running_loop()
-        queued = _Queued(unit, loop.create_future(), loop.time() + self._busy_timeout)
+        queued = _Queued(unit, loop.create_future(), loop.time() + seconds)
         self._queue.append(queued)
         if self._flushing is None or self._flushing.done():
             self._flushing = loop.create_task(self._flush())
