@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web
-from aiohttp_apispec import setup_aiohttp_apispec
 
 from gateway.auth_failures import FailedAuthentications
 from gateway.credential_cache import CredentialCache
@@ -16,7 +15,7 @@ from gateway.history import HistoryService
 from gateway.keys import API_DOCS, AUTH_FAILURES, CREDENTIALS, FEED, HISTORY, IN_FLIGHT, METRICS, RATE_LIMITER
 from gateway.keys import SETTINGS, STORAGE, TOKENS
 from gateway.metrics import Metrics
-from gateway.openapi import API_TITLE, API_VERSION, api_docs
+from gateway.openapi import API_TITLE, API_VERSION, Swagger2Spec, api_docs
 from gateway.rate_limit import Limit, RateLimiter
 from gateway.settings import Settings
 from gateway.storage import Storage, StorageUnavailable, open_storage
@@ -119,11 +118,11 @@ def create_app(settings: Settings) -> web.Application:
     for module in (tokens, orders, events, health, docs):
         app.add_routes(module.routes)
     # The Swagger 2.0 document stays where it was; the UI at /api/docs (handlers.docs) renders OpenAPI 3.
-    setup_aiohttp_apispec(
+    Swagger2Spec(
+        "/api/docs/swagger.json",
         app,
         title=API_TITLE,
         version=API_VERSION,
-        url="/api/docs/swagger.json",
         swagger_path=None,
         securityDefinitions=SECURITY_DEFINITIONS,
     )
