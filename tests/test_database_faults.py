@@ -10,6 +10,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -31,6 +32,7 @@ from conftest import (
     process_headers,
     reseller_record,
     seed_with_cli,
+    server_process,
     sqlite_only,
 )
 from gateway.app import create_app
@@ -375,6 +377,24 @@ async def test_postgres_backends_terminated_under_load(aiohttp_client: Any, make
 
 
 IMPORT_ORDERS = 30_000
+
+
+def test_a_purge_that_finds_the_database_locked_logs_one_warning_line(db_url: str, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The background purge tries again at its next interval: an outage is a warning naming the reason, not
+    an error with a traceback for every try."""
+    sqlite_only(db_url, "holds SQLite's write lock from another connection")
+    monkeypatch.setenv("GATEWAY_IDEMPOTENCY_PURGE_INTERVAL_SECONDS", "0.2")
+    monkeypatch.setenv("GATEWAY_DB_BUSY_TIMEOUT_SECONDS", "0.2")
+    log_path = tmp_path / "server.log"
+    with server_process(db_url, log_path=log_path), write_lock(db_url):
+        deadline = time.monotonic() + 10
+        while b"purge_failed" not in log_path.read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    failures = [line for line in map(json.loads, log_path.read_text().splitlines()) if line["event"] == "purge_failed"]
+    assert failures, log_path.read_text()
+    assert all(line["level"] == "warning" and "locked" in line["reason"] and "exception" not in line
+               for line in failures), failures
 
 
 def test_an_import_is_not_cut_short_at_the_busy_timeout(db_url: str, tmp_path: Path) -> None:

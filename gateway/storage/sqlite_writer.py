@@ -90,10 +90,10 @@ class GroupWriter:
     """One thread, one connection; the units queued while a transaction runs make up the next one.
 
     A unit waits for a database another process has locked for at most its busy timeout (what its request
-    has left of it: gateway.storage.wait_budget) from when it was queued: while its transaction waits for that lock, a unit whose time is up is given up (503) and never
-    runs, and the transaction waits (SQLite's busy_timeout) as long as its most patient unit may. Time spent
-    behind this process's own transactions (a long purge, say) never makes a unit give up: when the database
-    is free, it runs."""
+    has left of it: gateway.storage.wait_budget) from when it was queued: while its transaction waits for
+    that lock, a unit whose time is up is given up (503) and never runs, and the transaction waits (SQLite's
+    busy_timeout) as long as its most patient unit may. Time spent behind this process's own transactions (a
+    long purge, say) never makes a unit give up: when the database is free, it runs."""
 
     def __init__(self, connection: sqlite3.Connection, busy_timeout_seconds: float) -> None:
         self._connection = connection
