@@ -249,7 +249,7 @@ async def test_types_and_partners_choose_what_is_delivered(aiohttp_client: Any, 
         add_webhook(db_url, "P2", hook.url + "/other")
         client = await gateway(aiohttp_client, settings)
         order = await place(client, partners["P1"])
-        cli(db_url, "orders", "set-status", order["orderId"], "1000")
+        await asyncio.to_thread(cli, db_url, "orders", "set-status", order["orderId"], "1000")
         (changed,) = await hook.wait_for(1, "/status")
         await hook.wait_for(2, "/all")
         assert orjson.loads(changed.body)["type"] == "order.status_changed"
@@ -315,7 +315,9 @@ async def test_removing_a_webhook_drops_its_deliveries(aiohttp_client: Any, sett
         client = await gateway(aiohttp_client, settings, webhook_retry_schedule="0.5,0.5,0.5")
         await place(client, partners["P1"])
         await hook.wait_for(1)
-        cli(db_url, "webhooks", "remove", added["webhookId"])
+        # Off the event loop: the gateway's delivery lane, on this loop, may hold the webhook's row mid-transaction
+        # and must go on to release it (a blocked loop left the command waiting past its busy timeout).
+        await asyncio.to_thread(cli, db_url, "webhooks", "remove", added["webhookId"])
         calls = len(hook.calls)
         await asyncio.sleep(1.2)
         assert len(hook.calls) == calls and cli_lines(db_url, "webhooks", "list") == []
