@@ -11,13 +11,15 @@ from __future__ import annotations
 import ipaddress
 import re
 
+import idna
 from yarl import URL  # the parser aiohttp connects with: the host checked is the host called
 
 MAX_URL_CHARS = 2048
 MAX_HOST_CHARS, MAX_LABEL_CHARS = 253, 63  # what DNS carries
 # A host name's label (RFC 1123 2.1), IDNA-encoded: letters, digits and inner hyphens (underscores too, which
 # some names carry); a space, or a hyphen at either end, is no name any resolver looks up.
-_HOST_LABEL = re.compile(rb"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,%d}[A-Za-z0-9_])?" % (MAX_LABEL_CHARS - 2))
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,%d}[A-Za-z0-9_])?" % (MAX_LABEL_CHARS - 2))
+_ACE_PREFIX = "xn--"  # a label that is the IDNA encoding of a name in other scripts
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -50,15 +52,23 @@ def check_url(url: str, allow_http: bool) -> URL:
 
 
 def _resolvable(host: str) -> bool:
-    """An address, or a name the resolver will take: labels of 1 to 63 characters that encode (IDNA)."""
+    """An address, or a name the resolver will take (as yarl encodes it: IDNA 2008, so `straße.de` is
+    `xn--strae-oqa.de`): labels of 1 to 63 characters, each `xn--` label one that decodes."""
     if _address(host) is not None:
         return True
-    try:
-        labels = host.rstrip(".").encode("idna").split(b".")
-        b".".join(labels).decode("idna")  # an `xn--` label must be valid punycode too
-    except UnicodeError:
+    labels = host.rstrip(".").split(".")
+    return host.isascii() and len(host) <= MAX_HOST_CHARS and all(map(_label, labels))
+
+
+def _label(label: str) -> bool:
+    if not _HOST_LABEL.fullmatch(label):
         return False
-    return len(host) <= MAX_HOST_CHARS and all(_HOST_LABEL.fullmatch(label) for label in labels)
+    if label.lower().startswith(_ACE_PREFIX):
+        try:
+            idna.decode(label)  # IDNA 2008, as yarl encodes; Python's own codec (IDNA 2003) refused `ß`
+        except (idna.IDNAError, UnicodeError):
+            return False
+    return True
 
 
 def _address(host: str) -> IPAddress | None:

@@ -91,6 +91,15 @@ async def test_add_prints_the_secret_once_and_list_never(db_url: str, partners: 
     assert added["secret"][6:] not in raw
 
 
+async def test_host_names_in_other_scripts_are_taken_as_the_connection_encodes_them(db_url: str,
+                                                                                    partners: Any) -> None:
+    """IDNA 2008, as aiohttp's URL parser encodes the name it connects to: Python's own codec (IDNA 2003)
+    refused `ß`, which it maps to `ss`, and the `xn--` label that IDNA 2008 makes of it."""
+    for url in ("https://straße.example/", "https://xn--strae-oqa.example/", "https://bücher.example/",
+                "https://my_hooks.example/"):
+        assert add_webhook(db_url, "P1", url)["url"] == url
+
+
 async def test_cli_refusals(db_url: str, partners: Any) -> None:
     refused = cli(db_url, "webhooks", "add", "P1", "http://hooks.example/", check=False)
     assert refused.returncode == 1 and "https://" in refused.stderr and refused.stdout == ""
