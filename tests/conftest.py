@@ -128,6 +128,20 @@ def history_cache_bytes(request: pytest.FixtureRequest) -> int:
     return int(getattr(request, "param", Settings.history_cache_bytes))
 
 
+# The modules that take longest, longest first (measured): `make test` hands whole modules to its processes
+# in collection order, and these, run last, left one process working alone for a minute.
+LONGEST_MODULES = ("test_history", "test_database_faults", "test_webhooks", "test_http_refusals",
+                   "test_feed_concurrency", "test_webhook_guarantees", "test_cli", "test_rate_limits")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        module = item.path.stem
+        return LONGEST_MODULES.index(module) if module in LONGEST_MODULES else len(LONGEST_MODULES)
+
+    items.sort(key=rank)  # stable: the other modules keep their order
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "history_cache_bytes" in metafunc.fixturenames and metafunc.definition.get_closest_marker("reads_history"):
         metafunc.parametrize(
