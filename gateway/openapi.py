@@ -67,8 +67,8 @@ class ApiDocs:
     initializer: str  # the page's script: Swagger UI's configuration
 
 
-# Each document is a function of the routes alone: built once per process for the same routes (some 40 and
-# 80 ms of every application's start, which the tests start a thousand times).
+# Each document is a function of the routes alone: built once per process for the same routes (some 30 ms of
+# every application's start, which the tests start a thousand times).
 _OPENAPI_DOCUMENTS: dict[tuple[Any, ...], bytes] = {}
 _SWAGGER2_DOCUMENTS: dict[tuple[Any, ...], dict[str, Any]] = {}
 
