@@ -178,16 +178,22 @@ async def test_a_patch_refused_by_a_locked_database_is_not_stored(aiohttp_client
     assert (await updated.json())["externalReferenceId"] == "PO-1"
 
 
+async def limited(aiohttp_client: Any, make_partner: Any, load: Any, db_url: str,
+                  busy_timeout: float) -> tuple[Any, dict[str, str]]:
+    """A gateway with a rate limit of 5 a second (a burst of 10) and a partner's headers."""
+    partner = await seeded(make_partner, load)
+    settings = Settings(database_url=db_url, jwt_secret=TEST_SIGNING_KEY, db_busy_timeout_seconds=busy_timeout,
+                        rate_limit_per_second=5, rate_limit_burst=10)
+    client = await aiohttp_client(create_app(settings))
+    return client, await partner_headers(client, partner)
+
+
 async def test_a_rate_limit_file_locked_by_another_process_is_waited_for(aiohttp_client: Any, make_partner: Any,
                                                                          load: Any, db_url: str) -> None:
     """The buckets are written on the event loop, which must not wait: while another process writes their
     file, the take goes to a thread that waits within the busy timeout, and still reaches the shared bucket."""
     sqlite_only(db_url, "holds the lock of SQLite's rate-limit file from another connection")
-    partner = await seeded(make_partner, load)
-    settings = Settings(database_url=db_url, jwt_secret=TEST_SIGNING_KEY, db_busy_timeout_seconds=3.0,
-                        rate_limit_per_second=5, rate_limit_burst=10)
-    client = await aiohttp_client(create_app(settings))
-    headers = await partner_headers(client, partner)
+    client, headers = await limited(aiohttp_client, make_partner, load, db_url, busy_timeout=3.0)
     holder = sqlite3.connect(f"{db_url.removeprefix('sqlite:///')}-rate-limits", isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     asyncio.get_running_loop().call_later(0.3, holder.close)  # the other process's write ends
@@ -229,11 +235,7 @@ async def test_the_steps_of_a_request_share_one_busy_timeout(aiohttp_client: Any
     """A request's steps on the database (here the rate limit's take from the shared bucket, then its write)
     wait for the database within one busy timeout together: each used to get its own, and with both out of
     reach the 503 came after twice the timeout."""
-    partner = await seeded(make_partner, load)
-    settings = Settings(database_url=db_url, jwt_secret=TEST_SIGNING_KEY, db_busy_timeout_seconds=1.0,
-                        rate_limit_per_second=5, rate_limit_burst=10)
-    client = await aiohttp_client(create_app(settings))
-    headers = await partner_headers(client, partner)
+    client, headers = await limited(aiohttp_client, make_partner, load, db_url, busy_timeout=1.0)
     loop = asyncio.get_running_loop()
     async with buckets_locked(db_url), locked_elsewhere(db_url, "orders"):
         started = loop.time()
@@ -247,11 +249,7 @@ async def test_buckets_out_of_reach_a_partner_is_admitted_at_its_rate_not_more(a
                                                                                 load: Any, db_url: str) -> None:
     """While the process makes its leases up (the buckets were out of reach a moment ago), it admits the
     partner's rate per second: a made-up lease spent early is not followed by another at once."""
-    partner = await seeded(make_partner, load)
-    settings = Settings(database_url=db_url, jwt_secret=TEST_SIGNING_KEY, db_busy_timeout_seconds=0.5,
-                        rate_limit_per_second=5, rate_limit_burst=10)
-    client = await aiohttp_client(create_app(settings))
-    headers = await partner_headers(client, partner)
+    client, headers = await limited(aiohttp_client, make_partner, load, db_url, busy_timeout=0.5)
     loop = asyncio.get_running_loop()
     async with buckets_locked(db_url):
         assert (await client.get(ORDERS, headers=headers)).status == 200  # the take gave up: made up
