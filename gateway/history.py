@@ -27,6 +27,7 @@ from gateway.errors import ApiError
 from gateway.order_model import link, orders_uri
 from gateway.history_index import CustomerIndex
 from gateway.storage import CustomerScope, IndexRow, Storage
+from gateway.storage.wait_budget import charge
 from schemas.history import HistoryQuery
 
 REFRESH_ATTEMPTS = 3
@@ -131,7 +132,10 @@ class HistoryService:
             if running is None:
                 index = await self._lead_refresh(key, scope, index)
             else:
+                queued = asyncio.get_running_loop().time()
                 index = await asyncio.shield(running)
+                if index is _FAILED:
+                    charge(asyncio.get_running_loop().time() - queued)  # the load it waited for gave up
             if index is not _FAILED and (index is None or index.version >= scope.version):
                 return index
         return None  # writes kept overtaking the refresh: answer from SQL this once

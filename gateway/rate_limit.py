@@ -26,6 +26,7 @@ import time
 import structlog
 
 from gateway.storage import Bucket, RateOverride, Storage, StorageUnavailable
+from gateway.storage.wait_budget import charge
 
 LEASE_SECONDS = 1.0
 LEASE_SHARE = 4
@@ -167,7 +168,10 @@ class RateLimiter:
         decision = allowance.spend(limit, time.monotonic())
         if decision is not None:
             return decision
+        queued = time.monotonic()
         async with allowance.lock:  # one take at a time per partner: the others spend what it brought
+            if not allowance.shared:
+                charge(time.monotonic() - queued)  # the take it waited for gave up
             decision = allowance.spend(limit, time.monotonic())
             if decision is None:
                 lease, shared = await self._lease(partner_id, limit, allowance)

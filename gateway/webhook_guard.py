@@ -64,10 +64,15 @@ def _label(label: str) -> bool:
     if not _HOST_LABEL.fullmatch(label):
         return False
     if label.lower().startswith(_ACE_PREFIX):
+        # What yarl may have made: IDNA 2008 (`ß` stays, which Python's codec, IDNA 2003, refused), or, for a
+        # name IDNA 2008 does not take (an emoji), Python's codec, to which yarl falls back.
         try:
-            idna.decode(label)  # IDNA 2008, as yarl encodes; Python's own codec (IDNA 2003) refused `ß`
-        except (idna.IDNAError, UnicodeError):
-            return False
+            idna.decode(label)
+        except UnicodeError:  # idna.IDNAError is one
+            try:
+                label.encode("ascii").decode("idna")
+            except UnicodeError:
+                return False
     return True
 
 

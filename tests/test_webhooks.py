@@ -94,9 +94,10 @@ async def test_add_prints_the_secret_once_and_list_never(db_url: str, partners: 
 async def test_host_names_in_other_scripts_are_taken_as_the_connection_encodes_them(db_url: str,
                                                                                     partners: Any) -> None:
     """IDNA 2008, as aiohttp's URL parser encodes the name it connects to: Python's own codec (IDNA 2003)
-    refused `ß`, which it maps to `ss`, and the `xn--` label that IDNA 2008 makes of it."""
+    refused `ß`, which it maps to `ss`, and the `xn--` label that IDNA 2008 makes of it. A name IDNA 2008
+    does not take (an emoji) the parser encodes with Python's codec, and so it is checked."""
     for url in ("https://straße.example/", "https://xn--strae-oqa.example/", "https://bücher.example/",
-                "https://my_hooks.example/"):
+                "https://my_hooks.example/", "https://i❤.example/", "https://xn--i-7iq.example/"):
         assert add_webhook(db_url, "P1", url)["url"] == url
 
 

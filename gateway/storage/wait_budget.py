@@ -1,10 +1,13 @@
-"""One request's waits for the database, counted together: the busy timeout bounds them all, not each.
+"""One request's failed waits for the database, counted together: the busy timeout bounds them all.
 
 A request may take several steps on the database (its credential, the rate limit's shared bucket, its own
-read or write). Each step used to get the whole busy timeout, so a database that stopped answering held a
-request for two or three times it before the 503. Inside `one_request()` every step gets what the earlier
-ones left: the time spent in them, not the request's wall time (a body that arrives slowly spends none).
-Outside it (the CLI, background work) each step gets the whole busy timeout.
+read or write). Each step used to get the whole busy timeout, so with the buckets and the orders both out of
+reach a creation waited twice the timeout before its 503. Inside `one_request()` a step that gives up
+(StorageUnavailable) charges the time it took to the request, and each later step gets what is left.
+Only steps that gave up are charged: a step that is slow but answers (a large customer's count, a pool
+busy with other requests) costs the later ones nothing, or a request that must take several slow steps
+would fail every time it is resent. Outside a request (the CLI, background work) each step gets the whole
+busy timeout.
 """
 from __future__ import annotations
 
@@ -14,9 +17,10 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 from gateway.storage.db import T
+from gateway.storage.types import StorageUnavailable
 
 # What a step that comes after the request's time is spent still gets: enough to run its statements once on
-# a database that answers (a rate limit's take gave up, and the request's own read is quick).
+# a database that answers (the rate limit's take gave up, and the request's own read is quick).
 LAST_STEP_SECONDS = 0.2
 
 
@@ -32,7 +36,7 @@ _spent: ContextVar[_Spent | None] = ContextVar("database_wait_spent", default=No
 
 @contextmanager
 def one_request() -> Iterator[None]:
-    """The database steps taken inside the block share one busy timeout."""
+    """The database steps taken inside the block that give up share one busy timeout."""
     token = _spent.set(_Spent())
     try:
         yield
@@ -40,9 +44,17 @@ def one_request() -> Iterator[None]:
         _spent.reset(token)
 
 
+def charge(seconds: float) -> None:
+    """Time the request spent waiting for another request's step that gave up (the one take from the
+    partner's bucket, the one load of a customer's history): spent as if the step had been its own."""
+    spent = _spent.get()
+    if spent is not None:
+        spent.seconds += seconds
+
+
 async def within(busy_timeout_seconds: float, step: Callable[[float], Awaitable[T]]) -> T:
-    """Runs `step` with the seconds it may wait (its busy timeout, less what the request's earlier steps
-    spent, and at least LAST_STEP_SECONDS of it) and counts the time it took against the request."""
+    """Runs `step` with the seconds it may wait: its busy timeout, less what the request's earlier steps
+    spent before giving up, and at least LAST_STEP_SECONDS of it. If it gives up too, its time is spent."""
     spent = _spent.get()
     if spent is None:
         return await step(busy_timeout_seconds)
@@ -50,5 +62,6 @@ async def within(busy_timeout_seconds: float, step: Callable[[float], Awaitable[
     started = loop.time()
     try:
         return await step(max(busy_timeout_seconds - spent.seconds, min(LAST_STEP_SECONDS, busy_timeout_seconds)))
-    finally:
+    except StorageUnavailable:
         spent.seconds += loop.time() - started
+        raise
