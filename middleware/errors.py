@@ -60,7 +60,7 @@ def _from_http(exc: web.HTTPException) -> ApiError:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    with one_request():  # the request's steps on the database share one busy timeout
+    with one_request():  # the steps of the request that give up on the database share one busy timeout
         return await _answer(request, handler)
 
 
