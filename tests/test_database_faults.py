@@ -710,6 +710,41 @@ async def test_statements_the_server_gives_up_on_get_503(aiohttp_client: Any, ma
     assert (await timing_out.patch(f"{ORDERS}/{order_id}", **patch)).status == 200
 
 
+async def test_a_commit_waits_what_its_statements_left_of_the_busy_timeout(aiohttp_client: Any, make_partner: Any,
+                                                                           load: Any, db_url: str) -> None:
+    """A COMMIT (which waits for the lock that numbers events) gets what its write's statements left of the
+    busy timeout, at least 1 s. It had a whole timeout of its own: statements that waited nearly the timeout
+    and got through were followed by a COMMIT that waited as long again (5.5 s here, for a 3 s timeout)."""
+    if db_url.startswith("sqlite://"):
+        pytest.skip("PostgreSQL numbers events at COMMIT, under a lock")
+    import asyncpg
+
+    partner = await seeded(make_partner, load)
+    client = await gateway(aiohttp_client, db_url, busy_timeout=3.0)
+    headers = await partner_headers(client, partner)
+    loop, taken = asyncio.get_running_loop(), asyncio.Event()
+
+    async def orders_held() -> None:
+        async with locked_elsewhere(db_url, "orders"):
+            taken.set()
+            await asyncio.sleep(2.5)
+
+    other = await asyncpg.connect(db_url)
+    try:
+        async with other.transaction():
+            await other.execute("SELECT pg_advisory_xact_lock(hashtextextended('gateway events in ' || "
+                                "current_schema(), 0))")
+            holder = asyncio.create_task(orders_held())
+            await taken.wait()
+            started = loop.time()
+            await assert_unavailable(await client.post(ORDERS, json=NEW, headers=headers))
+            waited = loop.time() - started
+            await holder
+    finally:
+        await other.close()
+    assert 3.0 <= waited < 4.5, waited  # 2.5 s of statements, then 1 s of COMMIT and its cancellation
+
+
 async def test_a_commit_cut_at_the_busy_timeout_is_cancelled_on_the_server(aiohttp_client: Any, make_partner: Any,
                                                                            load: Any, db_url: str) -> None:
     """A COMMIT waiting past the busy timeout (for the lock that numbers events) is 503, its outcome unknown to

@@ -190,6 +190,11 @@ class PoolReader(PostgresDb):
                 raise
 
 
+def _commit_timeout(deadline: float | None) -> float | None:
+    """What the unit's statements left of its deadline, and never less than MIN_COMMIT_SECONDS."""
+    return None if deadline is None else max(deadline - asyncio.get_running_loop().time(), MIN_COMMIT_SECONDS)
+
+
 class _CommitFailed(Exception):
     """COMMIT was sent and no answer came: the transaction may or may not have committed."""
 
@@ -210,7 +215,7 @@ class PostgresBackend:
         got no answer is not retried (its outcome is unknown): StorageUnavailable, and the client's retry
         with the same correlation id finds the stored answer if it did commit. Its waits for a connection and
         its statements give up at the busy timeout (what the request has left of it), unless `lengthy`; its
-        COMMIT gets a busy timeout of its own."""
+        COMMIT gets what they left of it, at least MIN_COMMIT_SECONDS."""
         return await within(self._busy_timeout, lambda seconds: self._write(unit, seconds, once, lengthy))
 
     async def _write(self, unit: Unit[T], seconds: float, once: bool, lengthy: bool) -> T:
@@ -235,8 +240,7 @@ class PostgresBackend:
                 raise
             if transaction.begun:
                 try:
-                    commit_timeout = max(self._busy_timeout, MIN_COMMIT_SECONDS)
-                    await connection.execute(COMMIT, timeout=None if deadline is None else commit_timeout)
+                    await connection.execute(COMMIT, timeout=_commit_timeout(deadline))
                 except ROLLED_BACK_AT_COMMIT:
                     raise  # the server answered: nothing committed, and the unit may run again
                 except ABANDONED as failure:
