@@ -151,9 +151,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                     "or make run PORT=...)")
     except CannotListen as exc:
         return fail(f"cannot listen on {exc.strerror}; choose another address with --host (or {ENV_PREFIX}HOST)")
-    except DemoRefused as exc:
-        return fail(str(exc))
-    except (StorageError, ImportLineError) as exc:
+    except (StorageError, ImportLineError, DemoRefused) as exc:
         return fail(str(exc))
     except StorageUnavailable as exc:
         return fail(f"the database is busy or unavailable, nothing was written; try again ({exc})")
