@@ -2,14 +2,17 @@
 reads answered 304, and the change feed iterated, stopped anywhere and resumed without a gap or a repeat."""
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import date, datetime, timezone
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from conftest import raw_sql, seed_with_cli, server_process
 from client_support import FAST, Gateway, Proxy, READS, WRITES, gateway, new_order  # gateway: a fixture used by name
 from partner_orders_client import ApiError, Client, HistoryFilters, UnexpectedAnswer
 
@@ -104,7 +107,26 @@ def test_the_feed_resumes_from_events_cursor_without_a_gap_or_a_repeat(gateway: 
         seen += list(client.events(resume_at, customer_id=READS, limit=5))
         assert client.events_cursor is not None and "." not in client.events_cursor  # a page's end: the gateway's own
     assert len(everything) == 31 and seen == everything
-    assert ("." in str(resume_at)) == (stop_after % 7 != 0)  # within a page, the events handed out are counted
+    # Pages of 1 (the first, from no cursor), then 7: within one, the events handed out are counted.
+    assert ("." in str(resume_at)) == ((stop_after - 1) % 7 != 0)
+
+
+def test_a_position_taken_before_any_cursor_survives_the_purge_of_older_events(tmp_path: Path) -> None:
+    """Counted from "the oldest event kept" (as it once was), the position skipped an event once the oldest
+    was purged, and the feed resumed at its end."""
+    db_url = f"sqlite:///{tmp_path}/gateway.db"
+    partner = seed_with_cli(db_url, tmp_path)
+    purging = ("--idempotency-purge-interval-seconds", "0.2", "--event-retention-seconds", "60")
+    with server_process(db_url, *purging) as url, Client(url, partner["apiKey"], partner["clientSecret"]) as client:
+        placed = [client.place_order("C1", new_order(f"purged-{n}"))["orderId"] for n in range(3)]
+        assert [event["orderId"] for event in islice(client.events(limit=10), 2)] == placed[:2]
+        resume_at = client.events_cursor
+        raw_sql(db_url, f"UPDATE order_events SET created = created - 3600 WHERE order_id = '{placed[0]}'")
+        deadline = time.monotonic() + 10
+        while next(iter(client.events(limit=1)))["orderId"] == placed[0]:
+            assert time.monotonic() < deadline, "the expired event was not purged"
+            time.sleep(0.2)
+        assert [event["orderId"] for event in client.events(resume_at)] == placed[2:]
 
 
 def test_the_feed_ends_at_its_current_end_and_a_cursor_there_yields_nothing_new(gateway: Gateway) -> None:

@@ -121,7 +121,10 @@ class Engine:
         position = FeedPosition.parse(cursor)
         self.events_cursor = cursor
         while True:
-            page = json_object((yield from self.call(api_request("GET", events_target(position.cursor, filters)))))
+            # Without a cursor, one event first: the cursor after it stays where it is, where "the oldest event
+            # kept" moves on as the gateway purges, and a count of events from it would skip some.
+            target = events_target(position.cursor, filters if position.cursor else {**filters, "limit": 1})
+            page = json_object((yield from self.call(api_request("GET", target))))
             items: list[Event] = page.get("items", [])
             after_page = FeedPosition(_page_cursor(page), max(0, position.skip - len(items)))
             for index in range(position.skip, len(items)):

@@ -8,8 +8,9 @@ number of that page's events already handed out, written `CURSOR.N`; at a page's
 cursor itself. The gateway's cursors are unpadded URL-safe base64, which never contains a `.`.
 
 `N` counts events of the page as filtered when it was read: resume with the same `customer_id` and
-`event_type` filters. A position taken before the end of the first page read without a cursor counts from
-the oldest event the gateway keeps (written `.N`).
+`event_type` filters. Without a cursor, the first page asked for is of one event, so that every position
+counts from a cursor of the gateway's: one counted from "the oldest event kept" (written `.N`, as earlier
+releases did; still read) would skip events once the gateway purged older ones.
 """
 from __future__ import annotations
 
