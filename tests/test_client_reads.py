@@ -42,6 +42,9 @@ HISTORY_FILTERS: list[tuple[HistoryFilters, list[tuple[str, str]]]] = [
      [("subscription-id", "SUB-1"), ("subscription-id", "SUB-3"), ("reseller-id", "R1"), ("limit", "2")]),
     ({"start_date": date(2025, 2, 1), "end_date": datetime(2025, 5, 11, 8, tzinfo=timezone.utc), "limit": 5},
      [("start-date", "2025-02-01"), ("end-date", "2025-05-11T08:00:00Z"), ("limit", "5")]),
+    # Half a second after two orders: sent with its fraction, the bound leaves them out.
+    ({"start_date": datetime(2025, 5, 11, 8, 0, 0, 500000, tzinfo=timezone.utc)},
+     [("start-date", "2025-05-11T08:00:00.500000Z")]),
     ({"limit": 500, "fetch_price": True}, [("limit", "500"), ("fetch-price", "true")]),  # 100 applied
 ]
 

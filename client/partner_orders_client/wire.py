@@ -95,10 +95,12 @@ def _query_texts(value: QueryValue) -> list[str]:
 
 
 def _zulu(moment: datetime) -> str:
-    """The only timestamp form the API accepts: UTC with a `Z`. A naive datetime has no known zone."""
+    """The only timestamp form the API accepts: UTC with a `Z`, its fraction of a second too (the API compares
+    at full precision). A naive datetime has no known zone."""
     if moment.tzinfo is None:
         raise ValueError(f"{moment!r} has no time zone: pass an aware datetime (the API compares in UTC)")
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    form = "%Y-%m-%dT%H:%M:%S.%fZ" if moment.microsecond else "%Y-%m-%dT%H:%M:%SZ"
+    return moment.astimezone(timezone.utc).strftime(form)
 
 
 def json_object(answer: Answer) -> dict[str, Any]:
