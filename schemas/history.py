@@ -12,15 +12,13 @@ from marshmallow import RAISE, Schema, ValidationError, fields, post_load, pre_l
 from multidict import MultiMapping
 
 from schemas.enums import STATUSES, STORED_ORDER_TYPES
-from schemas.problems import CONFLICT, MAX_STRING, Problem
+from schemas.problems import CONFLICT, MAX_STRING, SENT_TWICE, Problem
 
 MAX_LIMIT = 100  # the partner API caps pages at 100 orders
 DEFAULT_LIMIT = 25
 MIN_LIMIT = 1
 MIN_OFFSET = 0
 PAGING = ("offset", "limit")  # replaced by each page's own in its links
-SENT_TWICE = "sent twice with different values"
-
 # ASCII digits only: `\d` alone would take any script's digits, and int() reads them.
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 # Zulu only: "+00:00", other offsets and zone-less timestamps are refused, as the partner API does.

@@ -14,6 +14,7 @@ from contextvars import ContextVar
 from typing import Any, ClassVar
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates_schema
+from multidict import MultiMapping
 
 from schemas.enums import CREATE_ORDER_TYPES, UNSUPPORTED_ORDER_TYPES
 from schemas.lines import (
@@ -34,6 +35,7 @@ from schemas.problems import (
     NUL_KEY,
     QUERY,
     QUERY_TOO_LONG,
+    SENT_TWICE,
     QUERY_KEY,
     REQUIRED,
     SHARED_KEY,
@@ -260,7 +262,7 @@ class WriteQuerySchema(Schema):
     )
 
     @validates_schema(pass_original=True, skip_on_field_errors=False)
-    def _rules(self, data: dict[str, Any], original: Mapping[str, str], **kwargs: Any) -> None:
+    def _rules(self, data: dict[str, Any], original: MultiMapping[str], **kwargs: Any) -> None:
         found: list[Problem] = []
         for name, value in original.items():  # a MultiMapping: every pair, repeated names included
             if name != FETCH_PRICE:
@@ -269,6 +271,8 @@ class WriteQuerySchema(Schema):
                 found.append(Problem(QUERY_TOO_LONG, name, f"{name} is longer than {MAX_STRING} characters"))
             elif value not in FLAG_VALUES:
                 found.append(Problem(QUERY, name, f"{name} must be one of {', '.join(FLAG_VALUES)}"))
+        if len(set(original.getall(FETCH_PRICE, ()))) > 1:  # sent again while following a link: the same value
+            found.append(Problem(QUERY, FETCH_PRICE, SENT_TWICE))
         if found:
             raise ValidationError({QUERY_KEY: found})
 

@@ -30,6 +30,7 @@ DUPLICATE = "duplicate"
 DISCOUNT = "discount"
 UNSUPPORTED = "unsupported"
 CONFLICT = "conflict"  # a query parameter that takes one value, sent twice with different ones
+SENT_TWICE = "sent twice with different values"  # what a CONFLICT says
 NUL = "nul"  # a NUL character, wherever it is: always 1117, whatever the field
 QUERY = "query"  # a query parameter a write does not take: always 1117, whatever its name
 QUERY_TOO_LONG = "query_too_long"  # a query value over MAX_STRING: 1132, as on every endpoint

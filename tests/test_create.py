@@ -284,6 +284,17 @@ async def test_post_takes_only_fetch_price(client, partner, params, ok):
         assert_error(response, answer, 400, "1117", list(params))
 
 
+@pytest.mark.parametrize(("query", "ok"), [("fetch-price=true&fetch-price=true", True),
+                                           ("fetch-price=true&fetch-price=false", False)])
+async def test_fetch_price_sent_twice_is_taken_only_with_one_value(client, partner, query, ok):
+    response, answer = await send(client, partner, new_order(), path=f"{ORDERS}?{query}")
+    if ok:
+        assert response.status == 201, answer
+    else:
+        assert_error(response, answer, 400, "1117", ["fetch-price"])
+        assert answer["additionalDetails"] == ["fetch-price: sent twice with different values"]
+
+
 @pytest.mark.parametrize("method", ["POST", "PATCH"])
 async def test_a_query_value_over_64_characters_is_1132_as_on_every_endpoint(client, partner, method):
     path, body = (ORDERS, new_order()) if method == "POST" else (f"{ORDERS}/5000000001", {"externalReferenceId": "X"})
