@@ -13,12 +13,12 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.errors import ApiError
-from gateway.idempotency import RETRY_AFTER_SECONDS, Answer, Claim, fingerprint
+from gateway.idempotency import RETRY_AFTER_SECONDS, Answer, Claim, fingerprint, fingerprint_of_bytes
 from gateway.keys import CLAIM, IDEMPOTENCY, IN_FLIGHT, JSON_BODY, PARTNER_ID, REQUEST_ID, SETTINGS, STORAGE, TRACE
 from gateway.order_writes import JSON, keep_answer, replay
 from gateway.stored_answers import respond
 from gateway.wire import is_partner_path
-from schemas.bodies import BodyProblem, parse_object
+from schemas.bodies import BodyProblem, JsonBody, parse_object
 
 WRITE_METHODS = frozenset({"POST", "PATCH"})
 
@@ -31,32 +31,41 @@ async def idempotency_middleware(request: web.Request, handler: Handler) -> web.
         or request.match_info.http_exception is not None  # routing answers 404/405 first
     ):
         return await handler(request)
-    body = await _json_object(request)
-    claim = _claim(request, body)
+    raw = await request.read()
     try:
-        return await _answer(request, handler, claim, body)
+        body = parse_object(raw)
+    except BodyProblem as problem:
+        refusal = ApiError("1117", problem.reason, details=[problem.reason], fields=problem.fields, replayable=True)
+        if not problem.an_object:  # not stored: the layers before the handler refuse it, whatever the key
+            raise refusal from None
+        body, handler = JsonBody({}, exact=False), _refusing(refusal)  # stored like the handler's refusals
+    claim = _claim(request, fingerprint_of_bytes(*_request_line(request), raw) if not body.exact
+                   else fingerprint(*_request_line(request), body.value))
+    try:
+        return await _answer(request, handler, claim, body.value)
     except ApiError as error:
         if error.code == "4123":
             request[IDEMPOTENCY] = "mismatch"
         raise
 
 
-async def _json_object(request: web.Request) -> dict[str, object]:
-    """The body as a JSON object within the limits of a request body. A refusal here is not stored for replay: a
-    body with a repeated member has no one canonical form to fingerprint (both of `{"orderType":"PREVIEW",
-    "orderType":"NEW"}` and `{"orderType":"NEW"}` would have the same), like a body that is not JSON."""
-    try:
-        return parse_object(await request.read())
-    except BodyProblem as problem:
-        raise ApiError("1117", problem.reason, details=[problem.reason], fields=problem.fields) from None
+def _request_line(request: web.Request) -> tuple[str, str, list[tuple[str, str]]]:
+    return request.method, request.path, list(request.query.items())
 
 
-def _claim(request: web.Request, body: dict[str, object]) -> Claim:
+def _refusing(refusal: ApiError) -> Handler:
+    async def refuse(request: web.Request) -> web.StreamResponse:
+        raise refusal
+
+    return refuse
+
+
+def _claim(request: web.Request, request_fingerprint: str) -> Claim:
     now = int(time.time())
     return Claim(
         partner_id=request[PARTNER_ID],
         key=request.headers["X-Correlation-Id"],
-        fingerprint=fingerprint(request.method, request.path, list(request.query.items()), body),
+        fingerprint=request_fingerprint,
         request_id=request[REQUEST_ID],
         now=now,
         not_before=now - request.app[SETTINGS].idempotency_retention_seconds,

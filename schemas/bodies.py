@@ -5,12 +5,17 @@ orjson parses every body, as fast as before; the two rules then cost a walk of t
 MAX_DEPTH (so it never recurses deeper) and one regular-expression pass over the text. Only a body whose text
 has more members than its parsed value (some name was sent twice, and the last one won) is parsed a second
 time, by the standard library, to name the repeated members.
+
+A body that breaks a rule is still a JSON object: its refusal is stored for replay like any other caused by
+the request alone, matched by the body's bytes (gateway.idempotency). So is a body holding a number that does
+not read exactly (below): its value stands for a text other than the one sent.
 """
 from __future__ import annotations
 
 import json
 import math
 import re
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -40,28 +45,57 @@ INEXACT_NUMBER = "A number must be an integer within 64 bits, or a decimal that 
 
 
 class BodyProblem(ValueError):
-    """The body is not a JSON object within the limits; `fields` names the repeated members, if any."""
+    """The body is not a JSON object within the limits; `fields` names the repeated members, if any;
+    `an_object`: whether it is a JSON object all the same (only a nesting or a repeated member is wrong)."""
 
-    def __init__(self, reason: str, fields: tuple[str, ...] = ()) -> None:
+    def __init__(self, reason: str, fields: tuple[str, ...] = (), an_object: bool = True) -> None:
         super().__init__(reason)
-        self.reason, self.fields = reason, fields
+        self.reason, self.fields, self.an_object = reason, fields, an_object
 
 
-def parse_object(raw: bytes) -> dict[str, Any]:
+@dataclass(frozen=True)
+class JsonBody:
+    value: dict[str, Any]
+    exact: bool  # every number reads as exactly what it spells: else the value stands for other text too
+
+
+def parse_object(raw: bytes) -> JsonBody:
     """The JSON object of `raw`, or BodyProblem saying why it is not one within the limits."""
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as refused:
-        # orjson stops at 1024 levels itself: say so rather than "not JSON" when that is the reason.
-        if "infinity" in str(refused):
-            raise BodyProblem(INEXACT_NUMBER) from None
-        raise BodyProblem(TOO_DEEP if text_too_deep(raw) else NOT_AN_OBJECT) from None
+        if "infinity" not in str(refused):
+            # orjson stops at 1024 levels itself: say so rather than "not JSON" when that is the reason.
+            if text_too_deep(raw):
+                raise BodyProblem(TOO_DEEP) from None
+            raise BodyProblem(NOT_AN_OBJECT, an_object=False) from None
+        value = _beyond_doubles(raw)
     if not isinstance(value, dict):
-        raise BodyProblem(NOT_AN_OBJECT)
+        raise BodyProblem(NOT_AN_OBJECT, an_object=False)
     within_limits(raw, value)
-    if _MAYBE_INEXACT.search(raw) and not all(map(_exact, _NUMBER.finditer(_STRING.sub(b"", raw)))):
-        raise BodyProblem(INEXACT_NUMBER)
-    return value
+    exact = not _MAYBE_INEXACT.search(raw) or all(map(_exact, _NUMBER.finditer(_STRING.sub(b"", raw))))
+    return JsonBody(value, exact)
+
+
+def _beyond_doubles(raw: bytes) -> Any:
+    """A text that orjson refuses for a number beyond a double's range (1e400), read by the standard library
+    (as infinity, which the fields that take numbers refuse by name)."""
+    try:
+        return json.loads(raw, parse_constant=_not_json)
+    except RecursionError:
+        raise BodyProblem(TOO_DEEP) from None
+    except (json.JSONDecodeError, UnicodeDecodeError, _NotJson):
+        raise BodyProblem(NOT_AN_OBJECT, an_object=False) from None
+    except ValueError:  # an integer of over 4,300 digits: the standard library will not read it
+        raise BodyProblem(INEXACT_NUMBER) from None
+
+
+class _NotJson(ValueError):
+    pass
+
+
+def _not_json(constant: str) -> Any:
+    raise _NotJson(constant)  # NaN and Infinity: the standard library's extensions, not JSON
 
 
 def _exact(number: re.Match[bytes]) -> bool:

@@ -41,10 +41,15 @@ def nested(depth: int) -> bytes:
 
 async def send(client, partner, raw: bytes, *, key: str | None = None, method: str = "POST",
                path: str = ORDERS, params: Any = None) -> tuple[int, dict[str, Any]]:
+    response = await send_answer(client, partner, raw, key=key, method=method, path=path, params=params)
+    return response.status, await response.json()
+
+
+async def send_answer(client, partner, raw: bytes, *, key: str | None = None, method: str = "POST",
+                      path: str = ORDERS, params: Any = None) -> aiohttp.ClientResponse:
     headers = {**await partner_headers(client, partner), "Content-Type": "application/json"}
     headers["X-Correlation-Id"] = key or f"limits-{next(_keys)}"
-    response = await client.request(method, path, data=raw, headers=headers, params=params)
-    return response.status, await response.json()
+    return await client.request(method, path, data=raw, headers=headers, params=params)
 
 
 async def test_nesting_up_to_the_limit_is_read_deeper_is_1117_at_any_depth(client, partner):
@@ -73,15 +78,26 @@ async def test_a_member_sent_twice_is_1117_naming_it_and_places_nothing(client, 
     assert history["totalCount"] == 1  # only the imported order
 
 
-async def test_refusals_of_the_body_layer_are_not_stored_for_replay(client, partner):
-    status, _ = await send(client, partner, nested(MAX_DEPTH + 1), key="same-key")
-    assert status == 400
-    status, body = await send(client, partner, orjson.dumps(order()), key="same-key")
+@pytest.mark.parametrize("refused", [nested(MAX_DEPTH + 1), nested(1025), b'{"orderType":"NEW","orderType":"PREVIEW"}'])
+async def test_a_json_object_nested_too_deep_or_with_a_member_twice_is_stored_for_replay(client, partner, refused):
+    """A JSON object all the same: its 1117 is caused by the request alone, so the key is taken by it; its bytes
+    are its fingerprint ({"orderType":"NEW","orderType":"PREVIEW"} would read as {"orderType":"PREVIEW"})."""
+    first = await send_answer(client, partner, refused, key="taken")
+    again = await send_answer(client, partner, refused, key="taken")
+    assert (first.status, first.headers.get("Idempotent-Replayed")) == (400, None)
+    assert (again.status, again.headers.get("Idempotent-Replayed"), await again.read()) == (
+        400, "true", await first.read())
+    assert (await first.json())["code"] == "1117"
+    for other in (orjson.dumps(order()), b'{"orderType":"PREVIEW"}', refused + b" "):
+        assert (await send(client, partner, other, key="taken"))[1]["code"] == "4123"
+
+
+@pytest.mark.parametrize("refused", [b"[]", b'{"orderType":', b"\xff"])
+async def test_a_body_that_is_no_json_object_is_not_stored_for_replay(client, partner, refused):
+    status, body = await send(client, partner, refused, key="free")
+    assert (status, body["code"]) == (400, "1117")
+    status, body = await send(client, partner, orjson.dumps(order()), key="free")
     assert status == 200, body  # the key was not taken by the refused body
-    twice = b'{"orderType":"NEW","orderType":"PREVIEW"}'
-    for _ in range(2):
-        status, body = await send(client, partner, twice, key="other-key")
-        assert (status, body["code"]) == (400, "1117")
 
 
 @pytest.mark.parametrize("field", ["offerId", "deploymentId", "subscriptionId", "status", "unknownEcho"])
