@@ -125,7 +125,9 @@ class _Allowance:
 
     def _decision(self, limit: Limit, now: float, admitted: bool) -> Decision:
         level = min(float(limit.burst), self.level + (now - self.seen_at) * limit.per_second)
-        left = min(float(limit.burst), level + self.held) if admitted else max(0.0, level)
+        # Admitted: what the partner had before this request's token (the lease's included, at most the burst),
+        # less that token, as a bucket that had taken it would say.
+        left = min(float(limit.burst), level + self.held + 1) - 1 if admitted else max(0.0, level)
         return Decision(
             admitted=admitted,
             limit=limit.burst,

@@ -77,6 +77,19 @@ async def test_a_burst_is_admitted_then_refused_with_4118(limited: MakeClient, p
     assert refused.headers["X-Request-Id"] and refused.headers["X-Correlation-Id"] == headers["X-Correlation-Id"]
 
 
+async def test_an_admitted_request_never_reports_a_full_bucket(limited: MakeClient, partner: IssuedCredential) -> None:
+    """A process holds a lease of several tokens; refilled, the bucket beside it reached the burst, and the
+    answer said "100 left, full now" for a request that had just taken one of 100."""
+    client = await limited(per_second=50, burst=100)
+    headers = await partner_headers(client, partner)
+    for _ in range(6):
+        response = await client.get(ORDERS, headers=headers)
+        limit, remaining, reset = limit_headers(response)
+        assert (response.status, limit) == (200, 100)
+        assert remaining <= 99 and reset >= 1, (remaining, reset)
+        await asyncio.sleep(0.1)  # 5 tokens of refill: a bucket that is full again
+
+
 async def test_retry_after_is_when_a_token_is_there(limited: MakeClient, partner: IssuedCredential) -> None:
     client = await limited(per_second=2, burst=1)
     headers = await partner_headers(client, partner)
