@@ -22,6 +22,7 @@ from gateway.demo import DemoRefused
 from gateway.importer import ImportLineError, import_file
 from gateway.logconfig import configure_logging
 from gateway.partners import create_credential, create_partner, credential_line, partner_line, revoke_credential
+from gateway.rate_limit import Limit, change_limit
 from gateway.version import VERSION
 from gateway.settings import DEFAULT_DATABASE_URL, ENV_PREFIX, MAX_BURST, MAX_RATE_PER_SECOND, MIN_RATE_PER_SECOND
 from gateway.settings import Settings, SettingsError, redacted
@@ -222,7 +223,8 @@ async def _partners_list(storage: Storage, args: argparse.Namespace, settings: S
 
 
 async def _set_rate_limit(storage: Storage, args: argparse.Namespace, settings: Settings) -> int:
-    await storage.set_rate_override(args.partner_id, RateOverride(args.per_second, args.burst))
+    default = Limit(settings.rate_limit_per_second, settings.rate_limit_burst)
+    await change_limit(storage, args.partner_id, RateOverride(args.per_second, args.burst), default)
     for partner in await storage.list_partners():
         if partner.partner_id == args.partner_id:
             print_json(partner_line(partner, settings))

@@ -25,7 +25,7 @@ import time
 
 import structlog
 
-from gateway.storage import Bucket, RateOverride, Storage, StorageUnavailable
+from gateway.storage import Bucket, RateOverride, Storage, StorageError, StorageUnavailable
 from gateway.storage.wait_budget import charge
 
 LEASE_SECONDS = 1.0
@@ -57,14 +57,18 @@ def limit_in_force(override: RateOverride, default: Limit) -> Limit:
     return Limit(override.per_second or default.per_second, override.burst or default.burst)
 
 
+def refilled(bucket: Bucket | None, limit: Limit, now: float) -> Bucket:
+    """The bucket (a full one before the partner's first request) refilled to `now` at the limit's rate."""
+    if bucket is None:
+        return Bucket(float(limit.burst), now)
+    updated = max(bucket.updated, now)  # a clock behind the last take's refills nothing
+    return Bucket(min(float(limit.burst), bucket.tokens + (updated - bucket.updated) * limit.per_second), updated)
+
+
 def draw(bucket: Bucket | None, limit: Limit, now: float, returned: int) -> tuple[Bucket, Lease]:
     """The bucket refilled to `now` (plus `returned` unspent tokens), less the lease it grants."""
-    if bucket is None:
-        tokens, updated = float(limit.burst), now
-    else:
-        updated = max(bucket.updated, now)  # a clock behind the last take's refills nothing
-        tokens = bucket.tokens + (updated - bucket.updated) * limit.per_second
-    tokens = min(float(limit.burst), tokens + returned)
+    bucket = refilled(bucket, limit, now)
+    tokens, updated = min(float(limit.burst), bucket.tokens + returned), bucket.updated
     if tokens < 1:
         return Bucket(tokens, updated), Lease(0, tokens)
     granted = 1 + min(int((tokens - 1) / LEASE_SHARE), int(limit.per_second * LEASE_REFILL_SECONDS))
@@ -140,6 +144,19 @@ class _Allowance:
 def _made_up(limit: Limit) -> Lease:
     """The partner's rate for one lease, admitted by this process alone."""
     return Lease(max(1, int(limit.per_second * LEASE_SECONDS)), 0.0)
+
+
+async def change_limit(storage: Storage, partner_id: str, override: RateOverride, default: Limit) -> None:
+    """`partners set-rate-limit`. The partner's bucket is first refilled to now at the limit in force until
+    now: the next take would have refilled all the time since the last one at the new rate, taking tokens
+    already earned from a partner whose rate was lowered. StorageError for an unknown partner."""
+    if not await storage.partner_exists(partner_id):
+        raise StorageError(f"no partner {partner_id!r}")
+    before = limit_in_force(await storage.rate_override(partner_id), default)
+    if before.per_second > 0:  # else no limit was in force, and the bucket was not kept
+        wall = time.time()
+        await storage.take_tokens(partner_id, lambda bucket: (refilled(bucket, before, wall), None))
+    await storage.set_rate_override(partner_id, override)
 
 
 class RateLimiter:

@@ -230,6 +230,20 @@ async def test_an_override_reaches_a_running_server_within_seconds(partner: Issu
                 raise AssertionError("the default limit did not come back")
 
 
+async def test_a_changed_limit_applies_from_the_change_on(limited: MakeClient, partner: IssuedCredential,
+                                                         db_url: str) -> None:
+    """Tokens earned before the change are kept: the first take after it refilled the whole time since the
+    last one at the new rate, and a partner whose rate was lowered lost what it had earned."""
+    cli(db_url, "partners", "set-rate-limit", "P1", "--per-second", "2", "--burst", "4")
+    client = await limited(per_second=1000, burst=1000)  # the defaults, which P1's own limit replaces
+    headers = await partner_headers(client, partner)
+    assert [(await client.get(ORDERS, headers=headers)).status for _ in range(5)] == [200] * 4 + [429]
+    await asyncio.sleep(1.0)  # 2 tokens earned, and more while the command starts
+    cli(db_url, "partners", "set-rate-limit", "P1", "--per-second", "0.01", "--burst", "4")
+    statuses = [(await client.get(ORDERS, headers=headers)).status for _ in range(5)]
+    assert statuses.count(200) >= 2 and statuses[-1] == 429, statuses
+
+
 def token_form(credential: IssuedCredential, secret: str | None = None) -> dict[str, str]:
     return {"grant_type": "client_credentials", "client_id": credential.api_key,
             "client_secret": credential.client_secret if secret is None else secret}
