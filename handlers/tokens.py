@@ -13,6 +13,7 @@ from aiohttp.typedefs import Handler
 from aiohttp_apispec import docs, form_schema, querystring_schema, response_schema
 
 from gateway import contract
+from gateway.auth_failures import FailedAuthentications
 from gateway.credentials import secret_matches
 from gateway.errors import OAuthError
 from gateway.keys import AUTH_FAILURES, CREDENTIALS, ERROR_CODE, METRICS, SETTINGS, TOKENS
@@ -140,12 +141,15 @@ async def _issue(request: web.Request, expires_scale: int) -> web.Response:
 
 async def _authenticate(request: web.Request) -> tuple[str, Credential]:
     """The client id and its live credential, or the OAuthError that answers the request."""
-    form = contract.token_request(await _form(request), list(request.query.items()))
+    pairs, query = await _form(request), list(request.query.items())
+    failures = request.app[AUTH_FAILURES]
+    _refuse_locked_out(failures, _claimed_client_id(pairs, query, request), request.remote)  # whatever it asks
+    form = contract.token_request(pairs, query)
     client_id, secret = form.client_id, form.client_secret
     basic = _basic_credentials(request)
     challenge = {"WWW-Authenticate": 'Basic realm="order-gateway"'} if basic else None
     if basic is not None:
-        if client_id is not None and client_id != basic[0]:
+        if any(sent not in (None, basic[0]) for sent in (client_id, request.query.get("client_id"))):
             raise OAuthError(400, "invalid_request", "client_id differs from the Basic credentials")
         client_id, secret = basic
     if not client_id:
@@ -153,16 +157,33 @@ async def _authenticate(request: web.Request) -> tuple[str, Credential]:
     credential = await request.app[CREDENTIALS].lookup(client_id) if secret else None
     # From the lock-out check to recording a failure nothing awaits: requests sent at once cannot all pass
     # the check before the first of them is counted.
-    failures = request.app[AUTH_FAILURES]
-    wait = failures.retry_after(client_id, request.remote)
-    if wait is not None:
-        raise OAuthError(TOO_MANY, "invalid_client", f"too many failed authentications; retry in {wait} s",
-                         {"Retry-After": str(wait)})
+    _refuse_locked_out(failures, client_id, request.remote)
     if credential is None or not secret or not secret_matches(secret, credential.secret_hash):
         failures.record(client_id, request.remote)
         why = "unknown client or wrong secret" if secret else "client_id and client_secret are required"
         raise OAuthError(401, "invalid_client", why, challenge)
     return client_id, credential
+
+
+def _claimed_client_id(form: list[tuple[str, str]], query: list[tuple[str, str]],
+                       request: web.Request) -> str | None:
+    """The client id a request names, before anything else of it is checked: the form's, the query's, the
+    Basic credentials'."""
+    for name, value in (*form, *query):
+        if name == "client_id":
+            return value
+    try:
+        basic = _basic_credentials(request)
+    except OAuthError:  # malformed: it names no one
+        return None
+    return basic[0] if basic else None
+
+
+def _refuse_locked_out(failures: FailedAuthentications, client_id: str | None, remote: str | None) -> None:
+    wait = failures.retry_after(client_id, remote) if client_id else None
+    if wait is not None:
+        raise OAuthError(TOO_MANY, "invalid_client", f"too many failed authentications; retry in {wait} s",
+                         {"Retry-After": str(wait)})
 
 
 _TOKEN_DOCS = {

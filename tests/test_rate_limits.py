@@ -265,6 +265,20 @@ async def test_ten_failed_authentications_lock_out_that_client_id(client: TestCl
     assert 'gateway_rate_limited_total{limit="token"} 2.0' in metrics
 
 
+@pytest.mark.parametrize("fields", [[("grant_type", "password")], [("grant_type", "client_credentials")] * 2,
+                                    [("grant_type", "client_credentials"), ("client_secret", "s")]])
+async def test_a_locked_out_client_id_is_refused_whatever_it_sends(client: TestClient, partner: IssuedCredential,
+                                                                    fields: list[tuple[str, str]]) -> None:
+    """Its grant type, or a parameter sent twice, was answered as if it were not locked out."""
+    for _ in range(10):
+        assert (await client.post("/ims/token/v3", data=token_form(partner, "wrong"))).status == 401
+    for sent in ({"data": [*fields, ("client_id", partner.api_key)]},
+                 {"data": fields, "params": {"client_id": partner.api_key}},
+                 {"data": fields, "headers": {"Authorization": aiohttp.encode_basic_auth(partner.api_key, "wrong")}}):
+        refused = await client.post("/ims/token/v3", **sent)
+        assert refused.status == 429 and (await refused.json())["error"] == "invalid_client", sent
+
+
 async def test_nine_failures_do_not_lock_out(client: TestClient, partner: IssuedCredential) -> None:
     for _ in range(9):
         assert (await client.post("/ims/token/v3", data=token_form(partner, "wrong"))).status == 401
