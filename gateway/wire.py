@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 
+from multidict import MultiMapping
+
 from schemas.headers import MAX_CORRELATION_ID
 
 PARTNER_PREFIX = "/v3"
@@ -25,3 +27,9 @@ def header_safe(value: str) -> bool:
 def valid_correlation_id(value: str | None) -> bool:
     """1 to 255 characters, none of them a control character (else `4119`)."""
     return value is not None and 0 < len(value) <= MAX_CORRELATION_ID and header_safe(value)
+
+
+def sent_twice(headers: MultiMapping[str], name: str) -> bool:
+    """A header that names the caller or the request (X-Api-Key, Authorization, X-Correlation-Id) sent more
+    than once is refused, not read from its first copy: a proxy in front may have read another one."""
+    return len(headers.getall(name, ())) > 1

@@ -7,7 +7,7 @@ from aiohttp.typedefs import Handler
 from gateway.errors import ApiError
 from gateway.keys import API_KEY_ID, CREDENTIALS, PARTNER_ID, TOKENS
 from gateway.tokens import TokenError
-from gateway.wire import is_partner_path
+from gateway.wire import is_partner_path, sent_twice
 
 BEARER = "bearer"
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -17,6 +17,8 @@ _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not is_partner_path(request.path):
         return await handler(request)
+    if sent_twice(request.headers, "X-Api-Key"):
+        raise ApiError("4115", "X-Api-Key sent more than once")
     api_key = request.headers.get("X-Api-Key")
     credential = await request.app[CREDENTIALS].lookup(api_key) if api_key else None
     if credential is None or api_key is None:
@@ -26,6 +28,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     authorization = request.headers.get("Authorization")
     if authorization is None:
         raise ApiError("4117", headers=_CHALLENGE)
+    if sent_twice(request.headers, "Authorization"):
+        raise ApiError("4116", "Authorization sent more than once", headers=_CHALLENGE)
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != BEARER or not token:

@@ -14,7 +14,7 @@ from gateway.keys import ANSWER_HEADERS, API_KEY_ID, ERROR, ERROR_CODE, IDEMPOTE
 from gateway.keys import TRACE
 from gateway.metrics import Metrics
 from gateway.tracing import parse_traceparent
-from gateway.wire import CLIENT_CLOSED, header_safe, valid_correlation_id
+from gateway.wire import CLIENT_CLOSED, header_safe, sent_twice, valid_correlation_id
 
 log = structlog.get_logger("gateway.request")
 
@@ -34,6 +34,8 @@ async def request_log_middleware(request: web.Request, handler: Handler) -> web.
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     correlation_id = request.headers.get("X-Correlation-Id")
+    if sent_twice(request.headers, "X-Correlation-Id"):
+        correlation_id = None  # it names no one request (4119): neither echoed nor logged
     trace = parse_traceparent(request.headers.get("traceparent"))
     if trace is not None:
         request[TRACE] = trace

@@ -165,6 +165,18 @@ async def test_correlation_id_of_255_chars_is_accepted_and_echoed(client, partne
     assert response.headers["X-Correlation-Id"] == "c" * 255
 
 
+@pytest.mark.parametrize(("name", "status", "code"), [("X-Api-Key", 403, "4115"), ("Authorization", 401, "4116"),
+                                                      ("X-Correlation-Id", 400, "4119")])
+async def test_a_header_naming_the_caller_or_the_request_sent_twice_is_refused(client, partner, name, status, code):
+    """The first copy was read: a proxy in front that read the last one saw another caller, or another key."""
+    headers = await partner_headers(client, partner)
+    for second in (headers[name], "another"):
+        sent = [*((n, v) for n, v in headers.items()), (name, second)]
+        response = await client.get(HISTORY, headers=sent)
+        assert_error(response, await response.json(), status, code)
+        assert "X-Correlation-Id" not in response.headers or name != "X-Correlation-Id"
+
+
 async def test_correlation_is_checked_before_routing(client, partner):
     headers = await partner_headers(client, partner)
     del headers["X-Correlation-Id"]
