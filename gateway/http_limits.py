@@ -67,9 +67,15 @@ def check_request_head(request: web.BaseRequest) -> None:
                for coding in header.split(",")]
     if any(coding not in ACCEPTED_ENCODINGS for coding in codings):
         raise ApiError("415")
-    # aiohttp undoes one coding: a body coded twice (`gzip, gzip`) would reach the handlers still coded.
-    if sum(coding != "identity" for coding in codings) > 1:
-        raise ApiError("415", "Only one content coding (gzip or deflate) is decoded")
+    # aiohttp undoes one coding named alone: a body coded twice (`gzip, gzip`), or once in a list
+    # (`gzip, identity`), would reach the handlers still coded.
+    if len(codings) > 1:
+        raise ApiError("415", "One content coding (gzip, deflate or identity) is decoded, named once")
+    # Nor does it undo a transfer coding but chunked: `gzip, chunked` was read as if only chunked.
+    transfer = [coding.strip().lower() for header in request.headers.getall("Transfer-Encoding", ())
+                for coding in header.split(",")]
+    if transfer and transfer != ["chunked"]:
+        raise ApiError("1117", "Only the chunked transfer coding is accepted")
 
 
 class BodyTimeout(TimeoutError):

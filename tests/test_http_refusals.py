@@ -83,10 +83,18 @@ def test_a_request_target_over_8_kib_is_414(served):
 
 
 @pytest.mark.parametrize("coding", [b"br", b"zstd", b"compress", b"xyz", b"gzip, br", b"identity, x", b"gzip, gzip",
-                                    b"deflate, gzip"])
+                                    b"deflate, gzip", b"gzip, identity", b"identity, deflate"])
 def test_a_content_encoding_other_than_gzip_deflate_identity_is_415(served, coding):
     answer = refused(served, post(b"grant_type=x", b"Content-Encoding: " + coding + b"\r\n"), 415, "415")
     assert b"Brotli" not in answer.body and b"install" not in answer.body
+
+
+def test_a_transfer_coding_other_than_chunked_is_refused(served):
+    """aiohttp read `gzip, chunked` as chunked alone: the handlers got the body still compressed."""
+    body = gzip.compress(b"grant_type=client_credentials")
+    chunked = b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body)
+    request = b"POST /ims/token/v3 HTTP/1.1\r\nHost: gw\r\n" + FORM + b"Transfer-Encoding: gzip, chunked\r\n\r\n"
+    refused(served, request + chunked, 400, "1117")
 
 
 def test_a_get_with_an_unknown_content_encoding_is_415_too(served):
