@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -118,7 +117,8 @@ class Settings:
             ("rate_limit_burst", 1 <= self.rate_limit_burst <= MAX_BURST, f"must be 1 to {MAX_BURST:,}"),
             ("webhook_timeout_seconds", 0 < self.webhook_timeout_seconds <= 60, "must be more than 0, at most 60"),
             ("webhook_retry_schedule", _schedule_ok(self.webhook_retry_schedule),
-             f"must be comma-separated delays in seconds, each > 0 ({NO_RETRIES!r}: no retries)"),
+             f"must be at most {MAX_RETRIES} comma-separated delays in seconds, each more than 0 and at most "
+             f"{MAX_RETRY_DELAY_SECONDS:,} (30 days) ({NO_RETRIES!r}: no retries)"),
             ("webhook_concurrency", self.webhook_concurrency >= 1, "must be at least 1"),
             ("webhook_endpoint_concurrency", self.webhook_endpoint_concurrency >= 1, "must be at least 1"),
             ("webhook_poll_seconds", 0 < self.webhook_poll_seconds <= 60, "must be more than 0, at most 60"),
@@ -193,19 +193,22 @@ def _boolean(raw: str) -> bool:
 
 
 NO_RETRIES = "none"  # an empty environment variable counts as unset, like every other
+MAX_RETRIES = 100
+MAX_RETRY_DELAY_SECONDS = 30 * 86400  # the events' default retention: a later attempt has nothing left to send
 
 
 def _delays(schedule: str) -> tuple[float, ...]:
     if schedule.strip().lower() == NO_RETRIES:
         return ()
-    return tuple(float(part) for part in schedule.split(",") if part.strip())
+    return tuple(float(part) for part in schedule.split(","))  # an empty part is no number: a ValueError
 
 
 def _schedule_ok(schedule: str) -> bool:
     try:
-        return all(0 < delay < math.inf for delay in _delays(schedule))
+        delays = _delays(schedule)
     except ValueError:
         return False
+    return len(delays) <= MAX_RETRIES and all(0 < delay <= MAX_RETRY_DELAY_SECONDS for delay in delays)
 
 
 def _check(ok: bool, name: str, value: Any, why: str) -> None:

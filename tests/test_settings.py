@@ -33,6 +33,13 @@ def test_environment_overrides_defaults_and_the_command_line_overrides_both():
         # Beyond the database's 64-bit integers: a partner's listing crashed on it.
         {"GATEWAY_RATE_LIMIT_PER_SECOND": "1e23"},
         {"GATEWAY_RATE_LIMIT_BURST": "99999999999999999999999"},
+        # An attempt due in the year 33715, a schedule with a hole in it.
+        {"GATEWAY_WEBHOOK_RETRY_SCHEDULE": "999999999999"},
+        {"GATEWAY_WEBHOOK_RETRY_SCHEDULE": "1e300"},
+        {"GATEWAY_WEBHOOK_RETRY_SCHEDULE": "1,,2"},
+        {"GATEWAY_WEBHOOK_RETRY_SCHEDULE": "5,"},
+        {"GATEWAY_WEBHOOK_RETRY_SCHEDULE": ",".join(["5"] * 101)},
+        {"GATEWAY_WEBHOOK_RETRY_SCHEDULE": "nan"},
     ],
 )
 def test_bad_values_are_refused_naming_the_setting(environ):
