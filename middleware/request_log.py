@@ -56,6 +56,8 @@ async def request_log_middleware(request: web.Request, handler: Handler) -> web.
         raise
     finally:
         in_flight.dec()
+        if request.transport is None:  # the client went away while its request ran: no answer reaches it
+            status = CLIENT_CLOSED
         _log_request(request, status, time.perf_counter() - started, correlation_id)
 
 

@@ -123,6 +123,34 @@ async def test_a_request_cut_short_by_shutdown_gets_its_log_line(db_url, tmp_pat
     assert "Traceback" not in stderr
 
 
+async def test_a_client_gone_while_its_request_runs_gets_a_499_line(db_url, tmp_path):
+    """The request ran to its end (the order is placed, and its answer stored for the retry) but no answer
+    reached the client: the line said 201."""
+    sqlite_only(db_url, "holds SQLite's write lock from outside to keep a request in flight")
+    partner = seed_with_cli(db_url, tmp_path)
+    proc, port = await _serving(db_url)
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+            headers = await process_headers(http, partner, "gone-away")
+            blocker = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
+            blocker.execute("BEGIN IMMEDIATE")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(http.post("/v3/customers/C1/orders", json=BODY, headers=headers), 0.5)
+            blocker.execute("ROLLBACK")
+            blocker.close()
+            await asyncio.sleep(0.5)
+            async with http.post("/v3/customers/C1/orders", json=BODY, headers=headers) as retried:
+                assert retried.headers["Idempotent-Replayed"] == "true"  # it did run: the retry finds its answer
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        stderr = proc.communicate(timeout=30)[1].decode()
+    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    placed = [line for line in lines if line.get("event") == "request" and line.get("method") == "POST"
+              and line.get("path", "").startswith("/v3")]
+    assert [(line["status"], line["error_code"], line.get("idempotency")) for line in placed] == [
+        (499, "client_closed", "stored"), (201, None, "replayed")]
+
+
 async def test_sigterm_lets_a_request_still_receiving_its_body_finish(db_url, tmp_path):
     """aiohttp drops what arrives once shutdown begins: a body still arriving then waited for the body timeout
     (30 s, the process with it) and was answered 408. The request in progress gets its body and is served."""
