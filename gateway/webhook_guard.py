@@ -20,6 +20,9 @@ MAX_HOST_CHARS, MAX_LABEL_CHARS = 253, 63  # what DNS carries
 # some names carry); a space, or a hyphen at either end, is no name any resolver looks up.
 _HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,%d}[A-Za-z0-9_])?" % (MAX_LABEL_CHARS - 2))
 _ACE_PREFIX = "xn--"  # a label that is the IDNA encoding of a name in other scripts
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0[xX][0-9A-Fa-f]*")  # no top-level domain is all digits (RFC 3696 2)
+_UNSENDABLE = re.compile(r"[\x00-\x20\x7f]")
+_BROKEN_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -32,6 +35,11 @@ def check_url(url: str, allow_http: bool) -> URL:
     """The parsed URL, if a webhook may be registered with it and called."""
     if len(url) > MAX_URL_CHARS:
         raise TargetRefused(f"the URL is longer than {MAX_URL_CHARS} characters")
+    # What the URL parser would drop or re-encode: the endpoint called would not be the one listed.
+    if _UNSENDABLE.search(url):
+        raise TargetRefused("the URL must not hold spaces or control characters (percent-encode them)")
+    if _BROKEN_ESCAPE.search(url):
+        raise TargetRefused("the URL has a % that is not followed by two hexadecimal digits")
     try:
         parsed = URL(url)
         host = parsed.raw_host
@@ -53,10 +61,14 @@ def check_url(url: str, allow_http: bool) -> URL:
 
 def _resolvable(host: str) -> bool:
     """An address, or a name the resolver will take (as yarl encodes it: IDNA 2008, so `straße.de` is
-    `xn--strae-oqa.de`): labels of 1 to 63 characters, each `xn--` label one that decodes."""
+    `xn--strae-oqa.de`): labels of 1 to 63 characters, each `xn--` label one that decodes. A name whose last
+    label is a number is an address in another form (`127.1`, `2130706433`, `0177.0.0.1`), which the
+    connection refuses: only `a.b.c.d` is taken."""
     if _address(host) is not None:
         return True
     labels = host.rstrip(".").split(".")
+    if _NUMERIC_LABEL.fullmatch(labels[-1]):
+        return False
     return host.isascii() and len(host) <= MAX_HOST_CHARS and all(map(_label, labels))
 
 

@@ -107,10 +107,18 @@ async def test_cli_refusals(db_url: str, partners: Any) -> None:
     assert cli(db_url, "webhooks", "add", "P9", "https://hooks.example/", check=False).returncode == 1
     assert cli(db_url, "webhooks", "add", "P1", "https://user:pw@hooks.example/", check=False).returncode == 1
     for unreachable in ("https://a..b.example/", f"https://{'a' * 64}.example/", "https://xn--a.example/",
-                        "https://exa mple.example/", "https://-bad-.example/", "https://hooks.example:0/"):
+                        "https://-bad-.example/", "https://hooks.example:0/",
+                        # Addresses in forms the connection refuses: only a.b.c.d is one.
+                        "https://127.1/", "https://2130706433/", "https://0177.0.0.1/", "https://0x7f000001/"):
         refused = cli(db_url, "webhooks", "add", "P1", unreachable, check=False)
         assert refused.returncode == 1 and "cannot start" not in refused.stderr, (unreachable, refused.stderr)
         assert "host" in refused.stderr or "port" in refused.stderr
+    # What the URL parser would drop or re-encode: the endpoint called was not the one listed.
+    for unsendable in ("https://exa mple.example/", "https://hooks.example/a b", " https://hooks.example/",
+                       "https://hooks.example/crlf\r\nX-Injected: yes", "https://hooks.example/\tx",
+                       "https://hooks.example/?a=%ZZ", "https://hooks.example/%"):
+        refused = cli(db_url, "webhooks", "add", "P1", unsendable, check=False)
+        assert refused.returncode == 1 and refused.stdout == "", (unsendable, refused.stderr)
     assert cli(db_url, "webhooks", "add", "P1", "https://hooks.example/", "--type", "x", check=False).returncode == 2
     assert cli(db_url, "webhooks", "remove", "wh_missing", check=False).returncode == 1
     assert cli(db_url, "webhooks", "deliveries", "wh_missing", check=False).returncode == 1
