@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from gateway.cli_common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, INTERRUPTED, Command, Interrupted
 from gateway.cli_common import CannotListen, OutputLost, PortInUse, defer_interrupt, fail, print_json, print_line
-from gateway.cli_common import whole_number
+from gateway.cli_common import printable, whole_number
 from gateway.cli_webhooks import WEBHOOK_COMMANDS, add_webhook_commands
 from gateway.demo import DemoRefused
 from gateway.importer import ImportLineError, import_file
@@ -101,8 +101,9 @@ def _positive_rate(text: str) -> float:
 def _add_partner_commands(parser: argparse.ArgumentParser) -> None:
     partners = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = partners.add_parser("create", help="create a partner and its first credential (printed once)")
-    create.add_argument("--name", required=True, help="the partner's name")
-    create.add_argument("--partner-id", metavar="ID", help="its id (default: a new random one)")
+    create.add_argument("--name", required=True, type=printable("a name"), help="the partner's name")
+    create.add_argument("--partner-id", metavar="ID", type=printable("an id"),
+                        help="its id (default: a new random one)")
     partners.add_parser("list", help="every partner, with its rate limit and number of active credentials")
     rate = partners.add_parser("set-rate-limit", help="a partner's own rate limit, or back to the default")
     rate.add_argument("partner_id", metavar="PARTNER_ID", help="the partner")

@@ -14,6 +14,7 @@ import orjson
 
 from gateway.settings import Settings
 from gateway.storage import Storage
+from schemas.imports import ID_PATTERN, MAX_ID
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -87,5 +88,19 @@ def whole_number(maximum: int) -> Callable[[str], int]:
         if not text.isdigit() or not 1 <= int(text) <= maximum:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to {maximum:,}")
         return int(text)
+
+    return parse
+
+
+
+def printable(what: str) -> Callable[[str], str]:
+    """An argument type: an id, or a name, as the import takes ids (schemas.imports.ID_PATTERN): it is
+    listed, logged and sent back in paths and headers."""
+
+    def parse(text: str) -> str:
+        if len(text) > MAX_ID or not ID_PATTERN.fullmatch(text):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}: 1 to {MAX_ID} characters, no control "
+                                             "characters, no white space at either end")
+        return text
 
     return parse

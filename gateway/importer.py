@@ -22,6 +22,9 @@ _SCHEMAS: dict[str, Schema] = {
 }
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
 class ImportLineError(Exception):
     def __init__(self, line_no: int, reason: str) -> None:
         super().__init__(f"line {line_no}: {reason}")
@@ -32,6 +35,8 @@ def parse_records(lines: IO[bytes], on_line: Callable[[int], None] | None = None
     for line_no, raw in enumerate(lines, start=1):
         if on_line is not None:
             on_line(len(raw))
+        if line_no == 1:
+            raw = raw.removeprefix(UTF8_BOM)  # some editors start a UTF-8 file with one
         if not raw.strip():
             continue
         yield line_no, parse_record(line_no, raw)

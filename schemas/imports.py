@@ -14,7 +14,18 @@ from schemas.orders import MAX_QUANTITY
 MAX_CUSTOMER_ID = 40
 _CREATION = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z", re.ASCII)
 
-_id = validate.Length(min=1, max=255)
+MAX_ID = 255
+# An id is printed, logged and sent back in paths and headers: no control character, and no white space at
+# either end (" P1" and "P1" would look alike in every listing).
+ID_PATTERN = re.compile(r"\A[^\x00-\x20\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\x9f])?\Z")
+_ID_RULE = "an id has no control characters, and no white space at either end"
+
+
+def _id_of(max_chars: int) -> list[validate.Validator]:
+    return [validate.Length(min=1, max=max_chars), validate.Regexp(ID_PATTERN, error=_ID_RULE)]
+
+
+_id = _id_of(MAX_ID)
 
 
 def _creation_date(value: str) -> None:
@@ -41,7 +52,7 @@ class ResellerRecordSchema(_Strict):
 
 class CustomerRecordSchema(_Strict):
     type = fields.String(required=True)
-    customerId = fields.String(required=True, validate=validate.Length(min=1, max=MAX_CUSTOMER_ID))
+    customerId = fields.String(required=True, validate=_id_of(MAX_CUSTOMER_ID))
     resellerId = fields.String(required=True, validate=_id)
     companyName = fields.String(load_default="")
     cotermDate = fields.Date(format="%Y-%m-%d", load_default=None, allow_none=True)
@@ -72,8 +83,9 @@ class LineItemRecordSchema(_Strict):
 class OrderRecordSchema(_Strict):
     type = fields.String(required=True)
     orderId = fields.String(required=True, validate=_id)
-    customerId = fields.String(required=True, validate=validate.Length(min=1, max=MAX_CUSTOMER_ID))
-    resellerId = fields.String(load_default="")
+    customerId = fields.String(required=True, validate=_id_of(MAX_CUSTOMER_ID))
+    resellerId = fields.String(load_default="",  # "": the customer's
+                               validate=validate.Regexp(rf"\A\Z|{ID_PATTERN.pattern}", error=_ID_RULE))
     orderType = fields.String(required=True, validate=validate.OneOf(STORED_ORDER_TYPES))
     status = fields.String(required=True, validate=validate.OneOf(STATUSES))
     creationDate = fields.String(required=True, validate=_creation_date)

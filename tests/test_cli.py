@@ -101,6 +101,11 @@ def test_import_is_all_or_nothing_with_the_line_number(db_url, tmp_path):
          "unknown resellerId"),
         (orjson.dumps(order_record("2000000009", "C1", "2029-01-01T00:00:00+00:00")), "creationDate"),
         (orjson.dumps(order_record("2000000009", "C1", "2029-01-01T00:00:00Z", status="9999")), "status"),
+        # Ids are listed, logged and sent back in paths: no control character, no space at either end.
+        (b'{"type": "reseller", "resellerId": "R\\nX", "partnerId": "P1"}', "control characters"),
+        (b'{"type": "reseller", "resellerId": " R9", "partnerId": "P1"}', "white space"),
+        (orjson.dumps(customer_record("C\tX", "R1")), "control characters"),
+        (orjson.dumps(order_record("2000000009 ", "C1", "2029-01-01T00:00:00Z")), "white space"),
     ],
 )
 def test_import_names_the_bad_line_and_reason(db_url, tmp_path, line, reason):
@@ -110,6 +115,14 @@ def test_import_names_the_bad_line_and_reason(db_url, tmp_path, line, reason):
     result = cli(db_url, "import", str(path), check=False)
     assert result.returncode != 0
     assert "line 6" in result.stderr and reason in result.stderr
+
+
+def test_a_file_that_starts_with_a_byte_order_mark_is_read(db_url, tmp_path):
+    """Some editors start a UTF-8 file with one: line 1 was refused as "not JSON"."""
+    cli(db_url, "partners", "create", "--name", "N", "--partner-id", "P1")
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b"".join(orjson.dumps(r) + b"\n" for r in dataset()))
+    assert json.loads(cli(db_url, "import", str(path)).stdout)["written"] == len(dataset())
 
 
 def test_reimport_changes_nothing_and_changed_records_replace(db_url, tmp_path):

@@ -100,6 +100,16 @@ def test_set_rate_limit_usage_errors_change_nothing(db_url: str, issued: Any) ->
     assert lines(cli(db_url, "partners", "list").stdout)[0]["rateLimit"]["default"] is True
 
 
+@pytest.mark.parametrize("args", [["--name", ""], ["--name", " padded"], ["--name", "N", "--partner-id", ""],
+                                  ["--name", "N", "--partner-id", "P\nX"], ["--name", "N", "--partner-id", " P"]])
+def test_partners_create_refuses_ids_and_names_no_listing_could_show(db_url: str, args: list[str]) -> None:
+    """An empty id became a random one, and ids with line breaks or leading spaces were stored as given."""
+    sqlite_only(db_url, "usage errors are refused before the database is opened: one backend says it all")
+    result = cli(db_url, "partners", "create", *args, check=False)
+    assert result.returncode == 2 and result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
+    assert cli(db_url, "partners", "list").stdout == ""
+
+
 def test_set_rate_limit_of_an_unknown_partner_fails(db_url: str, issued: Any) -> None:
     result = cli(db_url, "partners", "set-rate-limit", "NOBODY", "--per-second", "5", "--burst", "5", check=False)
     assert result.returncode == 1 and "NOBODY" in result.stderr
