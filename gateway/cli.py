@@ -28,6 +28,7 @@ from gateway.settings import DEFAULT_DATABASE_URL, ENV_PREFIX, MAX_BURST, MAX_RA
 from gateway.settings import Settings, SettingsError, redacted
 from gateway.settings_help import SETTING_HELP
 from gateway.storage import RateOverride, Storage, StorageError, StorageUnavailable, open_storage
+from gateway.storage.sqlite import database_path
 from schemas.enums import STATUSES
 
 MAX_WORKERS = 64  # `serve --workers`: more processes than any host has cores, and far fewer than fork would allow
@@ -142,8 +143,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             from gateway.cli_serve import serve  # the web stack, loaded only by the command that runs it
 
             return serve(settings, demo=args.demo, workers=args.workers)
-        command = _COMMANDS[(args.command, getattr(args, "action", None))]
-        return asyncio.run(_with_storage(settings, command, args))
+        name = (args.command, getattr(args, "action", None))
+        missing = _missing_database(settings.database_url)
+        if missing and name not in _CREATE_THE_DATABASE:
+            return fail(f"no database at {missing} (serve, partners create or import creates one)")
+        return asyncio.run(_with_storage(settings, _COMMANDS[name], args))
     except (KeyboardInterrupt, Interrupted):
         return fail("interrupted; nothing was written (a command's writes are one transaction)", EXIT_INTERRUPTED)
     except OutputLost as lost:
@@ -160,6 +164,19 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     except (OSError, sqlite3.Error, ValueError) as exc:
         # The database (or the address) cannot be used: say which, in one line.
         return fail(f"cannot start with {redacted(settings.database_url)}: {exc or type(exc).__name__}")
+
+
+# The commands that may start on a database that does not exist yet (serve too). Any other would create an
+# empty one where a mistyped --database points, and answer from it: nothing to list, no such partner.
+_CREATE_THE_DATABASE = frozenset({("partners", "create"), ("import", None)})
+
+
+def _missing_database(url: str) -> str | None:
+    """The path of a SQLite database URL whose file does not exist."""
+    if not url.startswith("sqlite://"):
+        return None
+    path = database_path(url)
+    return None if os.path.exists(path) else path
 
 
 async def _with_storage(settings: Settings, command: Command, args: argparse.Namespace) -> int:

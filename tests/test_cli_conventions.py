@@ -135,7 +135,8 @@ def test_ctrl_c_at_any_moment_is_one_line_and_loses_no_secret(tmp_path: Path) ->
     what it made printed), one line on stderr, never a traceback, never a partner whose secret went unseen.
     (From 0.1 s: earlier, the interpreter itself is starting, before any code of ours can listen.)"""
     db = f"sqlite:///{tmp_path}/g.db"
-    cli(db, "partners", "list")  # the database exists: every run below only adds a partner
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    cli(db, "import", str(tmp_path / "empty.jsonl"))  # the database exists: every run below only adds a partner
     printed = set()
     for n, delay in enumerate((0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.45, 0.6)):
         command = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--database", db, "partners", "create",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -107,7 +108,19 @@ def test_partners_create_refuses_ids_and_names_no_listing_could_show(db_url: str
     sqlite_only(db_url, "usage errors are refused before the database is opened: one backend says it all")
     result = cli(db_url, "partners", "create", *args, check=False)
     assert result.returncode == 2 and result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
-    assert cli(db_url, "partners", "list").stdout == ""
+    assert "no database" in cli(db_url, "partners", "list", check=False).stderr  # refused before it was opened
+
+
+@pytest.mark.parametrize("command", [["partners", "list"], ["credentials", "list", "P1"], ["webhooks", "list"],
+                                     ["credentials", "revoke", "K"], ["orders", "set-status", "1", "1000"],
+                                     ["partners", "set-rate-limit", "P1", "--default"]])
+def test_a_command_on_a_database_that_does_not_exist_fails_and_creates_none(tmp_path: Path,
+                                                                          command: list[str]) -> None:
+    """A mistyped --database made an empty database there (and its directories), and listed nothing."""
+    missing = tmp_path / "typo" / "gateway.db"
+    result = cli(f"sqlite:///{missing}", *command, check=False)
+    assert (result.returncode, result.stdout) == (1, "") and f"no database at {missing}" in result.stderr
+    assert not missing.parent.exists()
 
 
 def test_set_rate_limit_of_an_unknown_partner_fails(db_url: str, issued: Any) -> None:
