@@ -2,6 +2,7 @@
 data and a curl that works, printed once the port is bound."""
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import multiprocessing.connection
@@ -21,13 +22,14 @@ import structlog
 from aiohttp import web
 
 from gateway.app import create_app, signing_key, token_service
-from gateway.demo import DEMO_CUSTOMER, load_demo
+from gateway.demo import DEMO_CUSTOMER, load_demo, refuse_unless_empty
 from gateway.cli_common import PortInUse, listen_failure
 from gateway.http_server import serve_app
 from gateway.keys import SETTINGS, STORAGE
 from gateway.logconfig import configure_logging
 from gateway.metrics import MULTIPROCESS_DIR
 from gateway.settings import Settings, redacted
+from gateway.storage import open_storage
 
 log = structlog.get_logger("gateway.server")
 ORPHAN_CHECK_SECONDS = 1.0
@@ -35,10 +37,17 @@ WORKER_STOP_MARGIN_SECONDS = 5.0  # beyond the shutdown timeout, before a worker
 
 
 def serve(settings: Settings, demo: bool = False, workers: int = 1) -> int:
+    if demo:  # refused before the port is bound: no `listening` for a server that will not serve
+        asyncio.run(_refuse_demo_unless_empty(settings))
     if workers > 1:
         return _serve_workers(settings, demo, workers)
     serve_app(create_app(settings), settings, _announce_demo if demo else None)
     return 0
+
+
+async def _refuse_demo_unless_empty(settings: Settings) -> None:
+    async with open_storage(settings.database_url, 1, 1, settings.db_busy_timeout_seconds) as storage:
+        await refuse_unless_empty(storage)
 
 
 def _worker(settings: Settings, demo: bool) -> None:

@@ -61,14 +61,19 @@ def _demo_order(n: int, now: int) -> Order:
     )
 
 
+async def refuse_unless_empty(storage: Storage) -> None:
+    """DemoRefused when the database holds partners, unless it holds the demo's (loaded by an earlier start)."""
+    if not await storage.partner_exists(DEMO_PARTNER) and await storage.list_partners():
+        raise DemoRefused("--demo loads its data only into an empty database, and this one holds partners: "
+                          "start without --demo, or point --database at a new one")
+
+
 async def load_demo(storage: Storage) -> tuple[IssuedCredential, bool]:
     """Loads the data set once (True when it did, now) and leaves exactly one working demo credential, a
     fresh one (a secret is kept only as a hash, so the last start's cannot be shown again): the ones of
     earlier starts are revoked, so credentials do not pile up however often the demo starts."""
     if not await storage.partner_exists(DEMO_PARTNER):
-        if await storage.list_partners():
-            raise DemoRefused("--demo loads its data only into an empty database, and this one holds partners: "
-                              "start without --demo, or point --database at a new one")
+        await refuse_unless_empty(storage)
         credential = await create_partner(storage, "Demo Distribution", DEMO_PARTNER)
         await storage.import_records(enumerate(demo_records(int(time.time())), start=1))
         return credential, True

@@ -194,8 +194,11 @@ def test_demo_refuses_a_database_that_holds_data(tmp_path: Path) -> None:
     """The demo's data and its working credential go into an empty database only, never beside real data."""
     db = f"sqlite:///{tmp_path}/g.db"
     cli(db, "partners", "create", "--name", "Real", "--partner-id", "REAL")
-    refused = cli(db, "serve", "--demo", "--port", str(free_port()), check=False)
-    assert refused.returncode == 1 and "empty database" in refused.stderr.splitlines()[-1], refused.stderr
+    for workers in ("1", "2"):
+        refused = cli(db, "serve", "--demo", "--port", str(free_port()), "--workers", workers, check=False)
+        assert refused.returncode == 1 and "empty database" in refused.stderr.splitlines()[-1], refused.stderr
+        # Refused before the port is bound: a supervisor waiting for `listening` was told the server was up.
+        assert len(refused.stderr.splitlines()) == 1 and "listening" not in refused.stderr, refused.stderr
     assert [json.loads(line)["partnerId"] for line in cli(db, "partners", "list").stdout.splitlines()] == ["REAL"]
 
 
