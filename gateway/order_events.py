@@ -1,6 +1,6 @@
 """Order events: what a change to an order was (created, status changed, updated), and the event's JSON.
 
-Every write to orders hands its changes to `gateway.storage.changes.record_changes`, which asks `event_of`
+Every write to orders hands its changes to `gateway.storage.changes.record_changes`, which asks `events_of`
 what each change was and writes the event in the write's own transaction.
 """
 from __future__ import annotations
@@ -44,16 +44,29 @@ def _statuses(resource: Mapping[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def event_of(change: OrderChange, now: int) -> OrderEvent | None:
-    """The event of a change; None when the order is as it was (a write that changes nothing)."""
+def _other_fields(resource: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What an `order.updated` is about: everything but the statuses and subscriptions."""
+    lines = resource.get("lineItems") or []
+    return (
+        {name: value for name, value in resource.items() if name not in ("status", "lineItems")},
+        [{name: value for name, value in line.items() if name not in ("status", "subscriptionId")} for line in lines],
+    )
+
+
+def events_of(change: OrderChange, now: int) -> list[OrderEvent]:
+    """The events of a change: none when the order is as it was (a write that changes nothing); both an
+    `order.status_changed` and an `order.updated` when an import changed statuses and other fields at once,
+    so that a reader of either type hears of it."""
     order, previous = change.order, change.previous
     if previous is None:
-        kind = ORDER_CREATED
-    else:
-        current = order.resource()
-        if previous == current:
-            return None
-        kind = ORDER_STATUS_CHANGED if _statuses(previous) != _statuses(current) else ORDER_UPDATED
+        return [_event(ORDER_CREATED, order, None, now)]
+    current = order.resource()
+    kinds = [kind for kind, differs in ((ORDER_STATUS_CHANGED, _statuses(previous) != _statuses(current)),
+                                        (ORDER_UPDATED, _other_fields(previous) != _other_fields(current))) if differs]
+    return [_event(kind, order, previous, now) for kind in kinds]
+
+
+def _event(kind: str, order: Order, previous: Mapping[str, Any] | None, now: int) -> OrderEvent:
     event_id = str(uuid.uuid4())
     head: dict[str, Any] = {
         "eventId": event_id,

@@ -125,6 +125,8 @@ async def test_import_writes_events_for_what_it_inserts_or_changes(client: TestC
     await load([first, second])
     await load([first, second])  # unchanged: nothing
     await load([{**first, "status": "1000"}, {**second, "externalReferenceId": "X-1"}])
+    # Both at once: an event of each type, so that a reader of either one hears of it (only the first was).
+    await load([{**first, "status": "1004", "externalReferenceId": "X-2"}])
     data = tmp_path / "quiet.jsonl"
     data.write_text(json.dumps(order_record("5000000003", "C1", zulu(NOW))) + "\n")
     cli(db_url, "import", "--no-events", str(data))
@@ -132,7 +134,10 @@ async def test_import_writes_events_for_what_it_inserts_or_changes(client: TestC
     assert [(e["type"], e["orderId"]) for e in events] == [
         ("order.created", "5000000001"), ("order.created", "5000000002"),
         ("order.status_changed", "5000000001"), ("order.updated", "5000000002"),
+        ("order.status_changed", "5000000001"), ("order.updated", "5000000001"),
     ]
+    assert events[-2]["previousStatus"] == "1000" and "previousStatus" not in events[-1]
+    assert events[-1]["order"] == events[-2]["order"] and events[-1]["order"]["externalReferenceId"] == "X-2"
     history = await client.get(ORDERS, headers=await headers(client, partners["P1"]))
     assert (await history.json())["totalCount"] == 3  # the quiet import did write its order
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
-from gateway.order_events import OrderChange, event_of
+from gateway.order_events import OrderChange, events_of
 from gateway.storage.db import FEW_KEYS, Db
 from gateway.storage.events import restamp, write_events
 from gateway.storage.types import IndexChanges
@@ -54,7 +54,7 @@ async def record_changes(db: Db, changes: Sequence[OrderChange], *, reloads: Ite
         for customer_id, order_ids in touched.items()
     }, now, bulk)
     if events:
-        written = [event for event in (event_of(change, now) for change in changes) if event]
+        written = [event for change in changes for event in events_of(change, now)]
         await write_events(db, written, bulk, traceparent)
     await restamp(db, reloads)
 
