@@ -47,7 +47,7 @@ async def _replay_or_claim(tx: Transaction, claim: Claim) -> Reply | None:
 
 
 async def keep_answer(storage: Storage, claim: Claim, answer: Answer) -> Reply:
-    """Stores an answer that wrote nothing (a refusal caused by the request alone)."""
+    """Stores an answer that wrote nothing (a preview, a refusal caused by the request alone)."""
 
     async def unit(tx: Transaction) -> Reply:
         if replayed := await _replay_or_claim(tx, claim):
@@ -58,22 +58,11 @@ async def keep_answer(storage: Storage, claim: Claim, answer: Answer) -> Reply:
     return await storage.write(unit)
 
 
-async def preview(storage: Storage, claim: Claim, customer_id: str, request: OrderRequest) -> Reply:
-    """The order validated and answered (and the answer stored), for a customer the partner can see."""
-    order = _order("", customer_id, "", request, _lines(request.lines, status=""), claim.now, status="")
+def preview(customer_id: str, request: OrderRequest, now: int) -> Answer:
+    order = _order("", customer_id, "", request, _lines(request.lines, status=""), now, status="")
     resource = order.resource()
     resource["links"] = {"self": link(orders_uri(customer_id))}  # nothing stored: no resource of its own
-    answer = Answer(200, orjson.dumps(resource), JSON)
-
-    async def unit(tx: Transaction) -> Reply:
-        if replayed := await _replay_or_claim(tx, claim):
-            return replayed
-        if await tx.customer_reseller(customer_id, claim.partner_id) is None:
-            raise ApiError("1116")
-        await tx.store_answer(claim, answer, claim.now)
-        return Reply(answer, replayed=False)
-
-    return await storage.write(unit)
+    return Answer(200, orjson.dumps(resource), JSON)
 
 
 async def place(storage: Storage, claim: Claim, customer_id: str, request: OrderRequest) -> Reply:

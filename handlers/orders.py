@@ -92,7 +92,7 @@ async def place_order(request: web.Request) -> web.Response:
     except ApiError as refused:
         raise await order_writes.with_return_problems(storage, claim, customer_id, request[JSON_BODY], refused)
     if order_request.order_type == "PREVIEW":
-        reply = await order_writes.preview(storage, claim, customer_id, order_request)
+        reply = await order_writes.keep_answer(storage, claim, order_writes.preview(customer_id, order_request, claim.now))
     else:
         reply = await order_writes.place(storage, claim, customer_id, order_request)
     return respond(request, reply.answer, reply.replayed)
