@@ -16,10 +16,12 @@ def entity_tag(body: bytes) -> str:
 
 
 def _listed(if_none_match: str, tag: str) -> bool:
-    """Weak comparison: a `W/` prefix is ignored. `*` matches only alone (RFC 9110 13.1.2: `"*" /
-    #entity-tag`): in a list of tags it is no tag, and matches nothing."""
-    candidates = [candidate.strip() for candidate in if_none_match.split(",")]
-    return candidates == ["*"] or any(candidate.removeprefix("W/") == tag for candidate in candidates)
+    """Weak comparison: a `W/` prefix is ignored."""
+    for candidate in if_none_match.split(","):
+        candidate = candidate.strip()
+        if candidate == "*" or candidate.removeprefix("W/") == tag:
+            return True
+    return False
 
 
 def json_answer(request: web.Request, body: bytes) -> web.Response:
