@@ -46,9 +46,10 @@ def fingerprint(method: str, path: str, query: list[tuple[str, str]], body: Any)
 
 
 def fingerprint_of_bytes(method: str, path: str, query: list[tuple[str, str]], body: bytes) -> str:
-    """The same, with the body as sent, byte for byte: for a body whose parsed value does not stand for it
-    alone (a member sent twice, a number that does not read exactly). It never equals a canonical one: that
-    text has no line break."""
+    """The same, with the body as given: for a body whose parsed value does not stand for it alone, its
+    canonical text with the numbers as written (schemas.bodies.JsonBody.as_written), or, for one refused
+    for a member sent twice or nesting too deep, its bytes. It never equals a canonical one: that text has no
+    line break."""
     digest = hashlib.sha256()
     digest.update(canonical_json([method.upper(), path, sorted(query)]))
     digest.update(b"\n" + body)

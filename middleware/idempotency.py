@@ -38,9 +38,10 @@ async def idempotency_middleware(request: web.Request, handler: Handler) -> web.
         refusal = ApiError("1117", problem.reason, details=[problem.reason], fields=problem.fields, replayable=True)
         if not problem.an_object:  # not stored: the layers before the handler refuse it, whatever the key
             raise refusal from None
-        body, handler = JsonBody({}, exact=False), _refusing(refusal)  # stored like the handler's refusals
-    claim = _claim(request, fingerprint_of_bytes(*_request_line(request), raw) if not body.exact
-                   else fingerprint(*_request_line(request), body.value))
+        body, handler = JsonBody({}, as_written=raw), _refusing(refusal)  # stored like the handler's refusals
+    line = _request_line(request)
+    claim = _claim(request, fingerprint(*line, body.value) if body.as_written is None
+                   else fingerprint_of_bytes(*line, body.as_written))
     try:
         return await _answer(request, handler, claim, body.value)
     except ApiError as error:

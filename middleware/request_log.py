@@ -57,7 +57,7 @@ async def request_log_middleware(request: web.Request, handler: Handler) -> web.
     finally:
         in_flight.dec()
         if request.transport is None:  # the client went away while its request ran: no answer reaches it
-            status = CLIENT_CLOSED
+            status, request[ERROR_CODE] = CLIENT_CLOSED, "client_closed"  # whatever the answer would have said
         _log_request(request, status, time.perf_counter() - started, correlation_id)
 
 

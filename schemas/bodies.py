@@ -7,8 +7,9 @@ has more members than its parsed value (some name was sent twice, and the last o
 time, by the standard library, to name the repeated members.
 
 A body that breaks a rule is still a JSON object: its refusal is stored for replay like any other caused by
-the request alone, matched by the body's bytes (gateway.idempotency). So is a body holding a number that does
-not read exactly (below): its value stands for a text other than the one sent.
+the request alone, matched by the body's bytes (gateway.idempotency). A body holding a number that does not
+read exactly (below) is matched by its canonical text with the numbers as written: its value stands for
+other texts too.
 """
 from __future__ import annotations
 
@@ -56,7 +57,10 @@ class BodyProblem(ValueError):
 @dataclass(frozen=True)
 class JsonBody:
     value: dict[str, Any]
-    exact: bool  # every number reads as exactly what it spells: else the value stands for other text too
+    # None when the value stands for the text (every number reads as exactly what it spells); else the text in
+    # canonical form with its numbers as written (key order, white space and a number's spelling do not
+    # matter), which the replay fingerprint takes in its place.
+    as_written: bytes | None = None
 
 
 def parse_object(raw: bytes) -> JsonBody:
@@ -64,30 +68,43 @@ def parse_object(raw: bytes) -> JsonBody:
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as refused:
-        if "infinity" not in str(refused):
-            # orjson stops at 1024 levels itself: say so rather than "not JSON" when that is the reason.
-            if text_too_deep(raw):
-                raise BodyProblem(TOO_DEEP) from None
+        if "infinity" in str(refused):  # a number beyond a double's range (1e400): read below
+            value = None
+        elif text_too_deep(raw):  # orjson stops at 1024 levels itself: say so rather than "not JSON"
+            raise BodyProblem(TOO_DEEP, an_object=_opens_an_object(raw)) from None
+        else:
             raise BodyProblem(NOT_AN_OBJECT, an_object=False) from None
-        value = _beyond_doubles(raw)
-    if not isinstance(value, dict):
+    if value is not None and not isinstance(value, dict):
         raise BodyProblem(NOT_AN_OBJECT, an_object=False)
-    within_limits(raw, value)
-    exact = not _MAYBE_INEXACT.search(raw) or all(map(_exact, _NUMBER.finditer(_STRING.sub(b"", raw))))
-    return JsonBody(value, exact)
+    if value is not None:
+        within_limits(raw, value)
+        if not _MAYBE_INEXACT.search(raw) or all(map(_exact, _NUMBER.finditer(_STRING.sub(b"", raw)))):
+            return JsonBody(value)
+    written = _read_as_written(raw)
+    if value is None:  # read by the standard library alone: its checks too, and doubles for the fields
+        within_limits(raw, written)
+        value = _as_doubles(written)
+    return JsonBody(value, _canonical(written))
 
 
-def _beyond_doubles(raw: bytes) -> Any:
-    """A text that orjson refuses for a number beyond a double's range (1e400), read by the standard library
-    (as infinity, which the fields that take numbers refuse by name)."""
+def _opens_an_object(raw: bytes) -> bool:
+    return raw.lstrip(b" \t\r\n")[:1] == b"{"
+
+
+def _read_as_written(raw: bytes) -> dict[str, Any]:
+    """The object with its decimals as Decimal (exact) and its integers as int (any size), by the standard
+    library. It stops at 4,300 digits (an integer that long cannot read exactly: INEXACT_NUMBER)."""
     try:
-        return json.loads(raw, parse_constant=_not_json)
+        value = json.loads(raw, parse_float=Decimal, parse_constant=_not_json)
     except RecursionError:
-        raise BodyProblem(TOO_DEEP) from None
+        raise BodyProblem(TOO_DEEP, an_object=_opens_an_object(raw)) from None
     except (json.JSONDecodeError, UnicodeDecodeError, _NotJson):
         raise BodyProblem(NOT_AN_OBJECT, an_object=False) from None
-    except ValueError:  # an integer of over 4,300 digits: the standard library will not read it
+    except ValueError:
         raise BodyProblem(INEXACT_NUMBER) from None
+    if not isinstance(value, dict):
+        raise BodyProblem(NOT_AN_OBJECT, an_object=False)
+    return value
 
 
 class _NotJson(ValueError):
@@ -96,6 +113,37 @@ class _NotJson(ValueError):
 
 def _not_json(constant: str) -> Any:
     raise _NotJson(constant)  # NaN and Infinity: the standard library's extensions, not JSON
+
+
+def _as_doubles(value: Any) -> Any:
+    """Decimals as the doubles orjson reads (1e400 as infinity, which the fields that take numbers refuse)."""
+    if isinstance(value, dict):
+        return {name: _as_doubles(item) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_as_doubles(item) for item in value]
+    return float(value) if isinstance(value, Decimal) else value
+
+
+def _canonical(value: Any) -> bytes:
+    """Sorted members, no white space, each number as written: `1.0e2` and `100.0` are `1E2`. A lone
+    surrogate (the standard library reads `"\\ud800"`, orjson does not) is no text: not JSON."""
+    if isinstance(value, dict):
+        return b"{%b}" % b",".join(orjson.dumps(name) + b":" + _canonical(value[name]) for name in sorted(value))
+    if isinstance(value, list):
+        return b"[%b]" % b",".join(map(_canonical, value))
+    if isinstance(value, Decimal):
+        sign, digits, exponent = value.as_tuple()
+        significant = "".join(map(str, digits)).rstrip("0")
+        if not significant:
+            return b"0"
+        exponent = int(exponent) + len(digits) - len(significant)
+        return f"{'-' if sign else ''}{significant}E{exponent}".encode()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value).encode()  # beyond 64 bits too, which orjson does not write
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        raise BodyProblem(NOT_AN_OBJECT, an_object=False) from None
 
 
 def _exact(number: re.Match[bytes]) -> bool:

@@ -323,5 +323,7 @@ async def process_headers(http: Any, partner: dict[str, str], key: str) -> dict[
     """Partner headers for a gateway process: a token fetched from it, and the given correlation id."""
     form = {"grant_type": "client_credentials", "client_id": partner["apiKey"], "client_secret": partner["clientSecret"]}
     async with http.post("/ims/token/v3", data=form) as response:
-        token = (await response.json())["access_token"]
+        answer = await response.json()
+        assert response.status == 200, answer
+        token = answer["access_token"]
     return {"X-Api-Key": partner["apiKey"], "Authorization": f"Bearer {token}", "X-Correlation-Id": key}

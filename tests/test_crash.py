@@ -5,6 +5,7 @@ Every 201 the client saw has its order, no order exists twice, and every key end
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import signal
 import socket
@@ -35,6 +36,20 @@ def start(db_url: str, port: int) -> subprocess.Popen[bytes]:
             time.sleep(0.05)
     proc.kill()
     raise AssertionError("server did not start")
+
+
+async def ready(http: aiohttp.ClientSession) -> None:
+    """Until /readyz answers 200 (the database answers and takes a write), as an orchestrator would wait: on a
+    loaded machine, a token request to a process just restarted after a SIGKILL was once answered without a
+    token."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+            async with http.get("/readyz") as response:
+                if response.status == 200:
+                    return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the restarted gateway never became ready")
 
 
 def body_for(key: str) -> dict:
@@ -82,6 +97,7 @@ async def test_sigkill_loses_no_acknowledged_order_and_duplicates_none(db_url, t
         proc = start(db_url, port)
         try:
             async with aiohttp.ClientSession(base, timeout=aiohttp.ClientTimeout(total=10)) as http:
+                await ready(http)
                 headers = await process_headers(http, partner, "unused")
                 queue, pending[:] = list(pending), []
                 rng.shuffle(queue)
@@ -104,6 +120,7 @@ async def test_sigkill_loses_no_acknowledged_order_and_duplicates_none(db_url, t
     proc = start(db_url, port)
     try:
         async with aiohttp.ClientSession(base) as http:
+            await ready(http)
             headers = await process_headers(http, partner, "unused")
             while pending:
                 assert time.monotonic() - started < DEADLINE_SECONDS

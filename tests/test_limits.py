@@ -92,7 +92,7 @@ async def test_a_json_object_nested_too_deep_or_with_a_member_twice_is_stored_fo
         assert (await send(client, partner, other, key="taken"))[1]["code"] == "4123"
 
 
-@pytest.mark.parametrize("refused", [b"[]", b'{"orderType":', b"\xff"])
+@pytest.mark.parametrize("refused", [b"[]", b'{"orderType":', b"\xff", b"[" * 40 + b"]" * 40, b"[" * 1100 + b"]" * 1100])
 async def test_a_body_that_is_no_json_object_is_not_stored_for_replay(client, partner, refused):
     status, body = await send(client, partner, refused, key="free")
     assert (status, body["code"]) == (400, "1117")
