@@ -69,13 +69,15 @@ async def _serving(db_url: str, *serve_args: str) -> tuple[subprocess.Popen[byte
 
 
 async def _sigterm_during_a_write(db_url: str, tmp_path: Any, hold_after_sigterm: float,
-                                  *serve_args: str) -> tuple[int, int | None, str]:
-    """SIGTERM while an order is in flight; (exit status, the order's HTTP status or None, stderr)."""
+                                  *serve_args: str) -> tuple[int, int | None, str, bool]:
+    """SIGTERM while an order is in flight; (exit status, the order's HTTP status or None, stderr, whether the
+    process had exited when the lock was released)."""
     sqlite_only(db_url, "holds SQLite's write lock from outside to keep a request in flight; "
                         "shutdown itself does not depend on the backend")
     partner = seed_with_cli(db_url, tmp_path)
     proc, port = await _serving(db_url, *serve_args)
     status: int | None = None
+    exited_while_locked = False
     try:
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
             headers = await process_headers(http, partner, "slow-one")
@@ -88,6 +90,7 @@ async def _sigterm_during_a_write(db_url: str, tmp_path: Any, hold_after_sigterm
             assert not request.done()
             proc.send_signal(signal.SIGTERM)
             await asyncio.sleep(hold_after_sigterm)
+            exited_while_locked = proc.poll() is not None
             blocker.execute("ROLLBACK")
             blocker.close()
             with contextlib.suppress(aiohttp.ClientError):
@@ -102,20 +105,23 @@ async def _sigterm_during_a_write(db_url: str, tmp_path: Any, hold_after_sigterm
         assert proc.stderr is not None
         stderr = proc.stderr.read().decode()
         proc.stderr.close()
-    return exit_status, status, stderr
+    return exit_status, status, stderr, exited_while_locked
 
 
 async def test_sigterm_lets_the_in_flight_request_finish(db_url, tmp_path):
-    exit_status, status, stderr = await _sigterm_during_a_write(db_url, tmp_path, 0.5)
+    exit_status, status, stderr, _ = await _sigterm_during_a_write(db_url, tmp_path, 0.5)
     assert (exit_status, status) == (0, 201)
     assert "Traceback" not in stderr
 
 
 async def test_a_request_cut_short_by_shutdown_gets_its_log_line(db_url, tmp_path):
-    exit_status, status, stderr = await _sigterm_during_a_write(
+    exit_status, status, stderr, exited_while_locked = await _sigterm_during_a_write(
         db_url, tmp_path, 3, "--shutdown-timeout-seconds", "0.5"
     )
     assert exit_status == 0 and status is None  # no answer: the connection was closed
+    # Within the shutdown timeout and a little: the cancelled request's transaction no longer sits out the
+    # busy timeout (5 s) waiting for the lock, which is still held.
+    assert exited_while_locked
     lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     cut = [line for line in lines if line.get("event") == "request" and line.get("route", "").startswith("/v3")]
     assert len(cut) == 1, stderr

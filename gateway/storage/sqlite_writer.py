@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import sqlite3
 import threading
+import time
 from collections.abc import Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -18,6 +19,7 @@ from gateway.storage.db import T, Unit
 from gateway.storage.types import StorageUnavailable
 from gateway.storage.wait_budget import within
 
+LOCK_WAIT_SLICE_SECONDS = 0.1  # how often a wait for another process's lock looks whether to go on
 GROUP_COMMIT_MAX = 64  # units sharing one transaction at most: bounds the work a failed commit undoes
 # SQLite's own retry of a locked database (busy_timeout) is the gateway's wait; then the database is
 # unavailable. So are a full disk and an I/O error: the transaction rolled back, nothing was written.
@@ -104,6 +106,7 @@ class GroupWriter:
         self._waiting_for_lock = False  # the writer thread waits for another process's lock (under _lock)
         self._queue: list[_Queued] = []
         self._flushing: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def write(self, unit: Unit[T]) -> T:
         return await within(self._busy_timeout, lambda seconds: self._write(unit, seconds))
@@ -167,11 +170,25 @@ class GroupWriter:
             self._waiting_for_lock = True
         try:
             loop.call_soon_threadsafe(self._give_up_overdue, batch)
-            execute(f"PRAGMA busy_timeout = {int(wait_seconds * 1000)}")
-            execute("BEGIN IMMEDIATE")
+            self._wait_for_lock(time.monotonic() + wait_seconds)
         finally:
             with self._lock:
                 self._waiting_for_lock = False
+
+    def _wait_for_lock(self, deadline: float) -> None:
+        """BEGIN IMMEDIATE, waiting for another process's lock until `deadline` (monotonic), in slices: a
+        process shutting down stops waiting (SQLite's busy wait cannot be interrupted), where it sat out the
+        whole busy timeout after its shutdown timeout had cancelled the requests waiting."""
+        execute = self._connection.execute
+        while True:
+            slice_ms = int(max(0.0, min(deadline - time.monotonic(), LOCK_WAIT_SLICE_SECONDS)) * 1000)
+            execute(f"PRAGMA busy_timeout = {slice_ms}")
+            try:
+                execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as error:
+                if unavailable(error) is error or self._closing or time.monotonic() >= deadline:
+                    raise
 
     def _commit(self, batch: list[_Queued], wait_seconds: float, loop: asyncio.AbstractEventLoop) -> list[_Result]:
         execute = self._connection.execute
@@ -199,6 +216,7 @@ class GroupWriter:
         return results
 
     async def close(self) -> None:
+        self._closing = True  # a transaction waiting for another process's lock gives up (_wait_for_lock)
         if self._flushing is not None:
             await asyncio.shield(self._flushing)
         await asyncio.get_running_loop().run_in_executor(self._thread, self._connection.close)
