@@ -94,6 +94,19 @@ def test_a_correlation_id_still_executing_is_retried(gateway: Gateway, proxy: tu
     assert len(scripted.requests("PATCH")) == 3
 
 
+@pytest.mark.parametrize("correlation_id", ["", " ", " lead", "trail ", "a\nb", "a\tb", "é-ü", "x" * 256])
+def test_a_correlation_id_no_attempt_could_send_is_refused_before_sending(
+        gateway: Gateway, proxy: tuple[Proxy, str], correlation_id: str) -> None:
+    """It was retried as "no answer" six times over, raised as a UnicodeEncodeError, or (empty) replaced by a
+    new id, which no retry of the caller's would share."""
+    scripted, url = proxy
+    with gateway.client(url, retry=FAST) as client:
+        with pytest.raises(ValueError, match="correlation_id"):
+            client.place_order(WRITES, new_order("never-sent"), correlation_id=correlation_id)
+        assert client.place_order(WRITES, new_order("sent"), correlation_id="a b-" + "x" * 251)["orderId"]
+    assert len(scripted.requests("POST")) == 1
+
+
 def test_retries_are_bounded_and_end_with_the_last_error(gateway: Gateway, proxy: tuple[Proxy, str]) -> None:
     scripted, url = proxy
     scripted.refuse(10, 503, "503", retry_after="0")

@@ -6,6 +6,7 @@ so that every decision about what to send and how to read the answer is made onc
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -56,11 +57,26 @@ def api_request(
 ) -> Request:
     """A /v3 request without its credentials (added on each attempt, as the token may be renewed in
     between): a correlation id, the caller's or a new one, that every attempt of this call shares."""
-    headers = {"X-Correlation-Id": correlation_id or str(uuid.uuid4()), "Accept": JSON}
+    headers = {"X-Correlation-Id": str(uuid.uuid4()) if correlation_id is None else _sendable(correlation_id),
+               "Accept": JSON}
     if body is None:
         return Request(method, target, headers=headers)
     headers["Content-Type"] = JSON
     return Request(method, target, json.dumps(body, separators=(",", ":")).encode(), headers)
+
+
+MAX_CORRELATION_ID = 255
+# Printable ASCII, spaces only inside: what goes into a header as it is, and what the gateway takes as a key.
+_CORRELATION_ID = re.compile(r"[!-~](?:[ -~]{0,%d}[!-~])?" % (MAX_CORRELATION_ID - 2))
+
+
+def _sendable(correlation_id: str) -> str:
+    """The caller's correlation id, refused before anything is sent when no attempt could succeed: retried,
+    an id the HTTP library cannot send was "no answer" six times over, and an empty one was replaced."""
+    if not _CORRELATION_ID.fullmatch(correlation_id):
+        raise ValueError(f"correlation_id must be 1 to {MAX_CORRELATION_ID} printable ASCII characters, spaces "
+                         f"only inside: {correlation_id[:300]!r}")
+    return correlation_id
 
 
 def path(*segments: str) -> str:
