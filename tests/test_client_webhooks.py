@@ -51,6 +51,21 @@ def test_a_signature_of_another_delivery_id_is_refused() -> None:
         verify_webhook(SECRET, headers, BODY, now=NOW)
 
 
+@pytest.mark.parametrize("written", ["000{}", "+{}", " {}", "{} ", "\u0661\u0667"])
+def test_a_timestamp_written_otherwise_than_unix_seconds_is_refused(written: str) -> None:
+    """int() reads `000<now>`, and other scripts' digits: the signature was checked over the number as
+    written again, not over the header's text."""
+    headers = signed()
+    headers["webhook-timestamp"] = written.format(headers["webhook-timestamp"])
+    with pytest.raises(WebhookVerificationError, match="not Unix seconds"):
+        verify_webhook(SECRET, headers, BODY, now=NOW)
+
+
+def test_a_naive_now_is_the_callers_error() -> None:
+    with pytest.raises(ValueError, match="aware"):
+        verify_webhook(SECRET, signed(), BODY, now=NOW.replace(tzinfo=None))
+
+
 @pytest.mark.parametrize("offset", [timedelta(minutes=-6), timedelta(minutes=6)])
 def test_a_stale_or_future_timestamp_is_refused(offset: timedelta) -> None:
     with pytest.raises(WebhookVerificationError, match="from now"):

@@ -11,6 +11,7 @@ import contextlib
 import binascii
 import hmac
 import json
+import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -62,9 +63,17 @@ def _event(text: str) -> dict[str, Any]:
     return event
 
 
+# Unix seconds as the standard writes them: ASCII digits, no leading zero. The signature is computed over the
+# number written so (what `standardwebhooks` signs): `000<now>` or other scripts' digits, which int() reads,
+# would be checked against a text other than the header's.
+_UNIX_SECONDS = re.compile(r"0|[1-9][0-9]{0,17}", re.ASCII)
+
+
 def _timestamp(stamp: str, tolerance: timedelta, now: datetime) -> datetime:
-    if not stamp.isdecimal():
+    if not _UNIX_SECONDS.fullmatch(stamp):
         raise WebhookVerificationError(f"webhook-timestamp is not Unix seconds: {stamp[:32]!r}")
+    if now.tzinfo is None:
+        raise ValueError("now must be an aware datetime")
     try:
         sent_at = datetime.fromtimestamp(int(stamp), timezone.utc)
     except (OverflowError, ValueError, OSError) as error:
