@@ -209,6 +209,17 @@ async def test_body_over_the_limit_is_413(client):
     assert_error(response, await response.json(), 413, "413")
 
 
+async def test_a_get_with_a_body_over_the_limit_is_413_after_the_credentials(client, partner):
+    """A GET does not read its body: one of any size was answered 200."""
+    body = io.BytesIO(b"x" * (1024 * 1024 + 1))
+    response = await client.get(HISTORY, data=body, headers=await partner_headers(client, partner))
+    assert_error(response, await response.json(), 413, "413")
+    response = await client.get(HISTORY, data=io.BytesIO(b"x" * (1024 * 1024 + 1)))
+    assert_error(response, await response.json(), 403, "4115")  # the checks before it come first
+    response = await client.get(HISTORY, data=b"x" * 1024, headers=await partner_headers(client, partner))
+    assert response.status == 200
+
+
 async def test_unexpected_failure_is_1124_without_internals(client, partner, db_url):
     headers = await partner_headers(client, partner)
     raw_sql(db_url, "ALTER TABLE customers RENAME TO gone")
