@@ -92,7 +92,6 @@ def whole_number(maximum: int) -> Callable[[str], int]:
     return parse
 
 
-
 def printable(what: str) -> Callable[[str], str]:
     """An argument type: an id, or a name, as the import takes ids (schemas.imports.ID_PATTERN): it is
     listed, logged and sent back in paths and headers."""
