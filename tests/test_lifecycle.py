@@ -68,19 +68,32 @@ async def _serving(db_url: str, *serve_args: str) -> tuple[subprocess.Popen[byte
     return proc, port
 
 
+async def _serving_seeded(db_url: str, tmp_path: Any, key: str,
+                          *serve_args: str) -> tuple[subprocess.Popen[bytes], int, dict[str, str]]:
+    """A seeded database `serve`d (seed_with_cli), with its partner's headers (a token of the process, `key`
+    the correlation id)."""
+    partner = seed_with_cli(db_url, tmp_path)
+    proc, port = await _serving(db_url, *serve_args)
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+            return proc, port, await process_headers(http, partner, key)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+
+
 async def _sigterm_during_a_write(db_url: str, tmp_path: Any, hold_after_sigterm: float,
                                   *serve_args: str) -> tuple[int, int | None, str, bool]:
     """SIGTERM while an order is in flight; (exit status, the order's HTTP status or None, stderr, whether the
     process had exited when the lock was released)."""
     sqlite_only(db_url, "holds SQLite's write lock from outside to keep a request in flight; "
                         "shutdown itself does not depend on the backend")
-    partner = seed_with_cli(db_url, tmp_path)
-    proc, port = await _serving(db_url, *serve_args)
+    proc, port, headers = await _serving_seeded(db_url, tmp_path, "slow-one", *serve_args)
     status: int | None = None
     exited_while_locked = False
     try:
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
-            headers = await process_headers(http, partner, "slow-one")
             # Another process holds the write lock: the order's transaction waits for it, so the request is
             # received in full and still executing when SIGTERM arrives.
             blocker = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
@@ -133,11 +146,9 @@ async def test_a_client_gone_while_its_request_runs_gets_a_499_line(db_url, tmp_
     """The request ran to its end (the order is placed, and its answer stored for the retry) but no answer
     reached the client: the line said 201."""
     sqlite_only(db_url, "holds SQLite's write lock from outside to keep a request in flight")
-    partner = seed_with_cli(db_url, tmp_path)
-    proc, port = await _serving(db_url)
+    proc, port, headers = await _serving_seeded(db_url, tmp_path, "gone-away")
     try:
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
-            headers = await process_headers(http, partner, "gone-away")
             blocker = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
             blocker.execute("BEGIN IMMEDIATE")
             with contextlib.suppress(asyncio.TimeoutError):
@@ -161,11 +172,8 @@ async def test_sigterm_lets_a_request_still_receiving_its_body_finish(db_url, tm
     """aiohttp drops what arrives once shutdown begins: a body still arriving then waited for the body timeout
     (30 s, the process with it) and was answered 408. The request in progress gets its body and is served."""
     sqlite_only(db_url, "shutdown does not depend on the backend")
-    partner = seed_with_cli(db_url, tmp_path)
-    proc, port = await _serving(db_url)
+    proc, port, headers = await _serving_seeded(db_url, tmp_path, "arriving")
     try:
-        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
-            headers = await process_headers(http, partner, "arriving")
         body = json.dumps(BODY).encode()
         head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
