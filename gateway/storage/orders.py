@@ -5,6 +5,7 @@ Every write here reports the orders it changed to `changes.record_changes`, in t
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -209,7 +210,7 @@ async def set_order_status(db: Db, order_id: str, status: str) -> Order | None:
     before = await load_order(db, order_id)
     if before is None:
         return None
-    order = with_status(before, status)
+    order = with_status(before, status, await _linked_subscriptions(db, before, status))
     await store_changes(db, before, order)
     if order.order_type == "RETURN" and order.reference_order_id:
         await _mark_returned_lines(db, order.reference_order_id)
@@ -240,12 +241,35 @@ async def _mark_returned_lines(db: Db, original_id: str) -> None:
     await store_changes(db, original, dataclasses.replace(original, line_items=lines))
 
 
-def with_status(order: Order, status: str) -> Order:
+# The subscriptions a line completing without one takes: a RETURN line its original line's; an original line
+# that of a RETURN line completed before it (a return of a pending order got a new one, and the original,
+# completed later, another: the two never met again under `subscription-id`).
+ORIGINAL_SUBSCRIPTIONS = "SELECT ext_line_item_number, subscription_id FROM line_items WHERE order_id = ?"
+RETURN_SUBSCRIPTIONS = """
+    SELECT l.ext_line_item_number, MIN(l.subscription_id) FROM orders o JOIN line_items l ON l.order_id = o.order_id
+    WHERE o.reference_order_id = ? AND o.order_type = 'RETURN' AND l.subscription_id != ''
+    GROUP BY l.ext_line_item_number
+"""
+
+
+async def _linked_subscriptions(db: Db, order: Order, status: str) -> dict[int, str]:
+    if status != STATUS_COMPLETE or all(line.subscription_id for line in order.line_items):
+        return {}
+    if order.order_type == "RETURN":
+        rows = await db.fetch(ORIGINAL_SUBSCRIPTIONS, (order.reference_order_id,))
+    else:
+        rows = await db.fetch(RETURN_SUBSCRIPTIONS, (order.order_id,))
+    return {int(number): subscription for number, subscription in rows if subscription}
+
+
+def with_status(order: Order, status: str, linked: Mapping[int, str]) -> Order:
     """The order moved to `status`: its lines follow (a cancelled line stays cancelled); on completion every
-    line without a subscription gets one."""
+    line without a subscription gets one: the one `linked` gives its number, else a new one."""
     lines = []
     for line in order.line_items:
         line_status = line.status if line.status == STATUS_CANCELLED else status
-        subscription = line.subscription_id or (new_subscription_id() if status == STATUS_COMPLETE else "")
+        subscription = line.subscription_id
+        if not subscription and status == STATUS_COMPLETE:
+            subscription = linked.get(line.ext_line_item_number) or new_subscription_id()
         lines.append(dataclasses.replace(line, status=line_status, subscription_id=subscription))
     return dataclasses.replace(order, status=status, line_items=tuple(lines))
