@@ -65,8 +65,9 @@ _PLACE_CODES = (
 _UPDATE_CODES = ("1117", "1121", "1122", "1132", "2126", "1116", "2115")
 _WRITE_NOTES = {
     400: "The first problem found decides the code; every problem is listed in additionalDetails and "
-         "invalidFields. Problems of the body or query (not 4119, 4120) are stored and replayed for the same "
-         "X-Correlation-Id",
+         "invalidFields. Problems caused by the request alone are stored and replayed for the same "
+         "X-Correlation-Id; not 4119, 4120, a body that is not a JSON object, nor the RETURN rules checked "
+         "against stored orders (docs/errors.md says which codes are replayed)",
     409: "Retry after Retry-After seconds with the same X-Correlation-Id",
     503: "Nothing was stored: resend the same request with the same X-Correlation-Id",
 }
