@@ -26,9 +26,11 @@ Handler = Callable[..., Any]
 
 # The codes of the layers every /v3 request passes before its handler, in the order they check; then what
 # the HTTP layer refuses of any request, and the failures any handler can meet.
-PARTNER_CHECKS = ("4115", "4117", "4116", "4119", "4118", "405", "413", "414", "415", "431", "1124", "503")
-# What writes add before their handler: the body's transfer, and the replay of X-Correlation-Id.
-WRITE_CHECKS = (*PARTNER_CHECKS, "408", "1117", "4120", "4122", "4123")
+# A slow head (408) and a request the HTTP layer cannot read (400 1117) reach every operation.
+PARTNER_CHECKS = ("4115", "4117", "4116", "4119", "4118", "405", "408", "413", "414", "415", "431", "1117", "1124",
+                  "503")
+# What writes add before their handler: the replay of X-Correlation-Id.
+WRITE_CHECKS = (*PARTNER_CHECKS, "4120", "4122", "4123")
 # The token endpoints answer their own refusals in RFC 6749's shape, the HTTP layer's in the API's.
 TOKEN_CHECKS = ("405", "408", "413", "414", "415", "431", "1124", "503")
 
