@@ -10,20 +10,26 @@ from typing import Any
 
 MAX_CORRELATION_ID = 255  # characters; middleware.correlation enforces it
 TOKEN_URL = "/ims/token/v3"  # where the client-credentials scheme fetches its token
-# Swagger UI fills a parameter's example into "Try it out": a correlation id that works as it is.
+# Swagger UI fills a parameter's example into "Try it out": a correlation id that works as it is. Each write
+# has its own: one shared by all made a PATCH tried after a POST a 422 4123 (the same key, another request).
 CORRELATION_ID_EXAMPLE = "try-it-out-1"
 
-PARTNER_HEADERS = [
-    {"in": "header", "name": "X-Correlation-Id", "required": True, "type": "string",
-     "minLength": 1, "maxLength": MAX_CORRELATION_ID, "pattern": r"^[^\x00-\x1f\x7f-\x9f]+$",
-     "x-example": CORRELATION_ID_EXAMPLE,
-     "description": f"1 to {MAX_CORRELATION_ID} characters, no control characters; echoed on the answer. The "
-                    "idempotency key of POST and PATCH: a new value for each new write, the same value to retry "
-                    "one (the same key with another body is 422 4123)"},
-    {"in": "header", "name": "X-Request-Id", "required": False, "type": "string",
-     "description": "Echoed on the response; one is generated when absent or unusable (control characters, "
-                    "bytes that are not UTF-8)"},
-]
+
+def partner_headers(correlation_example: str = CORRELATION_ID_EXAMPLE) -> list[dict[str, Any]]:
+    return [
+        {"in": "header", "name": "X-Correlation-Id", "required": True, "type": "string",
+         "minLength": 1, "maxLength": MAX_CORRELATION_ID, "pattern": r"^[^\x00-\x1f\x7f-\x9f]+$",
+         "x-example": correlation_example,
+         "description": f"1 to {MAX_CORRELATION_ID} characters, no control characters; echoed on the answer. "
+                        "The idempotency key of POST and PATCH: a new value for each new write, the same value to "
+                        "retry one (the same key with another body is 422 4123)"},
+        {"in": "header", "name": "X-Request-Id", "required": False, "type": "string",
+         "description": "Echoed on the response; one is generated when absent or unusable (control characters, "
+                        "bytes that are not UTF-8)"},
+    ]
+
+
+PARTNER_HEADERS = partner_headers()
 
 # On the GETs that clients poll: history pages, order details, the change feed.
 IF_NONE_MATCH = {
