@@ -187,7 +187,9 @@ class GroupWriter:
                 execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as error:
-                if unavailable(error) is error or self._closing or time.monotonic() >= deadline:
+                # Only a busy database is waited for (in SQLite's busy wait): any other failure is at once.
+                busy = (getattr(error, "sqlite_errorcode", 0) or 0) & 0xFF == sqlite3.SQLITE_BUSY
+                if not busy or self._closing or time.monotonic() >= deadline:
                     raise
 
     def _commit(self, batch: list[_Queued], wait_seconds: float, loop: asyncio.AbstractEventLoop) -> list[_Result]:
