@@ -419,24 +419,25 @@ async def test_completing_returns_cancels_fully_returned_lines(client, partner, 
     assert [line["status"] for line in original["lineItems"]] == ["1008", "1000"]  # line 2 only partly returned
 
 
+@pytest.mark.parametrize("completed", [("R1", "O"), ("O", "R1"), ("R1", "R2", "O"), ("R1", "O", "R2")])
 async def test_a_return_of_a_pending_order_shares_its_lines_subscriptions_whichever_completes_first(
-        client, partner, db_url):
-    """A pending order's lines have no subscription yet, so its RETURN's lines had none either: each got a new
-    one on completion, and `subscription-id` never found the two together."""
+        client, partner, db_url, completed):
+    """A pending order's lines have no subscription yet, so its RETURNs' lines had none either: each got a new
+    one on completion, and `subscription-id` never found them together."""
     headers = await partner_headers(client, partner)
-    for first in ("return", "original"):
-        response, original = await send(client, partner, new_order(lineItems=lines((1, {"quantity": 2}), (2, {}))))
-        response, ret = await send(client, partner, return_of(original["orderId"], (1, "OFFER-A", 2)))
+    response, original = await send(client, partner, new_order(lineItems=lines((1, {"quantity": 2}), (2, {}))))
+    ids = {"O": original["orderId"]}
+    for name in ("R1", "R2"):
+        response, ret = await send(client, partner, return_of(original["orderId"], (1, "OFFER-A", 1)))
         assert response.status == 201 and ret["lineItems"][0]["subscriptionId"] == "", ret
-        order = [ret["orderId"], original["orderId"]] if first == "return" else [original["orderId"], ret["orderId"]]
-        for order_id in order:
-            cli(db_url, "orders", "set-status", order_id, "1000")
-        completed = {order_id: await (await client.get(f"{ORDERS}/{order_id}", headers=headers)).json()
-                     for order_id in order}
-        subscription = completed[original["orderId"]]["lineItems"][0]["subscriptionId"]
-        assert subscription and completed[ret["orderId"]]["lineItems"][0]["subscriptionId"] == subscription, first
-        found = await (await client.get(f"{ORDERS}?subscription-id={subscription}", headers=headers)).json()
-        assert {o["orderId"] for o in found["items"]} == {original["orderId"], ret["orderId"]}
+        ids[name] = ret["orderId"]
+    for name in completed:
+        cli(db_url, "orders", "set-status", ids[name], "1000")
+    subscriptions = {(await (await client.get(f"{ORDERS}/{ids[name]}", headers=headers)).json())["lineItems"][0][
+        "subscriptionId"] for name in completed}
+    assert len(subscriptions) == 1 and "" not in subscriptions, subscriptions
+    found = await (await client.get(f"{ORDERS}?subscription-id={subscriptions.pop()}", headers=headers)).json()
+    assert {o["orderId"] for o in found["items"]} == {ids[name] for name in completed}
 
 
 async def test_nul_characters_are_refused_and_match_nothing(client, partner):

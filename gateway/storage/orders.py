@@ -241,13 +241,13 @@ async def _mark_returned_lines(db: Db, original_id: str) -> None:
     await store_changes(db, original, dataclasses.replace(original, line_items=lines))
 
 
-# The subscriptions a line completing without one takes: a RETURN line its original line's; an original line
-# that of a RETURN line completed before it (a return of a pending order got a new one, and the original,
-# completed later, another: the two never met again under `subscription-id`).
+# The subscriptions a line completing without one takes: its original line's, else that of a completed RETURN
+# of that line (a return of a pending order got a new one, and the original, completed later, another: the
+# two never met again under `subscription-id`).
 ORIGINAL_SUBSCRIPTIONS = "SELECT ext_line_item_number, subscription_id FROM line_items WHERE order_id = ?"
 RETURN_SUBSCRIPTIONS = """
     SELECT l.ext_line_item_number, MIN(l.subscription_id) FROM orders o JOIN line_items l ON l.order_id = o.order_id
-    WHERE o.reference_order_id = ? AND o.order_type = 'RETURN' AND l.subscription_id != ''
+    WHERE o.reference_order_id = ? AND o.order_type = 'RETURN' AND o.status = ? AND l.subscription_id != ''
     GROUP BY l.ext_line_item_number
 """
 
@@ -255,11 +255,13 @@ RETURN_SUBSCRIPTIONS = """
 async def _linked_subscriptions(db: Db, order: Order, status: str) -> dict[int, str]:
     if status != STATUS_COMPLETE or all(line.subscription_id for line in order.line_items):
         return {}
-    if order.order_type == "RETURN":
-        rows = await db.fetch(ORIGINAL_SUBSCRIPTIONS, (order.reference_order_id,))
-    else:
-        rows = await db.fetch(RETURN_SUBSCRIPTIONS, (order.order_id,))
-    return {int(number): subscription for number, subscription in rows if subscription}
+    original_id = order.reference_order_id if order.order_type == "RETURN" else order.order_id
+    # The original's lock first (as _mark_returned_lines takes it): the original and its RETURNs completing
+    # at once, in several processes, see each other's subscriptions.
+    await lock_order(db, original_id)
+    rows = [*await db.fetch(RETURN_SUBSCRIPTIONS, (original_id, STATUS_COMPLETE)),
+            *await db.fetch(ORIGINAL_SUBSCRIPTIONS, (original_id,))]
+    return {int(number): subscription for number, subscription in rows if subscription}  # the original's last: wins
 
 
 def with_status(order: Order, status: str, linked: Mapping[int, str]) -> Order:
