@@ -197,8 +197,8 @@ _TOKEN_ERRORS = error_answers(
     *TOKEN_CHECKS,  # refused before the OAuth handling: the API's own error shape
     oauth={400: ["invalid_request", "unsupported_grant_type"], 401: ["invalid_client"], 429: ["invalid_client"]},
     notes={
-        400: "A parameter sent twice, a form of more than 20 fields, or Basic credentials that differ from "
-             "client_id are invalid_request; the grant type is checked next, before the credentials",
+        400: "A parameter sent twice or a form of more than 20 fields is invalid_request; the grant type is "
+             "checked next; then Basic credentials that differ from client_id are invalid_request",
         401: "Missing, unknown or revoked client credentials; WWW-Authenticate when they came as Basic",
         429: "Too many failed authentications of this client id from this address (10 within 60 s, counted "
              "in each process): whatever the request, until the 60 s have passed",

@@ -25,15 +25,13 @@ WRITE_METHODS = frozenset({"POST", "PATCH"})
 
 @web.middleware
 async def idempotency_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    # The innermost check, and the 413 of the check table for every method: a body a GET does not read was
-    # taken at any size (aiohttp refuses one only as it reads it, past the limit).
-    if (request.content_length or 0) > request.app[SETTINGS].max_body_bytes and not request.match_info.http_exception:
+    if not is_partner_path(request.path) or request.match_info.http_exception is not None:
+        return await handler(request)  # routing answers 404/405 first
+    # The 413 of the check table for every method: a body a GET does not read was taken at any size (aiohttp
+    # refuses one only as it reads it, past the limit).
+    if (request.content_length or 0) > request.app[SETTINGS].max_body_bytes:
         raise ApiError("413")
-    if (
-        request.method not in WRITE_METHODS
-        or not is_partner_path(request.path)
-        or request.match_info.http_exception is not None  # routing answers 404/405 first
-    ):
+    if request.method not in WRITE_METHODS:
         return await handler(request)
     raw = await request.read()
     try:

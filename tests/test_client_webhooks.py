@@ -61,9 +61,11 @@ def test_a_timestamp_written_otherwise_than_unix_seconds_is_refused(written: str
         verify_webhook(SECRET, headers, BODY, now=NOW)
 
 
-def test_a_naive_now_is_the_callers_error() -> None:
+@pytest.mark.parametrize("headers", [signed(), {**signed(), "webhook-timestamp": "12x"}, {}])
+def test_a_naive_now_is_the_callers_error(headers: dict[str, str]) -> None:
+    """Whatever the delivery: it was a ValueError for a good timestamp only."""
     with pytest.raises(ValueError, match="aware"):
-        verify_webhook(SECRET, signed(), BODY, now=NOW.replace(tzinfo=None))
+        verify_webhook(SECRET, headers, BODY, now=NOW.replace(tzinfo=None))
 
 
 @pytest.mark.parametrize("offset", [timedelta(minutes=-6), timedelta(minutes=6)])

@@ -39,6 +39,8 @@ def verify_webhook(
     refused, so that a captured delivery cannot be replayed later. Deduplicate accepted deliveries by their
     `webhook-id` (the event's id): a delivery may come more than once.
     """
+    if now is not None and now.utcoffset() is None:
+        raise ValueError("now must be an aware datetime")
     lowered = {name.lower(): value for name, value in headers.items()}
     message_id, stamp, signatures = (lowered.get(f"webhook-{name}", "") for name in ("id", "timestamp", "signature"))
     if not (message_id and stamp and signatures):
@@ -72,8 +74,6 @@ _UNIX_SECONDS = re.compile(r"0|[1-9][0-9]{0,17}", re.ASCII)
 def _timestamp(stamp: str, tolerance: timedelta, now: datetime) -> datetime:
     if not _UNIX_SECONDS.fullmatch(stamp):
         raise WebhookVerificationError(f"webhook-timestamp is not Unix seconds: {stamp[:32]!r}")
-    if now.tzinfo is None:
-        raise ValueError("now must be an aware datetime")
     try:
         sent_at = datetime.fromtimestamp(int(stamp), timezone.utc)
     except (OverflowError, ValueError, OSError) as error:
