@@ -63,8 +63,7 @@ def check_request_head(request: web.BaseRequest) -> None:
     size = sum(len(name) + len(value) + _HEADER_LINE_OVERHEAD for name, value in request.raw_headers)
     if size > MAX_HEADERS_BYTES:
         raise ApiError("431")
-    codings = [coding.strip().lower() for header in request.headers.getall("Content-Encoding", ())
-               for coding in header.split(",")]
+    codings = _codings(request, "Content-Encoding")
     if any(coding not in ACCEPTED_ENCODINGS for coding in codings):
         raise ApiError("415")
     # aiohttp undoes one coding named alone: a body coded twice (`gzip, gzip`), or once in a list
@@ -72,10 +71,14 @@ def check_request_head(request: web.BaseRequest) -> None:
     if len(codings) > 1:
         raise ApiError("415", "One content coding (gzip, deflate or identity) is decoded, named once")
     # Nor does it undo a transfer coding but chunked: `gzip, chunked` was read as if only chunked.
-    transfer = [coding.strip().lower() for header in request.headers.getall("Transfer-Encoding", ())
-                for coding in header.split(",")]
+    transfer = _codings(request, "Transfer-Encoding")
     if transfer and transfer != ["chunked"]:
         raise ApiError("1117", "Only the chunked transfer coding is accepted")
+
+
+def _codings(request: web.BaseRequest, name: str) -> list[str]:
+    """The codings a header lists, over all its fields (RFC 9110 5.3: several fields are one list)."""
+    return [coding.strip().lower() for header in request.headers.getall(name, ()) for coding in header.split(",")]
 
 
 class BodyTimeout(TimeoutError):

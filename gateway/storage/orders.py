@@ -255,10 +255,12 @@ RETURN_SUBSCRIPTIONS = """
 async def _linked_subscriptions(db: Db, order: Order, status: str) -> dict[int, str]:
     if status != STATUS_COMPLETE or all(line.subscription_id for line in order.line_items):
         return {}
-    original_id = order.reference_order_id if order.order_type == "RETURN" else order.order_id
-    # The original's lock first (as _mark_returned_lines takes it): the original and its RETURNs completing
-    # at once, in several processes, see each other's subscriptions.
-    await lock_order(db, original_id)
+    original_id = order.order_id
+    if order.order_type == "RETURN":
+        # The original's lock (the caller holds its own; _mark_returned_lines takes it next, as here): the
+        # original and its RETURNs completing at once, in several processes, see each other's subscriptions.
+        original_id = order.reference_order_id
+        await lock_order(db, original_id)
     rows = [*await db.fetch(RETURN_SUBSCRIPTIONS, (original_id, STATUS_COMPLETE)),
             *await db.fetch(ORIGINAL_SUBSCRIPTIONS, (original_id,))]
     return {int(number): subscription for number, subscription in rows if subscription}  # the original's last: wins
