@@ -168,6 +168,30 @@ async def test_a_client_gone_while_its_request_runs_gets_a_499_line(db_url, tmp_
         (499, "client_closed", "stored"), (201, None, "replayed")]
 
 
+async def test_a_client_gone_before_its_503_gets_a_499_line_not_the_503(db_url, tmp_path):
+    """The line of an answer no one received says client_closed, whatever the answer would have said: it
+    said 499 with the 503's error code."""
+    sqlite_only(db_url, "holds SQLite's write lock from outside past the busy timeout")
+    proc, port, headers = await _serving_seeded(db_url, tmp_path, "gone-before-503",
+                                                "--db-busy-timeout-seconds", "1")
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+            blocker = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
+            blocker.execute("BEGIN IMMEDIATE")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(http.post("/v3/customers/C1/orders", json=BODY, headers=headers), 0.3)
+            await asyncio.sleep(1.5)  # the gateway gave up at its busy timeout, and answered no one
+            blocker.execute("ROLLBACK")
+            blocker.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        stderr = proc.communicate(timeout=30)[1].decode()
+    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    placed = [line for line in lines if line.get("event") == "request" and line.get("method") == "POST"
+              and line.get("path", "").startswith("/v3")]
+    assert [(line["status"], line["error_code"], line["level"]) for line in placed] == [(499, "client_closed", "info")]
+
+
 async def test_sigterm_lets_a_request_still_receiving_its_body_finish(db_url, tmp_path):
     """aiohttp drops what arrives once shutdown begins: a body still arriving then waited for the body timeout
     (30 s, the process with it) and was answered 408. The request in progress gets its body and is served."""
