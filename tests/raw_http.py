@@ -124,8 +124,12 @@ def _closed_after(sock: socket.socket, answer: Answer) -> Answer:
     """Whether the server closes the connection right after the answer."""
     ready, _, _ = select.select([sock], [], [], 0.5)
     if ready:
-        with contextlib.suppress(OSError):
+        try:
             answer.closed = sock.recv(1) == b""
+        except ConnectionResetError:  # closed with bytes of ours still unread (a drip that kept coming): a reset
+            answer.closed = True
+        except OSError:
+            pass
     return answer
 
 
