@@ -51,6 +51,7 @@ async def _storage_context(app: web.Application) -> AsyncIterator[None]:
         app[TOKENS] = token_service(settings, key)
         app[FEED] = EventFeed(storage, await storage.cursor_key(new_signing_key()), former_key=key)
         app[CREDENTIALS] = CredentialCache(storage, settings.credential_cache_seconds)
+        app[AUTH_FAILURES] = FailedAuthentications(storage)
         app[HISTORY] = HistoryService(storage, settings.history_cache_bytes)
         default_limit = Limit(settings.rate_limit_per_second, settings.rate_limit_burst)
         app[RATE_LIMITER] = RateLimiter(storage, default_limit, settings.credential_cache_seconds)
@@ -113,7 +114,6 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[IN_FLIGHT] = set()
     app[METRICS] = Metrics()
-    app[AUTH_FAILURES] = FailedAuthentications()
     app.cleanup_ctx.append(_storage_context)
     for module in (tokens, orders, events, health, docs):
         app.add_routes(module.routes)

@@ -13,7 +13,6 @@ from aiohttp.typedefs import Handler
 from aiohttp_apispec import docs, form_schema, querystring_schema, response_schema
 
 from gateway import contract
-from gateway.auth_failures import FailedAuthentications
 from gateway.credentials import secret_matches
 from gateway.errors import OAuthError
 from gateway.keys import AUTH_FAILURES, CREDENTIALS, ERROR_CODE, METRICS, SETTINGS, TOKENS
@@ -142,8 +141,11 @@ async def _issue(request: web.Request, expires_scale: int) -> web.Response:
 async def _authenticate(request: web.Request) -> tuple[str, Credential]:
     """The client id and its live credential, or the OAuthError that answers the request."""
     pairs, query = await _form(request), list(request.query.items())
-    failures = request.app[AUTH_FAILURES]
-    _refuse_locked_out(failures, _claimed_client_id(pairs, query, request), request.remote)  # whatever it asks
+    failures, remote = request.app[AUTH_FAILURES], request.remote
+    claimed = _claimed_client_id(pairs, query, request)
+    if claimed:  # whatever it asks: by this process's count, then by every process's
+        _refuse_locked_out(failures.retry_after(claimed, remote))
+        _refuse_locked_out(await failures.shared_retry_after(claimed, remote))
     form = contract.token_request(pairs, query)
     client_id, secret = form.client_id, form.client_secret
     basic = _basic_credentials(request)
@@ -155,11 +157,11 @@ async def _authenticate(request: web.Request) -> tuple[str, Credential]:
     if not client_id:
         raise OAuthError(401, "invalid_client", "client_id and client_secret are required", challenge)
     credential = await request.app[CREDENTIALS].lookup(client_id) if secret else None
-    # From the lock-out check to recording a failure nothing awaits: requests sent at once cannot all pass
-    # the check before the first of them is counted.
-    _refuse_locked_out(failures, client_id, request.remote)
+    # From this process's lock-out check to counting a failure in it nothing awaits: requests sent at once
+    # cannot all pass the check before the first of them is counted.
+    _refuse_locked_out(failures.retry_after(client_id, remote))
     if credential is None or not secret or not secret_matches(secret, credential.secret_hash):
-        failures.record(client_id, request.remote)
+        await failures.record(client_id, remote)
         why = "unknown client or wrong secret" if secret else "client_id and client_secret are required"
         raise OAuthError(401, "invalid_client", why, challenge)
     return client_id, credential
@@ -179,8 +181,7 @@ def _claimed_client_id(form: list[tuple[str, str]], query: list[tuple[str, str]]
     return basic[0] if basic else None
 
 
-def _refuse_locked_out(failures: FailedAuthentications, client_id: str | None, remote: str | None) -> None:
-    wait = failures.retry_after(client_id, remote) if client_id else None
+def _refuse_locked_out(wait: int | None) -> None:
     if wait is not None:
         raise OAuthError(TOO_MANY, "invalid_client", f"too many failed authentications; retry in {wait} s",
                          {"Retry-After": str(wait)})
@@ -201,7 +202,7 @@ _TOKEN_ERRORS = error_answers(
              "checked next; then Basic credentials that differ from client_id are invalid_request",
         401: "Missing, unknown or revoked client credentials; WWW-Authenticate when they came as Basic",
         429: "Too many failed authentications of this client id from this address (10 within 60 s, counted "
-             "in each process): whatever the request, until the 60 s have passed",
+             "by every process on the database): whatever the request, until the 60 s have passed",
     },
 )
 

@@ -772,3 +772,18 @@ async def test_a_commit_cut_at_the_busy_timeout_is_cancelled_on_the_server(aioht
         await other.close()
     placed = await client.post(ORDERS, json=NEW, headers=headers)
     assert placed.status == 201 and "Idempotent-Replayed" not in placed.headers
+
+
+async def test_failed_authentications_out_of_reach_are_still_counted_by_the_process(
+        aiohttp_client: Any, make_partner: Any, load: Any, db_url: str) -> None:
+    """The failures every process shares are kept beside the buckets; while those cannot be reached, a token
+    request waits the busy timeout for them, then the process's own count still locks the client id out."""
+    partner = await seeded(make_partner, load)
+    client = await gateway(aiohttp_client, db_url, busy_timeout=0.2)
+    form = {"grant_type": "client_credentials", "client_id": partner.api_key, "client_secret": "wrong"}
+    async with locked_elsewhere(db_url, "auth_failures", "-rate-limits"):
+        assert (await client.post("/ims/token/v3", data={**form, "client_secret": partner.client_secret})).status == 200
+        for _ in range(10):
+            assert (await client.post("/ims/token/v3", data=form)).status == 401
+        refused = await client.post("/ims/token/v3", data={**form, "client_secret": partner.client_secret})
+        assert refused.status == 429 and (await refused.json())["error"] == "invalid_client"

@@ -328,3 +328,18 @@ async def test_failures_sent_at_once_are_all_counted(client: TestClient, partner
                                      for _ in range(30)))
     statuses = sorted(response.status for response in answers)
     assert statuses == [401] * 10 + [429] * 20
+
+
+async def test_failures_are_counted_by_every_process_on_the_database(limited: MakeClient,
+                                                                      partner: IssuedCredential) -> None:
+    """Each process counted its own: with two, a client id had twenty tries a minute."""
+    first, second = await limited(per_second=50, burst=100), await limited(per_second=50, burst=100)
+    for client in (first, second) * 5:
+        assert (await client.post("/ims/token/v3", data=token_form(partner, "wrong"))).status == 401
+    for client in (first, second):
+        refused = await client.post("/ims/token/v3", data=token_form(partner))
+        assert refused.status == 429 and 55 <= int(refused.headers["Retry-After"]) <= 60
+        assert (await refused.json())["error"] == "invalid_client"
+    # Another client id is counted apart.
+    other = IssuedCredential("P1", "another-client-id", "x")
+    assert (await second.post("/ims/token/v3", data=token_form(other))).status == 401

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from gateway.storage.commit_order import NUMBERED_AT_COMMIT, ORDERS_WITHOUT_PARENT_KEYS
+from gateway.storage.auth_failures import FAILURES_TABLES
 from gateway.storage.rate_limits import BUCKETS_TABLE
 from gateway.storage.schema import migrations
 
@@ -24,6 +25,7 @@ async def migrate(connection: asyncpg.Connection) -> None:
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                 await connection.execute(script)
                 await connection.execute("INSERT INTO schema_version (version) VALUES ($1)", number)
-            await connection.execute(BUCKETS_TABLE)
+            for statement in (BUCKETS_TABLE, *FAILURES_TABLES):
+                await connection.execute(statement)
     finally:
         await connection.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)

@@ -15,6 +15,7 @@ from gateway.storage.history import Window
 import gateway.storage.imports as imports
 import gateway.storage.orders as orders
 import gateway.storage.answers as answers
+import gateway.storage.auth_failures as auth_failures
 import gateway.storage.partners as partners
 import gateway.storage.rate_limits as rate_limits
 import gateway.storage.webhooks as webhooks
@@ -124,6 +125,13 @@ class SqlStorage:
     async def take_tokens(self, partner_id: str, draw: Callable[[Bucket | None], tuple[Bucket, R]]) -> R:
         """Whatever `draw` makes of the partner's bucket, written back in the same transaction."""
         return await self._backend.write_buckets(lambda db: rate_limits.take_tokens(db, partner_id, draw))
+
+    async def recent_auth_failures(self, pair: str, since: float, most: int) -> list[float]:
+        """Read in a short transaction of the buckets' store, where the failures are kept."""
+        return await self._backend.write_buckets(lambda db: auth_failures.recent_failures(db, pair, since, most))
+
+    async def record_auth_failure(self, pair: str, failed_at: float, forget_before: float) -> None:
+        await self._backend.write_buckets(lambda db: auth_failures.add_failure(db, pair, failed_at, forget_before))
 
     async def stored_answer(self, partner_id: str, key: str, not_before: int) -> StoredAnswer | None:
         return await answers.stored_answer(self._reader, partner_id, key, not_before)

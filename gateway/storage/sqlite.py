@@ -20,6 +20,7 @@ from typing import Any
 import aiosqlite
 
 from gateway.storage.db import Db, T, Unit
+from gateway.storage.auth_failures import FAILURES_TABLES
 from gateway.storage.rate_limits import BUCKETS_TABLE
 from gateway.storage.schema import migrations
 from gateway.storage.sqlite_writer import GroupWriter, InlineWriter, unavailable
@@ -156,7 +157,8 @@ def _as_is(connection: sqlite3.Connection) -> None:
 
 
 def _create_buckets(connection: sqlite3.Connection) -> None:
-    connection.execute(BUCKETS_TABLE)
+    for statement in (BUCKETS_TABLE, *FAILURES_TABLES):
+        connection.execute(statement)
 
 
 def _migrate(connection: sqlite3.Connection) -> None:
