@@ -411,6 +411,23 @@ async def test_partial_returns_add_up_and_failed_ones_give_back(client, partner,
     assert response.status == 201, answer
 
 
+async def test_a_return_made_active_again_must_still_find_what_it_returns(client, partner, db_url):
+    """set-status took a failed RETURN back to pending although later returns had taken its quantity: the
+    original was returned three times over two bought."""
+    response, failed = await send(client, partner, return_of("5000000001", (2, "OFFER-B", 2)))
+    assert response.status == 201
+    cli(db_url, "orders", "set-status", failed["orderId"], "1004")
+    response, later = await send(client, partner, return_of("5000000001", (2, "OFFER-B", 1)))
+    assert response.status == 201
+    refused = cli(db_url, "orders", "set-status", failed["orderId"], "1002", check=False)
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.count("\n") == 1 and "where 1 remain" in refused.stderr, refused.stderr
+    headers = await partner_headers(client, partner)
+    assert (await (await client.get(f"{ORDERS}/{failed['orderId']}", headers=headers)).json())["status"] == "1004"
+    cli(db_url, "orders", "set-status", later["orderId"], "1008")  # what it takes is there again
+    assert cli(db_url, "orders", "set-status", failed["orderId"], "1000").returncode == 0
+
+
 async def test_completing_returns_cancels_fully_returned_lines(client, partner, db_url):
     response, ret = await send(client, partner, return_of("5000000001", (1, "OFFER-A", 1), (2, "OFFER-B", 1)))
     assert response.status == 201

@@ -22,6 +22,7 @@ from gateway.order_model import (
 from gateway.order_events import OrderChange
 from gateway.storage.changes import record_changes
 from gateway.storage.db import Db
+from gateway.storage.types import StorageError
 
 INSERT_ORDER = """
     INSERT INTO orders (order_id, customer_id, reseller_id, order_type, status, created, external_reference_id,
@@ -210,11 +211,27 @@ async def set_order_status(db: Db, order_id: str, status: str) -> Order | None:
     before = await load_order(db, order_id)
     if before is None:
         return None
+    if before.order_type == "RETURN" and before.status in INACTIVE_STATUSES and status not in INACTIVE_STATUSES:
+        await _check_still_returnable(db, before)
     order = with_status(before, status, await _linked_subscriptions(db, before, status))
     await store_changes(db, before, order)
     if order.order_type == "RETURN" and order.reference_order_id:
         await _mark_returned_lines(db, order.reference_order_id)
     return order
+
+
+async def _check_still_returnable(db: Db, order: Order) -> None:
+    """A failed or cancelled RETURN made active again counts against what remains of its original once
+    more: StorageError when what it returns is no longer there (other returns took it meanwhile)."""
+    returned = await returned_quantities(db, order.reference_order_id)  # locks the original; not this one's
+    original = await load_order(db, order.reference_order_id)
+    bought = {line.ext_line_item_number: line.quantity for line in original.line_items} if original else {}
+    for line in order.line_items:
+        left = bought.get(line.ext_line_item_number, 0) - returned.get(line.ext_line_item_number, 0)
+        if line.quantity > left:
+            raise StorageError(f"order {order.order_id!r} would return {line.quantity} of line "
+                               f"{line.ext_line_item_number} of order {order.reference_order_id!r}, where "
+                               f"{max(left, 0)} remain")
 
 
 COMPLETED_RETURNS = """
