@@ -68,6 +68,16 @@ def test_place_order_safely_places_once_across_lost_answers_and_reruns(gateway: 
         assert len(list(client.history(WRITES, external_reference_id="PO-EXAMPLE-1"))) == 1
 
 
+def test_place_order_safely_places_a_corrected_order_after_a_refused_one(gateway: Gateway) -> None:
+    """The refusal of a quantity of 0 is stored for replay: with an id of the purchase order alone, the
+    corrected rerun was answered 422 4123."""
+    refused = run_example(gateway, "place_order_safely.py", WRITES, "PO-EXAMPLE-2", "OFFER-A", "--quantity", "0")
+    assert refused.returncode == 1 and "2120" in refused.stderr
+    corrected = run_example(gateway, "place_order_safely.py", WRITES, "PO-EXAMPLE-2", "OFFER-A", "--quantity", "2")
+    assert corrected.returncode == 0, corrected.stderr
+    assert json.loads(corrected.stdout)["order"]["lineItems"][0]["quantity"] == 2
+
+
 @contextlib.contextmanager
 def receiver(tmp_path: Path) -> Iterator[tuple[str, list[dict[str, object]]]]:
     """The receiver example on a free loopback port; after the block, the events it handled."""

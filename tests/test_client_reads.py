@@ -189,3 +189,28 @@ def test_a_next_link_to_another_host_is_not_followed() -> None:
         with pytest.raises(UnexpectedAnswer, match="root-relative"):
             next(orders)
     assert set(hosts) == {"gateway.example"}
+
+
+def test_a_next_link_back_to_a_page_already_read_ends_the_history() -> None:
+    """Something other than the gateway, repeating a page's link as its next, was followed for ever."""
+    requests: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/ims/token"):
+            return httpx.Response(200, json={"access_token": "t", "token_type": "bearer", "expires_in": 3600})
+        requests.append(str(request.url))
+        page = {"totalCount": 2, "count": 1, "offset": 0, "limit": 1, "items": [{"orderId": "1"}],
+                "links": {"self": {"uri": "/v3/customers/C/orders?offset=1&limit=1"},
+                          "next": {"uri": "/v3/customers/C/orders?offset=1&limit=1"}}}
+        return httpx.Response(200, json=page)
+
+    with Client("https://gateway.example", "key", "secret", transport=httpx.MockTransport(answer)) as client:
+        with pytest.raises(UnexpectedAnswer, match="already read"):
+            list(client.history("C"))
+    assert len(requests) == 2
+
+
+def test_an_empty_cursor_reads_from_the_oldest_event_kept(gateway: Gateway) -> None:
+    """A store's empty default was sent as `cursor=`, which the gateway refuses (400 1132)."""
+    with gateway.client() as client:
+        assert list(client.events("", customer_id=READS)) == list(client.events(customer_id=READS))

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import pickle
 import time
+import traceback
 import uuid
 from pathlib import Path
 
@@ -187,3 +189,26 @@ def test_wrong_credentials_are_an_api_error_of_the_token_endpoint(gateway: Gatew
         with pytest.raises(ApiError) as refused:
             client.get_order(WRITES, "0000000000")
     assert (refused.value.status, refused.value.code) == (401, "invalid_client")
+    # A traceback that shows local variables (error trackers record them) holds the requests sent: neither
+    # the secret nor a header value is in their repr.
+    shown = "".join(traceback.TracebackException.from_exception(refused.value, capture_locals=True).format())
+    assert "Request(method='POST', target='/ims/token/v3')" in shown and "not-the-secret" not in shown
+
+
+def test_errors_are_picklable(gateway: Gateway) -> None:
+    """Integrations hand errors to other processes (multiprocessing, task queues): unpickling raised a
+    TypeError, for constructor arguments that are not the exceptions' `args`."""
+    from conftest import free_port
+
+    with gateway.client(retry=FAST) as client, pytest.raises(ApiError) as refused:
+        client.get_order(WRITES, "0000000000")
+    copy = pickle.loads(pickle.dumps(refused.value))
+    assert (type(copy), str(copy), copy.status, copy.code, copy.message, copy.additional_details,
+            copy.invalid_fields, copy.request_id) == (
+        ApiError, str(refused.value), 404, "2115", refused.value.message, refused.value.additional_details,
+        refused.value.invalid_fields, refused.value.request_id)
+    with Client(f"http://127.0.0.1:{free_port()}", "key", "secret", retry=FAST) as offline:
+        with pytest.raises(NetworkError) as failed:
+            offline.get_order(WRITES, "0000000000")
+    copy = pickle.loads(pickle.dumps(failed.value))
+    assert (type(copy), str(copy), copy.attempts) == (NetworkError, str(failed.value), failed.value.attempts)

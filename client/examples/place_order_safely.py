@@ -3,25 +3,32 @@
     python place_order_safely.py CUSTOMER_ID PURCHASE_ORDER OFFER_ID [--quantity N] [--currency USD]
 
 The purchase order number is the integration's own record of what it means to buy. The order's correlation
-id is derived from it *and the customer*: every retry of the client, and every rerun of this script, sends
-the same id, and the gateway executes it once and replays its answer to the others. (An id derived from the
-body alone would collide for two customers buying the same thing; a random one would not be replayed.)
+id is derived from it, the customer *and the order's content*: every retry of the client, and every rerun of
+this script with the same arguments, sends the same id, and the gateway executes it once and replays its
+answer to the others. (An id derived from the body alone would collide for two customers buying the same
+thing; a random one would not be replayed.) The content is part of the id because the gateway also keeps
+the answer to a request it refused for the request's own fault (a quantity of 0, say) and replays it: with
+an id of the purchase order alone, the corrected order would be answered 422 4123 for 10 days.
 The gateway keeps answers for 10 days; after that a rerun would find the order by its external reference
-first, which is why the script looks there before placing.
+first, which is why the script looks there before placing. Change an order's content only once the earlier
+run's answer is known (rerun it unchanged first): the two would be two requests, and both could be placed.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
+from typing import Any
 
 from connection import add_connection_arguments, connect
 
 from partner_orders_client import ApiError, Client, ClientError, Order
 
 
-def correlation_id(customer_id: str, purchase_order: str) -> str:
-    return f"place-order:{customer_id}:{purchase_order}"
+def correlation_id(customer_id: str, purchase_order: str, order: dict[str, Any]) -> str:
+    content = hashlib.sha256(json.dumps(order, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return f"place-order:{customer_id}:{purchase_order}:{content[:16]}"
 
 
 def place_once(gateway: Client, customer_id: str, purchase_order: str, line: dict[str, object],
@@ -31,7 +38,7 @@ def place_once(gateway: Client, customer_id: str, purchase_order: str, line: dic
         return existing, False
     order = {"orderType": "NEW", "externalReferenceId": purchase_order, "currencyCode": currency,
              "lineItems": [line]}
-    placed = gateway.place_order(customer_id, order, correlation_id=correlation_id(customer_id, purchase_order))
+    placed = gateway.place_order(customer_id, order, correlation_id=correlation_id(customer_id, purchase_order, order))
     return placed, True
 
 

@@ -108,11 +108,15 @@ class Engine:
     def history(self, customer_id: str, filters: HistoryFilters) -> Stream:
         """Every order of the history, page after page, by the pages' own `links.next`."""
         target: str | None = history_target(customer_id, filters)
+        followed: set[str] = set()
         while target is not None:
+            followed.add(target)
             page = json_object((yield from self.call(api_request("GET", target))))
             for order in page.get("items", []):
                 yield Emit(order)
             target = next_link(page)
+            if target in followed:  # something other than the gateway: its pages would never end
+                raise UnexpectedAnswer(f"links.next leads back to a page already read: {target}")
 
     def events(self, cursor: str | None, follow: bool, poll_interval: float, filters: EventFilters) -> Stream:
         """Events from a position on. `events_cursor` moves past each event as it is handed out, so a caller

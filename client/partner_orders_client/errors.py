@@ -2,6 +2,8 @@
 and one class per kind of failure it must handle differently."""
 from __future__ import annotations
 
+from typing import Any
+
 
 class ClientError(Exception):
     """Anything this library raises on purpose."""
@@ -34,6 +36,11 @@ class ApiError(ClientError):
         # The gateway's id of the answering request: the one thing its operators need to find it in their logs.
         self.request_id = request_id
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Picklable (to another process, say), although its constructor's arguments are not its `args`."""
+        fields = (self.status, self.code, self.message, self.additional_details, self.invalid_fields)
+        return type(self), fields, {"request_id": self.request_id}
+
 
 class NetworkError(ClientError):
     """No answer came back (connection refused or dropped, timeout) on any of the attempts allowed.
@@ -44,6 +51,9 @@ class NetworkError(ClientError):
     def __init__(self, message: str, attempts: int) -> None:
         super().__init__(message)
         self.attempts = attempts
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (str(self), self.attempts)
 
 
 class UnexpectedAnswer(ClientError):

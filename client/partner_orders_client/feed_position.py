@@ -26,7 +26,7 @@ class FeedPosition:
 
     @classmethod
     def parse(cls, text: str | None) -> FeedPosition:
-        if text is None:
+        if not text:  # an empty one too (a store's default): no gateway cursor is empty
             return cls(None)
         head, separator, count = text.rpartition(_SEPARATOR)
         if not separator:

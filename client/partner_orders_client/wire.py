@@ -26,8 +26,10 @@ class Request:
 
     method: str
     target: str  # root-relative path with its query string, as the gateway's own links are
-    body: bytes | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
+    # Out of its repr: they hold the client secret and the bearer token, and a traceback that shows local
+    # variables (error trackers record them) would keep them.
+    body: bytes | None = field(default=None, repr=False)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def with_headers(self, **extra: str) -> Request:
         return replace(self, headers={**self.headers, **extra})
