@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.streams import EMPTY_PAYLOAD
 from aiohttp.web_protocol import RequestHandler, _ErrInfo
@@ -140,11 +140,29 @@ class _RefusingHandler(RequestHandler):
         return response
 
 
+def _meeting_no_other_expectation(handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+                                  ) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
+    """aiohttp answers an `Expect` other than `100-continue` before any middleware: 417, in plain text quoting
+    the value, without X-Request-Id or a log line. RFC 9110 10.1.1 lets a server ignore an expectation it
+    does not know (a 417 is a MAY): such a request is served as if it had none."""
+
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        expect = request.headers.get(hdrs.EXPECT)
+        if expect is not None and expect.strip().lower() != "100-continue":
+            headers = request.headers.copy()
+            del headers[hdrs.EXPECT]
+            request = request.clone(headers=headers)
+        return await handler(request)
+
+    return handle
+
+
 class _GatewayServer(web.Server):
     def __init__(self, built: web.Server, metrics: Metrics, head_timeout: float) -> None:
-        """The server AppRunner built, with our handler: the same request handler, factory and arguments
-        (Server keeps the handler arguments and loop in private attributes, which its subclass reads)."""
-        super().__init__(built.request_handler, request_factory=built.request_factory,
+        """The server AppRunner built, with our handler: the same request handler (ignoring expectations it
+        does not know), factory and arguments (Server keeps the handler arguments and loop in private
+        attributes, which its subclass reads)."""
+        super().__init__(_meeting_no_other_expectation(built.request_handler), request_factory=built.request_factory,
                          handler_cancellation=built.handler_cancellation, loop=built._loop, **built._kwargs)
         self.metrics, self.head_timeout = metrics, head_timeout
 

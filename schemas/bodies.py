@@ -42,7 +42,6 @@ MAX_NUMBER_CHARS = 64  # a longer number cannot read exactly; and it is not pars
 
 NOT_AN_OBJECT = "The request body must be a JSON object"
 TOO_DEEP = f"JSON nested more than {MAX_DEPTH} levels deep"
-INEXACT_NUMBER = "A number must be an integer within 64 bits, or a decimal that a double holds exactly"
 
 
 class BodyProblem(ValueError):
@@ -93,15 +92,13 @@ def _opens_an_object(raw: bytes) -> bool:
 
 def _read_as_written(raw: bytes) -> dict[str, Any]:
     """The object with its decimals as Decimal (exact) and its integers as int (any size), by the standard
-    library. It stops at 4,300 digits (an integer that long cannot read exactly: INEXACT_NUMBER)."""
+    library; a number neither holds is kept as its text (_Unbounded)."""
     try:
-        value = json.loads(raw, parse_float=Decimal, parse_constant=_not_json)
+        value = json.loads(raw, parse_float=_decimal, parse_int=_integer, parse_constant=_not_json)
     except RecursionError:
         raise BodyProblem(TOO_DEEP, an_object=_opens_an_object(raw)) from None
     except (json.JSONDecodeError, UnicodeDecodeError, _NotJson):
         raise BodyProblem(NOT_AN_OBJECT, an_object=False) from None
-    except ValueError:
-        raise BodyProblem(INEXACT_NUMBER) from None
     if not isinstance(value, dict):
         raise BodyProblem(NOT_AN_OBJECT, an_object=False)
     return value
@@ -109,6 +106,26 @@ def _read_as_written(raw: bytes) -> dict[str, Any]:
 
 class _NotJson(ValueError):
     pass
+
+
+class _Unbounded(str):
+    """A number of the text that no Decimal holds (an exponent beyond 10**18 either way) or no int (an integer
+    of over 4,300 digits, the interpreter's limit): valid JSON all the same, kept as written. As a double it
+    is what Python reads (1e9999999999999999999 is infinity, which the fields that take numbers refuse)."""
+
+
+def _decimal(text: str) -> Decimal | _Unbounded:
+    try:
+        return Decimal(text)
+    except ArithmeticError:  # decimal.InvalidOperation
+        return _Unbounded(text)
+
+
+def _integer(text: str) -> int | _Unbounded:
+    try:
+        return int(text)
+    except ValueError:
+        return _Unbounded(text)
 
 
 def _not_json(constant: str) -> Any:
@@ -121,7 +138,7 @@ def _as_doubles(value: Any) -> Any:
         return {name: _as_doubles(item) for name, item in value.items()}
     if isinstance(value, list):
         return [_as_doubles(item) for item in value]
-    return float(value) if isinstance(value, Decimal) else value
+    return float(value) if isinstance(value, (Decimal, _Unbounded)) else value
 
 
 def _canonical(value: Any) -> bytes:
@@ -131,6 +148,8 @@ def _canonical(value: Any) -> bytes:
         return b"{%b}" % b",".join(orjson.dumps(name) + b":" + _canonical(value[name]) for name in sorted(value))
     if isinstance(value, list):
         return b"[%b]" % b",".join(map(_canonical, value))
+    if isinstance(value, _Unbounded):  # no Decimal's canonical form has its exponent, nor an int its digits
+        return value.encode()
     if isinstance(value, Decimal):
         sign, digits, exponent = value.as_tuple()
         significant = "".join(map(str, digits)).rstrip("0")
@@ -153,7 +172,10 @@ def _exact(number: re.Match[bytes]) -> bool:
         return False
     if number[1] is None and number[2] is None:
         return int(text) in _INTEGERS
-    spelled = Decimal(text)
+    try:
+        spelled = Decimal(text)
+    except ArithmeticError:  # an exponent beyond what a Decimal holds: no double reads it exactly either
+        return False
     read = float(spelled)
     return math.isfinite(read) and Decimal(repr(read)) == spelled
 

@@ -355,3 +355,23 @@ def test_the_setting_has_a_flag_and_a_variable():
     assert Settings.from_env({"GATEWAY_BODY_TIMEOUT_SECONDS": "5"}).body_timeout_seconds == 5
     args = build_parser().parse_args(["serve", "--body-timeout-seconds", "7"])
     assert args.body_timeout_seconds == "7"
+
+
+def test_an_expectation_the_server_does_not_know_is_ignored(served):
+    """aiohttp answered it 417 before any middleware: plain text quoting the value, no X-Request-Id, no log
+    line. RFC 9110 lets a server ignore an expectation it does not know: the request is served as it is."""
+    health = exchange(served.port, get(headers=b"Expect: EXPECTMARK\r\n"))
+    assert health is not None and health.status == 200 and "x-request-id" in health.headers
+    unknown_key = refused(served, get(b"/v3/customers/C1/orders", b"Expect: EXPECTMARK\r\nX-Api-Key: nope\r\n"),
+                          403, "4115")
+    assert b"EXPECTMARK" not in unknown_key.body and "EXPECTMARK" not in served.output()
+
+
+def test_100_continue_is_still_met(served):
+    body = b"grant_type=client_credentials&client_id=nobody&client_secret=x"
+    head = post(body, b"Expect: 100-continue\r\n")[: -len(body)]
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+        sock.sendall(head)
+        assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 401 ")

@@ -207,6 +207,31 @@ async def test_a_quantity_json_cannot_read_exactly_is_2120_beside_the_other_prob
     assert any(detail.startswith("Line Item: 1, Reason: quantity") for detail in answer["additionalDetails"])
 
 
+UNBOUNDED = ["1e9999999999999999999", "-2E+99999999999999999999", "0E-9999999999999999999", "7" * 4301]
+
+
+@pytest.mark.parametrize("number", UNBOUNDED)
+async def test_numbers_no_decimal_or_int_holds_are_json_too(client, partner, number):
+    """An exponent beyond 10**18 (which not even Decimal holds) was a 500; an integer of over 4,300 digits
+    (the interpreter's limit) a 1117 of its own that hid the other problems, where 1e400 is read."""
+    headers = {**await partner_headers(client, partner), "Content-Type": "application/json"}
+    raw = json.dumps({**BODY, "pricing": {"total": 1}}).replace('"total": 1', f'"total": {number}')
+    placed = await client.post(ORDERS, data=raw, headers=headers)
+    assert placed.status == 201, await placed.text()
+    reordered = json.dumps({"pricing": {"total": 1}, **BODY}).replace('"total": 1', f'"total": {number}')
+    again = await client.post(ORDERS, data=reordered, headers=headers)
+    assert again.headers.get("Idempotent-Replayed") == "true" and await again.read() == await placed.read()
+    response = await client.post(ORDERS, data=raw.replace(number, number[:-1] + "8"), headers=headers)
+    assert (await response.json())["code"] == "4123"
+    quantity = json.dumps({**BODY, "color": 1}).replace('"quantity": 3', f'"quantity": {number}')
+    response = await client.post(ORDERS, data=quantity, headers={**headers, "X-Correlation-Id": "quantity"})
+    answer = await response.json()
+    assert (response.status, answer["code"], answer["invalidFields"]) == (400, "1121", ["color", "quantity"])
+    patch = await client.patch(f"{ORDERS}/{(await placed.json())['orderId']}",
+                               data=f'{{"externalReferenceId": {number}}}', headers={**headers, "X-Correlation-Id": "p"})
+    assert (patch.status, (await patch.json())["invalidFields"]) == (400, ["externalReferenceId"])
+
+
 async def test_gets_are_never_stored(client, partner):
     headers = await partner_headers(client, partner)
     for _ in range(2):
