@@ -41,11 +41,21 @@ class HeadTimeout(HttpProcessingError):
     MESSAGE = "The request line and header fields were not received in full in time"
 
 
+class TooManyConnections(HttpProcessingError):
+    """The process has as many connections open as GATEWAY_MAX_CONNECTIONS allows (gateway.http_server)."""
+
+    code = 503
+    MESSAGE = "The gateway has as many connections open as it serves; retry after the time given"
+    RETRY_AFTER_SECONDS = 1
+
+
 def refusal(exc: HttpProcessingError) -> ApiError:
     """The API's answer to a request aiohttp's parser refused. The parser's message quotes the request's
     bytes, so it is never used: each answer carries the table's own message."""
     if isinstance(exc, HeadTimeout):
         return ApiError("408", HeadTimeout.MESSAGE)
+    if isinstance(exc, TooManyConnections):
+        return ApiError("503", exc.MESSAGE, headers={"Retry-After": str(exc.RETRY_AFTER_SECONDS)})
     if isinstance(exc, LineTooLong):
         return ApiError("414" if exc.args[1:2] == (MAX_TARGET_BYTES,) else "431")
     if isinstance(exc, ContentEncodingError):

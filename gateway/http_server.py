@@ -25,7 +25,9 @@ from aiohttp.web_protocol import RequestHandler, _ErrInfo
 
 from gateway.cli_common import listen_failure
 from gateway.errors import INTERNAL_ERROR, ApiError
-from gateway.http_limits import MAX_HEAD_KEPT, PARSER_LIMITS, HeadTimeout, ids_without_controls, refusal
+from gateway.http_limits import (
+    MAX_HEAD_KEPT, PARSER_LIMITS, HeadTimeout, TooManyConnections, ids_without_controls, refusal,
+)
 from gateway.keys import METRICS, SETTINGS
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -40,15 +42,33 @@ log = structlog.get_logger("gateway.server")
 Listening = Callable[[web.Application, str], Awaitable[None]]  # the app and its base URL, once bound
 
 
+class _Connections:
+    """The connections a process has open, against GATEWAY_MAX_CONNECTIONS."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.open = limit, 0
+
+
 class _RefusingHandler(RequestHandler):
     # Set by the server that builds it: kept here, as the connection may drop its server.
     metrics: Metrics
     head_timeout: float  # the body timeout's seconds, for a request line and header fields to arrive
+    connection_count: _Connections
     _head_deadline: asyncio.TimerHandle | None = None
     _head_so_far = b""  # what came of a head still arriving, so that a field split across reads is seen whole
+    _over_the_limit = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """A connection beyond the limit gets its first request answered 503 (before its body is read: each
+        connection's body may hold up to the body limit in memory) and is closed."""
+        super().connection_made(transport)
+        self.connection_count.open += 1
+        self._over_the_limit = self.connection_count.open > self.connection_count.limit
 
     def data_received(self, data: bytes) -> None:
-        if self._waiting_for_head():
+        if self._over_the_limit and self._waiting_for_head():
+            self._answer_in_place(TooManyConnections())
+        elif self._waiting_for_head():
             self._receive_head(data)
         elif (self._force_close or self._close) and self._request_in_progress:
             self._receive_while_stopping(data)
@@ -98,16 +118,18 @@ class _RefusingHandler(RequestHandler):
 
     def _head_expired(self) -> None:
         self._head_deadline = None
-        if not self._waiting_for_head():
-            return
-        # Answered the way aiohttp answers a request its parser refused (handle_error, below): an error in
-        # place of the request, for the loop waiting on `_waiter` to take.
-        timeout = HeadTimeout()
-        self._messages.append((_ErrInfo(status=408, exc=timeout, message=timeout.MESSAGE), EMPTY_PAYLOAD))
+        if self._waiting_for_head():
+            self._answer_in_place(HeadTimeout())
+
+    def _answer_in_place(self, refused: HeadTimeout | TooManyConnections) -> None:
+        """Answered the way aiohttp answers a request its parser refused (handle_error, below): an error in
+        place of the request, for the loop waiting on `_waiter` to take."""
+        self._messages.append((_ErrInfo(status=refused.code, exc=refused, message=refused.MESSAGE), EMPTY_PAYLOAD))
         assert self._waiter is not None
         self._waiter.set_result(None)
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        self.connection_count.open -= 1
         if self._head_deadline is not None:
             self._head_deadline.cancel()
             self._head_deadline = None
@@ -158,24 +180,27 @@ def _meeting_no_other_expectation(handler: Callable[[web.BaseRequest], Awaitable
 
 
 class _GatewayServer(web.Server):
-    def __init__(self, built: web.Server, metrics: Metrics, head_timeout: float) -> None:
+    def __init__(self, built: web.Server, metrics: Metrics, head_timeout: float, max_connections: int) -> None:
         """The server AppRunner built, with our handler: the same request handler (ignoring expectations it
         does not know), factory and arguments (Server keeps the handler arguments and loop in private
         attributes, which its subclass reads)."""
         super().__init__(_meeting_no_other_expectation(built.request_handler), request_factory=built.request_factory,
                          handler_cancellation=built.handler_cancellation, loop=built._loop, **built._kwargs)
         self.metrics, self.head_timeout = metrics, head_timeout
+        self.connection_count = _Connections(max_connections)
 
     def __call__(self) -> RequestHandler:
         handler = _RefusingHandler(self, loop=self._loop, **self._kwargs)
         handler.metrics, handler.head_timeout = self.metrics, self.head_timeout
+        handler.connection_count = self.connection_count
         return handler
 
 
 class _GatewayRunner(web.AppRunner):
     async def _make_server(self) -> web.Server:
-        return _GatewayServer(await super()._make_server(), self.app[METRICS],
-                              self.app[SETTINGS].body_timeout_seconds)
+        settings = self.app[SETTINGS]
+        return _GatewayServer(await super()._make_server(), self.app[METRICS], settings.body_timeout_seconds,
+                              settings.max_connections)
 
 
 def serve_app(app: web.Application, settings: Settings, on_listening: Listening | None = None,

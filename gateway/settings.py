@@ -58,6 +58,10 @@ class Settings:
     shutdown_timeout_seconds: float = 30.0
     # How long a request's body may take to arrive in full before it is refused with 408.
     body_timeout_seconds: float = 30.0
+    # Connections one process serves at once; each may hold a body of up to max_body_bytes in memory, so this
+    # bounds what a flood of slow uploads can take. The first request of a connection beyond it is answered
+    # 503, and the connection closed.
+    max_connections: int = 1024
     # Each partner's token bucket (unless `partners set-rate-limit` overrides it): refilled at this many
     # requests per second, holding at most `rate_limit_burst`. 0 turns rate limiting off (behind a proxy that
     # limits already): no partner is limited, no answer carries the RateLimit headers.
@@ -110,6 +114,7 @@ class Settings:
             ("shutdown_timeout_seconds", self.shutdown_timeout_seconds >= 0, "must be >= 0"),
             ("db_busy_timeout_seconds", 0 <= self.db_busy_timeout_seconds <= 60, "must be 0..60"),
             ("body_timeout_seconds", self.body_timeout_seconds > 0, "must be > 0"),
+            ("max_connections", self.max_connections >= 1, "must be at least 1"),
             ("rate_limit_per_second",
              self.rate_limit_per_second == 0
              or MIN_RATE_PER_SECOND <= self.rate_limit_per_second <= MAX_RATE_PER_SECOND,

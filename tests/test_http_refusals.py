@@ -375,3 +375,38 @@ def test_100_continue_is_still_met(served):
         assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
         sock.sendall(body)
         assert sock.recv(65536).startswith(b"HTTP/1.1 401 ")
+
+
+def _served_connections(port: int, count: int) -> list[socket.socket]:
+    """`count` connections, each answered once: all open on the server. Tried again while the server still
+    counts the connection that found its port open (closed, but its end not yet seen)."""
+    for _ in range(50):
+        held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(count)]
+        for sock in held:
+            sock.sendall(get())
+        if all(sock.recv(65536).startswith(b"HTTP/1.1 200 ") for sock in held):
+            return held
+        for sock in held:
+            sock.close()
+        time.sleep(0.1)
+    raise AssertionError(f"{count} connections were never served at once")
+
+
+def test_a_connection_beyond_the_limit_is_answered_503_and_closed(tmp_path):
+    """Without a limit, 3,000 connections each holding 60 KB of a body took a process from 123 MB to 1.5 GB:
+    each may hold up to the body limit in memory. The first request of one more is answered before its
+    body is read, in the error shape, and the connection closed; once one closes, a new one is served."""
+    with gateway(f"sqlite:///{tmp_path}/gateway.db", tmp_path, "--max-connections", "3") as limited:
+        held = _served_connections(limited.port, 3)
+        try:
+            answer = refused(limited, post(b"x" * 100_000, target=b"/v3/customers/C1/orders"), 503, "503")
+            assert answer.headers["retry-after"] == "1" and answer.closed
+            held.pop().close()
+            time.sleep(0.2)
+            answer = exchange(limited.port, get())
+            assert answer is not None and answer.status == 200
+            held[0].sendall(get())  # the ones within the limit are still served
+            assert held[0].recv(65536).startswith(b"HTTP/1.1 200 ")
+        finally:
+            for sock in held:
+                sock.close()
