@@ -31,7 +31,11 @@ class ImportLineError(Exception):
 
 
 def parse_records(lines: IO[bytes], on_line: Callable[[int], None] | None = None) -> Iterator[tuple[int, ImportRecord]]:
-    """Records of the file, in order; ImportLineError for the first bad line."""
+    """Records of the file, in order; ImportLineError for the first bad line, and for the second of two
+    records of one id: the file's version of a record must be one, or every import would write both (two
+    that differ, one after the other, and an event for each: re-importing the file would change it again).
+    Ids are remembered by a 64-bit hash (SipHash, keyed per process): a few dozen bytes each."""
+    seen: set[int] = set()
     for line_no, raw in enumerate(lines, start=1):
         if on_line is not None:
             on_line(len(raw))
@@ -39,7 +43,21 @@ def parse_records(lines: IO[bytes], on_line: Callable[[int], None] | None = None
             raw = raw.removeprefix(UTF8_BOM)  # some editors start a UTF-8 file with one
         if not raw.strip():
             continue
-        yield line_no, parse_record(line_no, raw)
+        record = parse_record(line_no, raw)
+        kind, record_id = _identity(record)
+        key = hash((kind, record_id))
+        if key in seen:
+            raise ImportLineError(line_no, f"{kind} {_shown(record_id)} is in the file more than once")
+        seen.add(key)
+        yield line_no, record
+
+
+def _identity(record: ImportRecord) -> tuple[str, str]:
+    if isinstance(record, Reseller):
+        return "reseller", record.reseller_id
+    if isinstance(record, Customer):
+        return "customer", record.customer_id
+    return "order", record.order_id
 
 
 def parse_record(line_no: int, raw: bytes) -> ImportRecord:
@@ -49,7 +67,7 @@ def parse_record(line_no: int, raw: bytes) -> ImportRecord:
     kind = data.get("type")
     schema = _SCHEMAS.get(kind) if isinstance(kind, str) else None
     if schema is None or not isinstance(kind, str):
-        raise ImportLineError(line_no, f"type must be one of {', '.join(_SCHEMAS)}, not {kind!r}")
+        raise ImportLineError(line_no, f"type must be one of {', '.join(_SCHEMAS)}, not {_shown(kind)}")
     if kind == "order":  # the string limits of a request body; externalReferenceId's is the schema's
         long = shorter_than_their_limits(data, {"externalReferenceId"})
         if long:
@@ -76,10 +94,26 @@ def _json_object(line_no: int, raw: bytes) -> dict[str, Any]:
     return data
 
 
+MAX_SHOWN_CHARS = 80  # of a value of the file quoted in an error line
+
+
+def _shown(value: Any) -> str:
+    """A value of the file as an error line quotes it: escaped (a terminal's control sequences, a line break,
+    stay text) and cut short (a 5 MB value is not copied into the line)."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN_CHARS else text[: MAX_SHOWN_CHARS - 3] + "..."
+
+
+def _field_name(key: Any) -> str:
+    """The schema's own names as they are; an unknown member's name as the file has it, shown safely."""
+    plain = isinstance(key, int) or (isinstance(key, str) and key.isprintable() and len(key) <= MAX_SHOWN_CHARS)
+    return str(key) if plain else _shown(key)
+
+
 def _describe(messages: Any, prefix: str = "") -> str:
     parts = []
     for key, value in messages.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
+        name = f"{prefix}.{_field_name(key)}" if prefix else _field_name(key)
         if isinstance(value, dict):
             parts.append(_describe(value, name))
         else:

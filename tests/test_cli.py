@@ -106,6 +106,11 @@ def test_import_is_all_or_nothing_with_the_line_number(db_url, tmp_path):
         (b'{"type": "reseller", "resellerId": " R9", "partnerId": "P1"}', "white space"),
         (orjson.dumps(customer_record("C\tX", "R1")), "control characters"),
         (orjson.dumps(order_record("2000000009 ", "C1", "2029-01-01T00:00:00Z")), "white space"),
+        # The file's version of a record is one: with two that differ, each import wrote both in turn (and
+        # an event for each), so that re-importing the file changed it again. The same twice is refused too.
+        (orjson.dumps(order_record("2000000002", "C1", "2029-07-01T10:00:00Z", status="1004")),
+         "order '2000000002' is in the file more than once"),
+        (orjson.dumps(customer_record("C1", "R1", "2030-01-15")), "customer 'C1' is in the file more than once"),
     ],
 )
 def test_import_names_the_bad_line_and_reason(db_url, tmp_path, line, reason):
@@ -115,6 +120,21 @@ def test_import_names_the_bad_line_and_reason(db_url, tmp_path, line, reason):
     result = cli(db_url, "import", str(path), check=False)
     assert result.returncode != 0
     assert "line 6" in result.stderr and reason in result.stderr
+
+
+@pytest.mark.parametrize("line", [
+    orjson.dumps({**customer_record("C9", "R1"), "\x1b[2J\x1b[31mPWNED\nfake line": 1}),
+    orjson.dumps({"type": "\x1b[2J" + "x" * 5_000_000}),
+])
+def test_what_a_bad_line_holds_is_quoted_escaped_and_cut_short(db_url, tmp_path, line):
+    """An unknown member's name reached stderr as it was: a terminal's control sequences, a line break (a
+    second line), and 5 MB of a value in the one line."""
+    cli(db_url, "partners", "create", "--name", "N", "--partner-id", "P1")
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in dataset()[:2]) + line + b"\n")
+    result = cli(db_url, "import", str(path), check=False)
+    assert result.returncode == 1 and result.stderr.startswith("order-gateway: ") and "line 3" in result.stderr
+    assert result.stderr.count("\n") == 1 and "\x1b" not in result.stderr and len(result.stderr) < 300
 
 
 def test_a_file_that_starts_with_a_byte_order_mark_is_read(db_url, tmp_path):
