@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from gateway.cli_common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, INTERRUPTED, Command, Interrupted
 from gateway.cli_common import CannotListen, OutputLost, PortInUse, defer_interrupt, fail, print_json, print_line
-from gateway.cli_common import printable, whole_number
+from gateway.cli_common import printable, undecodable_argument, whole_number
 from gateway.cli_webhooks import WEBHOOK_COMMANDS, add_webhook_commands
 from gateway.demo import DemoRefused
 from gateway.importer import ImportLineError, import_file
@@ -120,6 +120,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     signal.signal(signal.SIGINT, defer_interrupt)
     parser = build_parser()
     args = parser.parse_args(argv)
+    undecodable = undecodable_argument(args)
+    if undecodable is not None:
+        parser.error(f"argument {undecodable}: not UTF-8 text")
     if args.command == "partners" and args.action == "set-rate-limit" and (args.burst is None) != args.default:
         parser.error("partners set-rate-limit: give --per-second with --burst, or --default alone")
     env = os.environ if environ is None else environ
@@ -163,7 +166,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return fail(f"the database is busy or unavailable, nothing was written; try again ({exc})")
     except (OSError, sqlite3.Error, ValueError) as exc:
         # The database (or the address) cannot be used: say which, in one line.
-        return fail(f"cannot start with {redacted(settings.database_url)}: {exc or type(exc).__name__}")
+        # A server that takes the connection and never answers: a timeout, whose text is empty.
+        why = "no answer within the busy timeout" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
+        return fail(f"cannot start with {redacted(settings.database_url)}: {why}")
 
 
 # The commands that may start on a database that does not exist yet (serve too). Any other would create an

@@ -103,3 +103,16 @@ def printable(what: str) -> Callable[[str], str]:
         return text
 
     return parse
+
+
+def undecodable_argument(args: argparse.Namespace) -> str | None:
+    """The first argument that is not UTF-8 text (Python keeps such bytes as lone surrogates, which no
+    database takes: PostgreSQL's driver failed with a traceback), by its name."""
+    for name, value in vars(args).items():
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str):
+                try:
+                    text.encode()
+                except UnicodeEncodeError:
+                    return name
+    return None

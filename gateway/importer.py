@@ -34,7 +34,7 @@ def parse_records(lines: IO[bytes], on_line: Callable[[int], None] | None = None
     """Records of the file, in order; ImportLineError for the first bad line, and for the second of two
     records of one id: the file's version of a record must be one, or every import would write both (two
     that differ, one after the other, and an event for each: re-importing the file would change it again).
-    Ids are remembered by a 64-bit hash (SipHash, keyed per process): a few dozen bytes each."""
+    Ids are remembered by a 64-bit hash (SipHash, keyed per process): about 70 bytes each."""
     seen: set[int] = set()
     for line_no, raw in enumerate(lines, start=1):
         if on_line is not None:

@@ -85,7 +85,13 @@ class Settings:
 
     def __post_init__(self) -> None:
         for name, ok, why in self._rules():
-            _check(ok, name, "(hidden)" if name in SECRET_SETTINGS else getattr(self, name), why)
+            _check(ok, name, self._shown(name), why)
+
+    def _shown(self, name: str) -> Any:
+        """A setting's value as an error message may quote it: never a secret, nor a database's password."""
+        if name in SECRET_SETTINGS:
+            return "(hidden)"
+        return redacted(self.database_url) if name == "database_url" else getattr(self, name)
 
     @property
     def webhook_retry_delays(self) -> tuple[float, ...]:
@@ -131,6 +137,7 @@ class Settings:
              f"must be at least {MIN_SIGNING_KEY_CHARS} characters"),
             ("database_url", self.database_url.startswith(("sqlite://", "postgresql://", "postgres://")),
              "must start with sqlite:/// or postgresql://"),
+            ("database_url", _parses(self.database_url), "must be a URL with a valid host and port"),
         ]
 
     @classmethod
@@ -176,10 +183,25 @@ _SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
 _QUERY_PAIR = re.compile(r"(?<=[?&;])([^=&;#]*)=([^&;#]*)")
 
 
+_USER_PART = re.compile(r"(?<=://)[^/?#]*@")
+
+
+def _parses(url: str) -> bool:
+    try:
+        urlsplit(url).port  # noqa: B018 - raises ValueError for a port out of range, or a broken [IPv6] host
+    except ValueError:
+        return False
+    return True
+
+
 def redacted(url: str) -> str:
     """A database URL fit for a message: its password replaced, in the user part or the query; the rest
-    exactly as given (rebuilt from its parts, sqlite:////abs/path would lose two of its slashes)."""
-    password = urlsplit(url).password
+    exactly as given (rebuilt from its parts, sqlite:////abs/path would lose two of its slashes). A URL
+    that does not parse loses its whole user part."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        url, password = _USER_PART.sub("***@", url, count=1), None
     if password is not None:
         url = url.replace(f":{password}@", ":***@", 1)
 

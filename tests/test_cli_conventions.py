@@ -68,6 +68,41 @@ def test_a_database_that_cannot_be_reached_is_named_without_its_password(url: st
     assert "127.0.0.1:1" in failed.stderr and "hunter2" not in failed.stderr and "***" in failed.stderr
 
 
+@pytest.mark.parametrize("url", ["postgresql://gw:hunter2@127.0.0.1:99999/test", "postgresql://gw:hunter2@[::1/test",
+                                 "mysql://gw:hunter2@127.0.0.1/test"])
+def test_a_database_url_that_does_not_parse_is_a_usage_error_without_its_password(url: str) -> None:
+    """A port out of range and a broken IPv6 host ended in a driver's traceback (OverflowError, ValueError)."""
+    refused = cli(url, "partners", "list", check=False)
+    assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1, refused.stderr
+    assert "setting database_url=" in refused.stderr and "hunter2" not in refused.stderr
+
+
+@pytest.mark.parametrize("args", [("partners", "create", "--name", "caf\udce9"),
+                                  ("webhooks", "add", "P\udcff", "https://example.com/hook"),
+                                  ("credentials", "list", "P\udcff"), ("orders", "set-status", "O\udcff", "1000")])
+def test_an_argument_that_is_not_utf8_is_a_usage_error(tmp_path: Path, args: tuple[str, ...]) -> None:
+    """Bytes that are not UTF-8 reach Python as lone surrogates, which PostgreSQL's driver refused with a
+    traceback, and SQLite's with a line blaming the database."""
+    db = f"sqlite:///{tmp_path}/gateway.db"
+    cli(db, "partners", "create", "--name", "N", "--partner-id", "P1")
+    refused = cli(db, *args, check=False)
+    assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1, refused.stderr
+    assert "not UTF-8 text" in refused.stderr
+
+
+def test_a_server_that_never_answers_is_named_with_a_reason(tmp_path: Path) -> None:
+    """The line ended in "...: " and nothing: a timeout's text is empty."""
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        url = f"postgresql://gw@127.0.0.1:{listener.getsockname()[1]}/test"
+        failed = cli(url, "partners", "list", check=False, env={**os.environ, "GATEWAY_DB_BUSY_TIMEOUT_SECONDS": "1"})
+    assert failed.returncode == 1 and len(failed.stderr.splitlines()) == 1, failed.stderr
+    assert failed.stderr.strip().endswith(": no answer within the busy timeout"), failed.stderr
+
+
 @pytest.mark.skipif(not POSTGRES_URL, reason=SKIP_POSTGRES)
 @pytest.mark.parametrize(("change", "says"), [
     ({"path": "/no_such_database"}, 'database "no_such_database" does not exist'),
