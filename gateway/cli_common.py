@@ -98,8 +98,8 @@ def printable(what: str) -> Callable[[str], str]:
 
     def parse(text: str) -> str:
         if len(text) > MAX_ID or not ID_PATTERN.fullmatch(text):
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}: 1 to {MAX_ID} characters, no control "
-                                             "characters, no white space at either end")
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}: 1 to {MAX_ID} characters, no control (or "
+                                             "invisible) characters, no white space at either end")
         return text
 
     return parse

@@ -15,10 +15,13 @@ MAX_CUSTOMER_ID = 40
 _CREATION = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z", re.ASCII)
 
 MAX_ID = 255
-# An id is printed, logged and sent back in paths and headers: no control character, and no white space at
-# either end (" P1" and "P1" would look alike in every listing).
-ID_PATTERN = re.compile(r"\A[^\x00-\x20\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\x9f])?\Z")
-_ID_RULE = "an id has no control characters, and no white space at either end"
+# An id is printed, logged and sent back in paths and headers: no control character, nor one that shows
+# nothing or turns the text around (zero-width and bidirectional controls, line and paragraph separators),
+# and no white space at either end, Unicode's included: " P1", "P1\u00a0" and "P1" would look alike in
+# every listing.
+_UNSEEN = "\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
+ID_PATTERN = re.compile(rf"\A[^\s{_UNSEEN}](?:[^{_UNSEEN}]*[^\s{_UNSEEN}])?\Z")
+_ID_RULE = "an id has no control characters (nor invisible or bidirectional ones), and no white space at either end"
 
 
 def _id_of(max_chars: int) -> list[validate.Validator]:
@@ -50,12 +53,26 @@ class ResellerRecordSchema(_Strict):
     name = fields.String(load_default="")
 
 
+class _IsoDate(fields.Date):
+    """YYYY-MM-DD exactly: strptime also takes "2026-2-8", and digits of other scripts ("２０２６")."""
+
+    _SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(format="%Y-%m-%d", **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, str) or not self._SHAPE.fullmatch(value):
+            raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class CustomerRecordSchema(_Strict):
     type = fields.String(required=True)
     customerId = fields.String(required=True, validate=_id_of(MAX_CUSTOMER_ID))
     resellerId = fields.String(required=True, validate=_id)
     companyName = fields.String(load_default="")
-    cotermDate = fields.Date(format="%Y-%m-%d", load_default=None, allow_none=True)
+    cotermDate = _IsoDate(load_default=None, allow_none=True)
 
 
 class _Links(Schema):

@@ -106,6 +106,12 @@ def test_import_is_all_or_nothing_with_the_line_number(db_url, tmp_path):
         (b'{"type": "reseller", "resellerId": " R9", "partnerId": "P1"}', "white space"),
         (orjson.dumps(customer_record("C\tX", "R1")), "control characters"),
         (orjson.dumps(order_record("2000000009 ", "C1", "2029-01-01T00:00:00Z")), "white space"),
+        # Unicode's white space at an end, and characters that show nothing or turn the text around, anywhere.
+        (b'{"type": "reseller", "resellerId": "\\u00a0R9", "partnerId": "P1"}', "white space"),
+        (orjson.dumps(customer_record("C\u200bX", "R1")), "control characters"),
+        (orjson.dumps(customer_record("C\u202eX", "R1")), "control characters"),
+        (orjson.dumps(customer_record("C9", "R1", "2026-2-8")), "cotermDate"),
+        (orjson.dumps(customer_record("C9", "R1", "\uff12\uff10\uff12\uff16-02-28")), "cotermDate"),
         # The file's version of a record is one: with two that differ, each import wrote both in turn (and
         # an event for each), so that re-importing the file changed it again. The same twice is refused too.
         (orjson.dumps(order_record("2000000002", "C1", "2029-07-01T10:00:00Z", status="1004")),
