@@ -147,6 +147,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
             return serve(settings, demo=args.demo, workers=args.workers)
         name = (args.command, getattr(args, "action", None))
+        if name == ("import", None) and not os.path.isfile(args.file):  # before a database is made for it
+            return fail(f"cannot read {args.file}: no such file")
         missing = _missing_database(settings.database_url)
         if missing and name not in _CREATE_THE_DATABASE:
             return fail(f"no database at {missing} (serve, partners create or import creates one)")

@@ -135,9 +135,8 @@ class Settings:
             ("webhook_poll_seconds", 0 < self.webhook_poll_seconds <= 60, "must be more than 0, at most 60"),
             ("webhook_secret_key", not self.webhook_secret_key or len(self.webhook_secret_key) >= MIN_SIGNING_KEY_CHARS,
              f"must be at least {MIN_SIGNING_KEY_CHARS} characters"),
-            ("database_url", self.database_url.startswith(("sqlite://", "postgresql://", "postgres://")),
-             "must start with sqlite:/// or postgresql://"),
-            ("database_url", _parses(self.database_url), "must be a URL with a valid host and port"),
+            ("database_url", self.database_url.startswith(("sqlite://", "postgresql://", "postgres://"))
+             and _parses(self.database_url), "must start with sqlite:/// or postgresql://, with a valid host and port"),
         ]
 
     @classmethod

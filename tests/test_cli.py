@@ -240,3 +240,11 @@ async def test_revocation_reaches_a_running_server_within_seconds(db_url, tmp_pa
             else:
                 raise AssertionError("the revoked key still works after 10 s")
     assert time.monotonic() - revoked_at < 5
+
+
+def test_an_import_of_a_file_that_is_not_there_creates_no_database(tmp_path):
+    """It made the database's directory and an empty database, then said it could not read the file."""
+    db = tmp_path / "new" / "gateway.db"
+    result = cli(f"sqlite:///{db}", "import", str(tmp_path / "missing.jsonl"), check=False)
+    assert result.returncode == 1 and "cannot read" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / "new").exists()
