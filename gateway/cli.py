@@ -5,6 +5,7 @@ import argparse
 import asyncio
 import math
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -88,11 +89,11 @@ def _add_serve_command(serve: argparse.ArgumentParser) -> None:
                                     f"env {ENV_PREFIX}{field.name.upper()})")
 
 
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|\.[0-9]+")  # float() takes " 5" and "1_0" too
+
+
 def _positive_rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = float(text) if _DECIMAL.fullmatch(text) else math.nan
     if not MIN_RATE_PER_SECOND <= value <= MAX_RATE_PER_SECOND:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a number from {MIN_RATE_PER_SECOND} to {MAX_RATE_PER_SECOND:,.0f}")

@@ -89,6 +89,9 @@ USAGE_ERRORS = [
     ["P1", "--per-second", "1", "--burst", "99999999999999999999999"],
     ["P1", "--per-second", "1", "--burst", "9223372036854775808"],
     ["P1", "--per-second", "100000000000000000000000", "--burst", "5"],
+    # What float() takes and --burst did not: white space, digit separators.
+    ["P1", "--per-second", " 5", "--burst", "5"],
+    ["P1", "--per-second", "1_0", "--burst", "5"],
 ]
 
 
