@@ -372,6 +372,20 @@ async def test_events_of_an_order_moved_to_another_customer_follow_it(client: Te
     assert {e["orderId"] for e in await everything(client, partners["P2"])} == {"5000000010"}
 
 
+async def test_the_changes_of_an_order_no_partner_sees_reach_the_partner_that_comes_to_see_it(
+        client: TestClient, partners: dict[str, Any], load: Any, db_url: str) -> None:
+    """Such an order's changes wrote no event at all: a partner that came to see it found its order in the
+    history and details, and nothing of it, or a stale status, in the feed."""
+    hidden = order_record("5000000020", "C1", zulu(NOW), status="1002", reseller_id="R2")  # P1's customer, P2's reseller
+    await load([hidden])
+    cli(db_url, "orders", "set-status", "5000000020", "1000")
+    assert await everything(client, partners["P1"]) == [] and await everything(client, partners["P2"]) == []
+    await load([reseller_record("R2", "P1")])  # now P1 sees it
+    events = await everything(client, partners["P1"], "?customer-id=C1")
+    assert [(e["type"], e["orderId"], e["status"]) for e in events] == [
+        ("order.created", "5000000020", "1002"), ("order.status_changed", "5000000020", "1000")]
+
+
 async def test_an_imports_events_come_in_file_order_between_other_writes(client: TestClient,
                                                                          partners: dict[str, Any],
                                                                          load: Any) -> None:

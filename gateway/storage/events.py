@@ -15,9 +15,10 @@ from collections.abc import Collection, Iterable, Sequence
 from gateway.order_events import OrderEvent
 from gateway.storage.db import Db
 
-# The event goes to the partner that sees the order (through the order's reseller and the customer's); an
-# order no partner sees has no event. When what a partner sees changes (gateway.storage.changes, on a
-# reseller or customer moved by an import), the events follow their orders (`restamp`). Each event is due at
+# The event goes to the partner that sees the order (through the order's reseller and the customer's); that
+# of an order no partner sees goes to none ('') until one does. When what a partner sees changes
+# (gateway.storage.changes, on a reseller or customer moved by an import), the events follow their orders
+# (`restamp`). Each event is due at
 # once to every enabled webhook of its partner that takes its type (`types` is '' or ',type,type,').
 WEBHOOKS_OF_EVENT = """
     JOIN webhooks w ON w.partner_id = event.partner_id
@@ -28,11 +29,13 @@ DELIVERIES_OF = f"""
     SELECT w.webhook_id, event.event_id, event.created, 0, event.created * 1000 FROM {{events}} {WEBHOOKS_OF_EVENT}
 """
 
-INSERT_EVENT = """
+SEEN_BY = """COALESCE((
+    SELECT r.partner_id FROM resellers r JOIN customers c ON c.customer_id = ?2
+    JOIN resellers cr ON cr.reseller_id = c.reseller_id WHERE r.reseller_id = ?7 AND cr.partner_id = r.partner_id
+), '')"""
+INSERT_EVENT = f"""
     INSERT INTO order_events (event_id, partner_id, customer_id, order_id, type, created, body, traceparent)
-    SELECT ?1, r.partner_id, ?2, ?3, ?4, ?5, ?6, ?8
-    FROM resellers r JOIN customers c ON c.customer_id = ?2 JOIN resellers cr ON cr.reseller_id = c.reseller_id
-    WHERE r.reseller_id = ?7 AND cr.partner_id = r.partner_id
+    VALUES (?1, {SEEN_BY}, ?2, ?3, ?4, ?5, ?6, ?8)
 """
 DELIVERIES_OF_EVENT = DELIVERIES_OF.format(events="order_events event") + " AND event.event_id = ?"
 # On PostgreSQL an event and its deliveries are one statement, under a placeholder number (the negative of a
@@ -40,10 +43,8 @@ DELIVERIES_OF_EVENT = DELIVERIES_OF.format(events="order_events event") + " AND 
 INSERT_EVENT_STAGED = f"""
     WITH event AS (
         INSERT INTO order_events (seq, event_id, partner_id, customer_id, order_id, type, created, body, traceparent)
-        SELECT -nextval('order_events_seq'), ?1::text, r.partner_id, ?2::text, ?3::text, ?4::text, ?5::bigint,
-               ?6::bytea, ?8::text
-        FROM resellers r JOIN customers c ON c.customer_id = ?2 JOIN resellers cr ON cr.reseller_id = c.reseller_id
-        WHERE r.reseller_id = ?7 AND cr.partner_id = r.partner_id
+        VALUES (-nextval('order_events_seq'), ?1::text, {SEEN_BY},
+                ?2::text, ?3::text, ?4::text, ?5::bigint, ?6::bytea, ?8::text)
         RETURNING *
     ) {DELIVERIES_OF.format(events="event")}
 """
