@@ -13,7 +13,8 @@ from gateway.credential_cache import CredentialCache
 from gateway.feed import EventFeed
 from gateway.history import HistoryService
 from gateway.keys import API_DOCS, AUTH_FAILURES, CREDENTIALS, FEED, HISTORY, IN_FLIGHT, METRICS, RATE_LIMITER
-from gateway.keys import SETTINGS, STORAGE, TOKENS
+from gateway.keys import CAPACITY, SETTINGS, STORAGE, TOKENS
+from gateway.http_limits import Capacity
 from gateway.metrics import Metrics
 from gateway.openapi import API_TITLE, API_VERSION, Swagger2Spec, api_docs
 from gateway.rate_limit import Limit, RateLimiter
@@ -24,6 +25,7 @@ from gateway.webhook_delivery import DeliveryWorker
 from gateway.webhooks import secret_box
 from handlers import docs, events, health, orders, tokens
 from middleware.auth import auth_middleware
+from middleware.capacity import capacity_middleware
 from middleware.correlation import correlation_middleware
 from middleware.errors import error_middleware
 from middleware.idempotency import idempotency_middleware
@@ -99,12 +101,13 @@ async def _publish_docs(app: web.Application) -> None:
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        # First is outermost: the log sees every answer, the error layer shapes every failure, and the
-        # credential and correlation checks run before anything that reads the request, then the partner's rate
-        # limit; replay is innermost.
+        # First is outermost: the log sees every answer, the error layer shapes every failure, the process's
+        # capacity and the credential and correlation checks run before anything that reads the request,
+        # then the partner's rate limit; replay is innermost.
         middlewares=[
             request_log_middleware,
             error_middleware,
+            capacity_middleware,
             auth_middleware,
             correlation_middleware,
             *([rate_limit_middleware] if settings.rate_limit_per_second > 0 else []),
@@ -113,6 +116,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[IN_FLIGHT] = set()
+    app[CAPACITY] = Capacity(settings.max_requests_in_flight)
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_storage_context)
     for module in (tokens, orders, events, health, docs):

@@ -89,7 +89,7 @@ def _add_serve_command(serve: argparse.ArgumentParser) -> None:
                                     f"env {ENV_PREFIX}{field.name.upper()})")
 
 
-_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|\.[0-9]+")  # float() takes " 5" and "1_0" too
+_DECIMAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")  # float() takes " 5" and "1_0" too
 
 
 def _positive_rate(text: str) -> float:
@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     signal.signal(signal.SIGINT, defer_interrupt)
     parser = build_parser()
     args = parser.parse_args(argv)
-    undecodable = undecodable_argument(args)
+    undecodable = undecodable_argument(args, paths={"file"})
     if undecodable is not None:
         parser.error(f"argument {undecodable}: not UTF-8 text")
     if args.command == "partners" and args.action == "set-rate-limit" and (args.burst is None) != args.default:
@@ -148,7 +148,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
             return serve(settings, demo=args.demo, workers=args.workers)
         name = (args.command, getattr(args, "action", None))
-        if name == ("import", None) and not os.path.isfile(args.file):  # before a database is made for it
+        if name == ("import", None) and not os.path.exists(args.file):  # before a database is made for it
             return fail(f"cannot read {args.file}: no such file")
         missing = _missing_database(settings.database_url)
         if missing and name not in _CREATE_THE_DATABASE:

@@ -6,7 +6,7 @@ import errno
 import os
 import sys
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from types import FrameType
 from typing import Any
 
@@ -14,7 +14,7 @@ import orjson
 
 from gateway.settings import Settings
 from gateway.storage import Storage
-from schemas.imports import ID_PATTERN, MAX_ID
+from schemas.imports import MAX_ID, is_id
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -93,11 +93,11 @@ def whole_number(maximum: int) -> Callable[[str], int]:
 
 
 def printable(what: str) -> Callable[[str], str]:
-    """An argument type: an id, or a name, as the import takes ids (schemas.imports.ID_PATTERN): it is
+    """An argument type: an id, or a name, as the import takes ids (schemas.imports.is_id): it is
     listed, logged and sent back in paths and headers."""
 
     def parse(text: str) -> str:
-        if len(text) > MAX_ID or not ID_PATTERN.fullmatch(text):
+        if len(text) > MAX_ID or not is_id(text):
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}: 1 to {MAX_ID} characters, no control (or "
                                              "invisible) characters, no white space at either end")
         return text
@@ -105,10 +105,13 @@ def printable(what: str) -> Callable[[str], str]:
     return parse
 
 
-def undecodable_argument(args: argparse.Namespace) -> str | None:
+def undecodable_argument(args: argparse.Namespace, paths: Collection[str]) -> str | None:
     """The first argument that is not UTF-8 text (Python keeps such bytes as lone surrogates, which no
-    database takes: PostgreSQL's driver failed with a traceback), by its name."""
+    database takes: PostgreSQL's driver failed with a traceback), by its name; `paths` name the file paths,
+    which the system takes as any bytes."""
     for name, value in vars(args).items():
+        if name in paths:
+            continue
         for text in value if isinstance(value, list) else [value]:
             if isinstance(text, str):
                 try:

@@ -7,6 +7,7 @@ the codes come from one table and no answer quotes a byte of the request.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 
 from aiohttp import web
@@ -41,12 +42,13 @@ class HeadTimeout(HttpProcessingError):
     MESSAGE = "The request line and header fields were not received in full in time"
 
 
-class TooManyConnections(HttpProcessingError):
-    """The process has as many connections open as GATEWAY_MAX_CONNECTIONS allows (gateway.http_server)."""
+@dataclasses.dataclass
+class Capacity:
+    """The API requests a process serves at once (GATEWAY_MAX_REQUESTS_IN_FLIGHT), and how many it is
+    serving now (middleware.capacity)."""
 
-    code = 503
-    MESSAGE = "The gateway has as many connections open as it serves; retry after the time given"
-    RETRY_AFTER_SECONDS = 1
+    limit: int
+    serving: int = 0
 
 
 def refusal(exc: HttpProcessingError) -> ApiError:
@@ -54,8 +56,6 @@ def refusal(exc: HttpProcessingError) -> ApiError:
     bytes, so it is never used: each answer carries the table's own message."""
     if isinstance(exc, HeadTimeout):
         return ApiError("408", HeadTimeout.MESSAGE)
-    if isinstance(exc, TooManyConnections):
-        return ApiError("503", exc.MESSAGE, headers={"Retry-After": str(exc.RETRY_AFTER_SECONDS)})
     if isinstance(exc, LineTooLong):
         return ApiError("414" if exc.args[1:2] == (MAX_TARGET_BYTES,) else "431")
     if isinstance(exc, ContentEncodingError):

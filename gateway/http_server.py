@@ -21,13 +21,13 @@ import structlog
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.streams import EMPTY_PAYLOAD
-from aiohttp.web_protocol import RequestHandler, _ErrInfo
+from aiohttp.http_parser import RawRequestMessage
+from aiohttp.web_protocol import RequestHandler, _ErrInfo, _RequestFactory
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.cli_common import listen_failure
 from gateway.errors import INTERNAL_ERROR, ApiError
-from gateway.http_limits import (
-    MAX_HEAD_KEPT, PARSER_LIMITS, HeadTimeout, TooManyConnections, ids_without_controls, refusal,
-)
+from gateway.http_limits import MAX_HEAD_KEPT, PARSER_LIMITS, HeadTimeout, ids_without_controls, refusal
 from gateway.keys import METRICS, SETTINGS
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -42,33 +42,15 @@ log = structlog.get_logger("gateway.server")
 Listening = Callable[[web.Application, str], Awaitable[None]]  # the app and its base URL, once bound
 
 
-class _Connections:
-    """The connections a process has open, against GATEWAY_MAX_CONNECTIONS."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit, self.open = limit, 0
-
-
 class _RefusingHandler(RequestHandler):
     # Set by the server that builds it: kept here, as the connection may drop its server.
     metrics: Metrics
     head_timeout: float  # the body timeout's seconds, for a request line and header fields to arrive
-    connection_count: _Connections
     _head_deadline: asyncio.TimerHandle | None = None
     _head_so_far = b""  # what came of a head still arriving, so that a field split across reads is seen whole
-    _over_the_limit = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """A connection beyond the limit gets its first request answered 503 (before its body is read: each
-        connection's body may hold up to the body limit in memory) and is closed."""
-        super().connection_made(transport)
-        self.connection_count.open += 1
-        self._over_the_limit = self.connection_count.open > self.connection_count.limit
 
     def data_received(self, data: bytes) -> None:
-        if self._over_the_limit and self._waiting_for_head():
-            self._answer_in_place(TooManyConnections())
-        elif self._waiting_for_head():
+        if self._waiting_for_head():
             self._receive_head(data)
         elif (self._force_close or self._close) and self._request_in_progress:
             self._receive_while_stopping(data)
@@ -118,18 +100,16 @@ class _RefusingHandler(RequestHandler):
 
     def _head_expired(self) -> None:
         self._head_deadline = None
-        if self._waiting_for_head():
-            self._answer_in_place(HeadTimeout())
-
-    def _answer_in_place(self, refused: HeadTimeout | TooManyConnections) -> None:
-        """Answered the way aiohttp answers a request its parser refused (handle_error, below): an error in
-        place of the request, for the loop waiting on `_waiter` to take."""
-        self._messages.append((_ErrInfo(status=refused.code, exc=refused, message=refused.MESSAGE), EMPTY_PAYLOAD))
+        if not self._waiting_for_head():
+            return
+        # Answered the way aiohttp answers a request its parser refused (handle_error, below): an error in
+        # place of the request, for the loop waiting on `_waiter` to take.
+        timeout = HeadTimeout()
+        self._messages.append((_ErrInfo(status=408, exc=timeout, message=timeout.MESSAGE), EMPTY_PAYLOAD))
         assert self._waiter is not None
         self._waiter.set_result(None)
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self.connection_count.open -= 1
         if self._head_deadline is not None:
             self._head_deadline.cancel()
             self._head_deadline = None
@@ -162,45 +142,49 @@ class _RefusingHandler(RequestHandler):
         return response
 
 
-def _meeting_no_other_expectation(handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
-                                  ) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
+def _meeting_no_other_expectation(factory: _RequestFactory) -> _RequestFactory:
     """aiohttp answers an `Expect` other than `100-continue` before any middleware: 417, in plain text quoting
     the value, without X-Request-Id or a log line. RFC 9110 10.1.1 lets a server ignore an expectation it
-    does not know (a 417 is a MAY): such a request is served as if it had none."""
+    does not know (a 417 is a MAY): the request is made without such values, as if they had not been sent.
+    The parsed message is rebuilt rather than the request cloned: a clone encodes every header value again,
+    and one that is not UTF-8 cannot be."""
 
-    async def handle(request: web.BaseRequest) -> web.StreamResponse:
-        expect = request.headers.get(hdrs.EXPECT)
-        if expect is not None and expect.strip().lower() != "100-continue":
-            headers = request.headers.copy()
-            del headers[hdrs.EXPECT]
-            request = request.clone(headers=headers)
-        return await handler(request)
+    def make(message: RawRequestMessage, *args: Any) -> web.BaseRequest:
+        # (The stand-in message of a request the parser refused has a plain dict of no headers.)
+        values = message.headers.getall(hdrs.EXPECT) if hdrs.EXPECT in message.headers else []
+        if any(value.strip().lower() != "100-continue" for value in values):
+            headers = CIMultiDict(message.headers)
+            headers.popall(hdrs.EXPECT)
+            for value in values:
+                if value.strip().lower() == "100-continue":
+                    headers.add(hdrs.EXPECT, value)
+            raw = tuple(line for line in message.raw_headers
+                        if line[0].lower() != b"expect" or line[1].strip().lower() == b"100-continue")
+            message = message._replace(headers=CIMultiDictProxy(headers), raw_headers=raw)
+        return factory(message, *args)
 
-    return handle
+    return make
 
 
 class _GatewayServer(web.Server):
-    def __init__(self, built: web.Server, metrics: Metrics, head_timeout: float, max_connections: int) -> None:
-        """The server AppRunner built, with our handler: the same request handler (ignoring expectations it
-        does not know), factory and arguments (Server keeps the handler arguments and loop in private
+    def __init__(self, built: web.Server, metrics: Metrics, head_timeout: float) -> None:
+        """The server AppRunner built, with our handler: the same request handler, factory (ignoring
+        expectations it does not know) and arguments (Server keeps the handler arguments and loop in private
         attributes, which its subclass reads)."""
-        super().__init__(_meeting_no_other_expectation(built.request_handler), request_factory=built.request_factory,
+        super().__init__(built.request_handler, request_factory=_meeting_no_other_expectation(built.request_factory),
                          handler_cancellation=built.handler_cancellation, loop=built._loop, **built._kwargs)
         self.metrics, self.head_timeout = metrics, head_timeout
-        self.connection_count = _Connections(max_connections)
 
     def __call__(self) -> RequestHandler:
         handler = _RefusingHandler(self, loop=self._loop, **self._kwargs)
         handler.metrics, handler.head_timeout = self.metrics, self.head_timeout
-        handler.connection_count = self.connection_count
         return handler
 
 
 class _GatewayRunner(web.AppRunner):
     async def _make_server(self) -> web.Server:
-        settings = self.app[SETTINGS]
-        return _GatewayServer(await super()._make_server(), self.app[METRICS], settings.body_timeout_seconds,
-                              settings.max_connections)
+        return _GatewayServer(await super()._make_server(), self.app[METRICS],
+                              self.app[SETTINGS].body_timeout_seconds)
 
 
 def serve_app(app: web.Application, settings: Settings, on_listening: Listening | None = None,

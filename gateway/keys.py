@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from gateway.auth_failures import FailedAuthentications
     from gateway.credential_cache import CredentialCache
     from gateway.feed import EventFeed
+    from gateway.http_limits import Capacity
     from gateway.history import HistoryService
     from gateway.idempotency import Claim
     from gateway.metrics import Metrics
@@ -47,5 +48,7 @@ IDEMPOTENCY: web.RequestKey[str] = web.RequestKey("idempotency")
 # Set by the idempotency middleware for POST and PATCH: the parsed JSON body and the request's claim.
 JSON_BODY: web.RequestKey[Mapping[str, Any]] = web.RequestKey("json_body")
 CLAIM: web.RequestKey[Claim] = web.RequestKey("claim")
+# The API requests this process is serving, against its limit.
+CAPACITY: web.AppKey[Capacity] = web.AppKey("capacity")
 # Correlation ids of this process's requests still executing: a duplicate is answered 409 at once.
 IN_FLIGHT: web.AppKey[set[tuple[str, str]]] = web.AppKey("in_flight")

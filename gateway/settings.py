@@ -58,10 +58,10 @@ class Settings:
     shutdown_timeout_seconds: float = 30.0
     # How long a request's body may take to arrive in full before it is refused with 408.
     body_timeout_seconds: float = 30.0
-    # Connections one process serves at once; each may hold a body of up to max_body_bytes in memory, so this
-    # bounds what a flood of slow uploads can take. The first request of a connection beyond it is answered
-    # 503, and the connection closed.
-    max_connections: int = 1024
+    # Requests one process serves at once (partner API and tokens); each may hold a body of up to
+    # max_body_bytes in memory while it arrives, so this bounds what a flood of slow uploads can take. One
+    # more is answered 503 before its body is read, and its connection closed.
+    max_requests_in_flight: int = 1024
     # Each partner's token bucket (unless `partners set-rate-limit` overrides it): refilled at this many
     # requests per second, holding at most `rate_limit_burst`. 0 turns rate limiting off (behind a proxy that
     # limits already): no partner is limited, no answer carries the RateLimit headers.
@@ -120,7 +120,7 @@ class Settings:
             ("shutdown_timeout_seconds", self.shutdown_timeout_seconds >= 0, "must be >= 0"),
             ("db_busy_timeout_seconds", 0 <= self.db_busy_timeout_seconds <= 60, "must be 0..60"),
             ("body_timeout_seconds", self.body_timeout_seconds > 0, "must be > 0"),
-            ("max_connections", self.max_connections >= 1, "must be at least 1"),
+            ("max_requests_in_flight", self.max_requests_in_flight >= 1, "must be at least 1"),
             ("rate_limit_per_second",
              self.rate_limit_per_second == 0
              or MIN_RATE_PER_SECOND <= self.rate_limit_per_second <= MAX_RATE_PER_SECOND,
@@ -182,12 +182,13 @@ _SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
 _QUERY_PAIR = re.compile(r"(?<=[?&;])([^=&;#]*)=([^&;#]*)")
 
 
-_USER_PART = re.compile(r"(?<=://)[^/?#]*@")
-
-
 def _parses(url: str) -> bool:
+    """Whether each host of the URL (libpq's `host1:5432,host2:5433` lists several) has a valid port, and
+    a bracketed IPv6 address its closing bracket."""
     try:
-        urlsplit(url).port  # noqa: B018 - raises ValueError for a port out of range, or a broken [IPv6] host
+        hosts = urlsplit(url).netloc.rpartition("@")[2]
+        for host in hosts.split(","):
+            urlsplit(f"//{host}").port  # noqa: B018 - raises ValueError for a port out of range
     except ValueError:
         return False
     return True
@@ -195,14 +196,14 @@ def _parses(url: str) -> bool:
 
 def redacted(url: str) -> str:
     """A database URL fit for a message: its password replaced, in the user part or the query; the rest
-    exactly as given (rebuilt from its parts, sqlite:////abs/path would lose two of its slashes). A URL
-    that does not parse loses its whole user part."""
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        url, password = _USER_PART.sub("***@", url, count=1), None
-    if password is not None:
-        url = url.replace(f":{password}@", ":***@", 1)
+    exactly as given. The user part ends at the last `@` before the query, so that a password holding a
+    `/`, `#` or `@` (which a URL should percent-encode, and people do not) is replaced whole too."""
+    scheme, separator, rest = url.partition("://")
+    head, question, query = rest.partition("?")
+    user_part, at, hosts = head.rpartition("@")
+    if separator and at and scheme != "sqlite":  # a SQLite URL is a path, which may hold an `@`
+        user, colon, _ = user_part.partition(":")
+        url = f"{scheme}://{user}{':***' if colon else ''}@{hosts}{question}{query}"
 
     def pair(found: re.Match[str]) -> str:
         secret = unquote(found[1]).lower() in _SECRET_PARAMETERS

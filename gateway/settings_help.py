@@ -21,7 +21,7 @@ SETTING_HELP: dict[str, str] = {
     "db_busy_timeout_seconds": "how long a busy or unreachable database is retried before 503, 0..60",
     "shutdown_timeout_seconds": "how long SIGTERM waits for requests in flight",
     "body_timeout_seconds": "a request body not received in full within this time is refused with 408",
-    "max_connections": "connections one process serves at once; a request on one more is answered 503",
+    "max_requests_in_flight": "API requests one process serves at once; one more is answered 503",
     "rate_limit_per_second": "each partner's requests per second unless overridden (0: no rate limits)",
     "rate_limit_burst": "each partner's requests at once unless overridden",
     "webhook_timeout_seconds": "a webhook call not answered 2xx within this time failed",

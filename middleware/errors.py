@@ -27,7 +27,7 @@ def error_response(error: ApiError) -> web.Response:
         body=orjson.dumps(error.body()), status=error.status, content_type="application/json"
     )
     response.headers.update(error.headers)
-    if error.status in _CLOSING:
+    if error.status in _CLOSING or error.headers.get("Connection") == "close":
         response.force_close()
     return response
 

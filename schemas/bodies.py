@@ -58,7 +58,8 @@ class JsonBody:
     value: dict[str, Any]
     # None when the value stands for the text (every number reads as exactly what it spells); else the text in
     # canonical form with its numbers as written (key order, white space and a number's spelling do not
-    # matter), which the replay fingerprint takes in its place.
+    # matter, but for a number no Decimal holds, kept as spelt: _Unbounded), which the replay fingerprint
+    # takes in its place.
     as_written: bytes | None = None
 
 

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime
+from collections.abc import Callable
 from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
@@ -15,17 +17,35 @@ MAX_CUSTOMER_ID = 40
 _CREATION = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z", re.ASCII)
 
 MAX_ID = 255
-# An id is printed, logged and sent back in paths and headers: no control character, nor one that shows
-# nothing or turns the text around (zero-width and bidirectional controls, line and paragraph separators),
-# and no white space at either end, Unicode's included: " P1", "P1\u00a0" and "P1" would look alike in
-# every listing.
-_UNSEEN = "\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
-ID_PATTERN = re.compile(rf"\A[^\s{_UNSEEN}](?:[^{_UNSEEN}]*[^\s{_UNSEEN}])?\Z")
+# An id is printed, logged and sent back in paths and headers: no control character or line separator, no
+# white space at either end (Unicode's included: " P1", "P1\u00a0" and "P1" would look alike in every
+# listing), and no format character (Unicode's Cf: zero-width, bidirectional, soft hyphen, tags), which shows
+# nothing or turns the text around; but the zero-width (non-)joiner, which Persian words and emoji need.
+_CONTROLS = "\x00-\x1f\x7f-\x9f\u2028\u2029"
+_EDGES = re.compile(rf"\A[^\s{_CONTROLS}](?:[^{_CONTROLS}]*[^\s{_CONTROLS}])?\Z")
+_JOINERS = frozenset("\u200c\u200d")
 _ID_RULE = "an id has no control characters (nor invisible or bidirectional ones), and no white space at either end"
 
 
-def _id_of(max_chars: int) -> list[validate.Validator]:
-    return [validate.Length(min=1, max=max_chars), validate.Regexp(ID_PATTERN, error=_ID_RULE)]
+def is_id(text: str) -> bool:
+    """Whether `text` may be an id (or a partner's name): the rule above, at any length."""
+    return bool(_EDGES.fullmatch(text)) and not any(
+        unicodedata.category(char) == "Cf" and char not in _JOINERS for char in text
+    )
+
+
+def _valid_id(text: str) -> None:
+    if not is_id(text):
+        raise ValidationError(_ID_RULE)
+
+
+def _valid_reseller_or_none(text: str) -> None:
+    if text:  # "": the customer's
+        _valid_id(text)
+
+
+def _id_of(max_chars: int) -> list[Callable[[str], Any]]:
+    return [validate.Length(min=1, max=max_chars), _valid_id]
 
 
 _id = _id_of(MAX_ID)
@@ -101,8 +121,7 @@ class OrderRecordSchema(_Strict):
     type = fields.String(required=True)
     orderId = fields.String(required=True, validate=_id)
     customerId = fields.String(required=True, validate=_id_of(MAX_CUSTOMER_ID))
-    resellerId = fields.String(load_default="",  # "": the customer's
-                               validate=validate.Regexp(rf"\A\Z|{ID_PATTERN.pattern}", error=_ID_RULE))
+    resellerId = fields.String(load_default="", validate=_valid_reseller_or_none)
     orderType = fields.String(required=True, validate=validate.OneOf(STORED_ORDER_TYPES))
     status = fields.String(required=True, validate=validate.OneOf(STATUSES))
     creationDate = fields.String(required=True, validate=_creation_date)

@@ -110,6 +110,8 @@ def test_import_is_all_or_nothing_with_the_line_number(db_url, tmp_path):
         (b'{"type": "reseller", "resellerId": "\\u00a0R9", "partnerId": "P1"}', "white space"),
         (orjson.dumps(customer_record("C\u200bX", "R1")), "control characters"),
         (orjson.dumps(customer_record("C\u202eX", "R1")), "control characters"),
+        (orjson.dumps(customer_record("C\u00adX", "R1")), "control characters"),
+        (orjson.dumps(customer_record("C\U000e0041X", "R1")), "control characters"),
         (orjson.dumps(customer_record("C9", "R1", "2026-2-8")), "cotermDate"),
         (orjson.dumps(customer_record("C9", "R1", "\uff12\uff10\uff12\uff16-02-28")), "cotermDate"),
         # The file's version of a record is one: with two that differ, each import wrote both in turn (and
@@ -248,3 +250,12 @@ def test_an_import_of_a_file_that_is_not_there_creates_no_database(tmp_path):
     result = cli(f"sqlite:///{db}", "import", str(tmp_path / "missing.jsonl"), check=False)
     assert result.returncode == 1 and "cannot read" in result.stderr and len(result.stderr.splitlines()) == 1
     assert not (tmp_path / "new").exists()
+
+
+def test_ids_and_names_may_join_letters_and_emoji(db_url, tmp_path):
+    """The zero-width (non-)joiner is no invisible trick: Persian words and emoji sequences need it."""
+    name, partner_id = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645", "P-\U0001f469\u200d\U0001f4bb"
+    created = json.loads(cli(db_url, "partners", "create", "--name", name, "--partner-id", partner_id).stdout)
+    assert created["partnerId"] == partner_id
+    path = write_jsonl(tmp_path / "data.jsonl", [reseller_record("R\u200c1", partner_id)])
+    assert json.loads(cli(db_url, "import", path).stdout) == {"written": 1, "unchanged": 0}

@@ -365,48 +365,17 @@ def test_an_expectation_the_server_does_not_know_is_ignored(served):
     unknown_key = refused(served, get(b"/v3/customers/C1/orders", b"Expect: EXPECTMARK\r\nX-Api-Key: nope\r\n"),
                           403, "4115")
     assert b"EXPECTMARK" not in unknown_key.body and "EXPECTMARK" not in served.output()
+    # With a header value that is not UTF-8 too: rebuilt by cloning the request, it was a 500.
+    odd = exchange(served.port, get(headers=b"Expect: EXPECTMARK\r\nX-Odd: \xff\r\n"))
+    assert odd is not None and odd.status == 200
 
 
-def test_100_continue_is_still_met(served):
+@pytest.mark.parametrize("expect", [b"Expect: 100-continue\r\n", b"Expect: other\r\nExpect: 100-Continue\r\n"])
+def test_100_continue_is_still_met(served, expect):
     body = b"grant_type=client_credentials&client_id=nobody&client_secret=x"
-    head = post(body, b"Expect: 100-continue\r\n")[: -len(body)]
+    head = post(body, expect)[: -len(body)]
     with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
         sock.sendall(head)
         assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
         sock.sendall(body)
         assert sock.recv(65536).startswith(b"HTTP/1.1 401 ")
-
-
-def _served_connections(port: int, count: int) -> list[socket.socket]:
-    """`count` connections, each answered once: all open on the server. Tried again while the server still
-    counts the connection that found its port open (closed, but its end not yet seen)."""
-    for _ in range(50):
-        held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(count)]
-        for sock in held:
-            sock.sendall(get())
-        if all(sock.recv(65536).startswith(b"HTTP/1.1 200 ") for sock in held):
-            return held
-        for sock in held:
-            sock.close()
-        time.sleep(0.1)
-    raise AssertionError(f"{count} connections were never served at once")
-
-
-def test_a_connection_beyond_the_limit_is_answered_503_and_closed(tmp_path):
-    """Without a limit, 3,000 connections each holding 60 KB of a body took a process from 123 MB to 1.5 GB:
-    each may hold up to the body limit in memory. The first request of one more is answered before its
-    body is read, in the error shape, and the connection closed; once one closes, a new one is served."""
-    with gateway(f"sqlite:///{tmp_path}/gateway.db", tmp_path, "--max-connections", "3") as limited:
-        held = _served_connections(limited.port, 3)
-        try:
-            answer = refused(limited, post(b"x" * 100_000, target=b"/v3/customers/C1/orders"), 503, "503")
-            assert answer.headers["retry-after"] == "1" and answer.closed
-            held.pop().close()
-            time.sleep(0.2)
-            answer = exchange(limited.port, get())
-            assert answer is not None and answer.status == 200
-            held[0].sendall(get())  # the ones within the limit are still served
-            assert held[0].recv(65536).startswith(b"HTTP/1.1 200 ")
-        finally:
-            for sock in held:
-                sock.close()

@@ -211,7 +211,8 @@ async def set_order_status(db: Db, order_id: str, status: str) -> Order | None:
     before = await load_order(db, order_id)
     if before is None:
         return None
-    if before.order_type == "RETURN" and before.status in INACTIVE_STATUSES and status not in INACTIVE_STATUSES:
+    if (before.order_type == "RETURN" and before.reference_order_id and before.status in INACTIVE_STATUSES
+            and status not in INACTIVE_STATUSES):
         await _check_still_returnable(db, before)
     order = with_status(before, status, await _linked_subscriptions(db, before, status))
     await store_changes(db, before, order)
@@ -225,7 +226,9 @@ async def _check_still_returnable(db: Db, order: Order) -> None:
     more: StorageError when what it returns is no longer there (other returns took it meanwhile)."""
     returned = await returned_quantities(db, order.reference_order_id)  # locks the original; not this one's
     original = await load_order(db, order.reference_order_id)
-    bought = {line.ext_line_item_number: line.quantity for line in original.line_items} if original else {}
+    if original is None:  # an imported RETURN of an order the gateway never had: nothing to count against
+        return
+    bought = {line.ext_line_item_number: line.quantity for line in original.line_items}
     for line in order.line_items:
         left = bought.get(line.ext_line_item_number, 0) - returned.get(line.ext_line_item_number, 0)
         if line.quantity > left:
