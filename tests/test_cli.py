@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from pathlib import Path
 import pty
 import subprocess
 import sys
@@ -259,3 +260,20 @@ def test_ids_and_names_may_join_letters_and_emoji(db_url, tmp_path):
     assert created["partnerId"] == partner_id
     path = write_jsonl(tmp_path / "data.jsonl", [reseller_record("R\u200c1", partner_id)])
     assert json.loads(cli(db_url, "import", path).stdout) == {"written": 1, "unchanged": 0}
+
+
+def test_an_import_reads_a_pipe_and_a_file_name_that_is_not_utf8(db_url, tmp_path):
+    """`import <(zcat dump.gz)` was "no such file" (a pipe is no regular file); a file name that is not
+    UTF-8, which the system takes as it is, was a usage error."""
+    import threading
+
+    cli(db_url, "partners", "create", "--name", "N", "--partner-id", "P1")
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    writer = threading.Thread(target=lambda: pipe.write_bytes(orjson.dumps(reseller_record("R1", "P1")) + b"\n"))
+    writer.start()
+    assert json.loads(cli(db_url, "import", str(pipe)).stdout) == {"written": 1, "unchanged": 0}
+    writer.join(10)
+    odd = os.fsdecode(bytes(tmp_path) + b"/caf\xe9.jsonl")
+    write_jsonl(Path(odd), [reseller_record("R2", "P1")])
+    assert json.loads(cli(db_url, "import", odd).stdout) == {"written": 1, "unchanged": 0}

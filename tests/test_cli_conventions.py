@@ -69,12 +69,19 @@ def test_a_database_that_cannot_be_reached_is_named_without_its_password(url: st
 
 
 @pytest.mark.parametrize("url", ["postgresql://gw:hunter2@127.0.0.1:99999/test", "postgresql://gw:hunter2@[::1/test",
-                                 "mysql://gw:hunter2@127.0.0.1/test"])
+                                 "mysql://gw:hunter2@127.0.0.1/test", "postgresql://gw:hun/ter2@127.0.0.1:1/test"])
 def test_a_database_url_that_does_not_parse_is_a_usage_error_without_its_password(url: str) -> None:
     """A port out of range and a broken IPv6 host ended in a driver's traceback (OverflowError, ValueError)."""
     refused = cli(url, "partners", "list", check=False)
     assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1, refused.stderr
-    assert "setting database_url=" in refused.stderr and "hunter2" not in refused.stderr
+    assert "setting database_url=" in refused.stderr and "hun" not in refused.stderr and "ter2" not in refused.stderr
+
+
+def test_a_url_of_several_hosts_is_no_usage_error() -> None:
+    """libpq's host list (for failover), which asyncpg takes, was refused as a port that is no number."""
+    failed = cli("postgresql://gw:hunter2@127.0.0.1:1,127.0.0.1:2/test", "partners", "list", check=False)
+    assert failed.returncode == 1 and len(failed.stderr.splitlines()) == 1, failed.stderr
+    assert "hunter2" not in failed.stderr
 
 
 @pytest.mark.parametrize("args", [("partners", "create", "--name", "caf\udce9"),

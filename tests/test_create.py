@@ -428,6 +428,14 @@ async def test_a_return_made_active_again_must_still_find_what_it_returns(client
     assert cli(db_url, "orders", "set-status", failed["orderId"], "1000").returncode == 0
 
 
+async def test_an_imported_return_without_an_original_may_be_made_active_again(client, partner, db_url, load):
+    """The guard above refused it: no original, so nothing of one was left to return."""
+    from conftest import order_record
+
+    await load([order_record("9000000001", "C1", "2029-01-01T00:00:00Z", status="1004", order_type="RETURN")])
+    assert cli(db_url, "orders", "set-status", "9000000001", "1000").returncode == 0
+
+
 async def test_completing_returns_cancels_fully_returned_lines(client, partner, db_url):
     response, ret = await send(client, partner, return_of("5000000001", (1, "OFFER-A", 1), (2, "OFFER-B", 1)))
     assert response.status == 201
