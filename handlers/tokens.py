@@ -13,6 +13,7 @@ from aiohttp.typedefs import Handler
 from aiohttp_apispec import docs, form_schema, querystring_schema, response_schema
 
 from gateway import contract
+from gateway.auth_failures import LockedOut
 from gateway.credentials import secret_matches
 from gateway.errors import OAuthError
 from gateway.keys import AUTH_FAILURES, CREDENTIALS, ERROR_CODE, METRICS, SETTINGS, TOKENS
@@ -157,14 +158,18 @@ async def _authenticate(request: web.Request) -> tuple[str, Credential]:
     if not client_id:
         raise OAuthError(401, "invalid_client", "client_id and client_secret are required", challenge)
     credential = await request.app[CREDENTIALS].lookup(client_id) if secret else None
-    # From this process's lock-out check to counting a failure in it nothing awaits: requests sent at once
-    # cannot all pass the check before the first of them is counted.
-    _refuse_locked_out(failures.retry_after(client_id, remote))
-    if credential is None or not secret or not secret_matches(secret, credential.secret_hash):
-        await failures.record(client_id, remote)
+    try:
+        verified = await failures.attempt(client_id, remote, lambda: _verified(credential, secret))
+    except LockedOut as locked:
+        raise _locked_out(locked.seconds) from None
+    if credential is None or not verified:
         why = "unknown client or wrong secret" if secret else "client_id and client_secret are required"
         raise OAuthError(401, "invalid_client", why, challenge)
     return client_id, credential
+
+
+def _verified(credential: Credential | None, secret: str | None) -> bool:
+    return credential is not None and bool(secret) and secret_matches(secret or "", credential.secret_hash)
 
 
 def _claimed_client_id(form: list[tuple[str, str]], query: list[tuple[str, str]],
@@ -183,8 +188,12 @@ def _claimed_client_id(form: list[tuple[str, str]], query: list[tuple[str, str]]
 
 def _refuse_locked_out(wait: int | None) -> None:
     if wait is not None:
-        raise OAuthError(TOO_MANY, "invalid_client", f"too many failed authentications; retry in {wait} s",
-                         {"Retry-After": str(wait)})
+        raise _locked_out(wait)
+
+
+def _locked_out(wait: int) -> OAuthError:
+    return OAuthError(TOO_MANY, "invalid_client", f"too many failed authentications; retry in {wait} s",
+                      {"Retry-After": str(wait)})
 
 
 _TOKEN_DOCS = {

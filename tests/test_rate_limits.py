@@ -343,3 +343,13 @@ async def test_failures_are_counted_by_every_process_on_the_database(limited: Ma
     # Another client id is counted apart.
     other = IssuedCredential("P1", "another-client-id", "x")
     assert (await second.post("/ims/token/v3", data=token_form(other))).status == 401
+
+
+async def test_failures_sent_at_once_to_two_processes_are_all_counted(limited: MakeClient,
+                                                                     partner: IssuedCredential) -> None:
+    """Each process checked the shared count before either had recorded a failure: 15 wrong secrets sent at
+    once to each of two processes got twenty 401s. Attempts of one client id now take turns across them."""
+    first, second = await limited(per_second=50, burst=100), await limited(per_second=50, burst=100)
+    answers = await asyncio.gather(*(client.post("/ims/token/v3", data=token_form(partner, "wrong"))
+                                     for client in (first, second) * 15))
+    assert sorted(response.status for response in answers) == [401] * 10 + [429] * 20

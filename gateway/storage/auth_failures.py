@@ -5,6 +5,8 @@ A row names its pair (a digest of the client id, and the address); rows older th
 by every failure that is recorded, so the table holds at most the last window's failures."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from gateway.storage.db import Db
 
 FAILURES_TABLES = (
@@ -25,6 +27,17 @@ DROP_FAILURES_BEFORE = "DELETE FROM auth_failures WHERE failed_at <= ?"
 ADD_FAILURE = "INSERT INTO auth_failures (pair, failed_at) VALUES (?, ?)"
 
 
-async def add_failure(db: Db, pair: str, failed_at: float, forget_before: float) -> None:
-    await db.execute(DROP_FAILURES_BEFORE, (forget_before,))
-    await db.execute(ADD_FAILURE, (pair, failed_at))
+async def attempt(db: Db, pair: str, now: float, window: float, most: int,
+                  verify: Callable[[], bool]) -> tuple[float | None, bool]:
+    """One authentication of the pair, under the pair's lock: (seconds to wait, False) when it has `most`
+    failures in the window; else (None, whether `verify()` holds), a failure recorded. Attempts of the pair
+    in any process take turns, each counting every failure before it."""
+    await db.lock(f"auth\x1f{pair}")
+    recent = await recent_failures(db, pair, now - window, most)
+    if len(recent) >= most:
+        return recent[-1] + window - now, False
+    if verify():
+        return None, True
+    await db.execute(DROP_FAILURES_BEFORE, (now - window,))
+    await db.execute(ADD_FAILURE, (pair, now))
+    return None, False

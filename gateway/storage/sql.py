@@ -130,8 +130,11 @@ class SqlStorage:
         """Read in a short transaction of the buckets' store, where the failures are kept."""
         return await self._backend.write_buckets(lambda db: auth_failures.recent_failures(db, pair, since, most))
 
-    async def record_auth_failure(self, pair: str, failed_at: float, forget_before: float) -> None:
-        await self._backend.write_buckets(lambda db: auth_failures.add_failure(db, pair, failed_at, forget_before))
+    async def authentication_attempt(self, pair: str, now: float, window: float, most: int,
+                                     verify: Callable[[], bool]) -> tuple[float | None, bool]:
+        return await self._backend.write_buckets(
+            lambda db: auth_failures.attempt(db, pair, now, window, most, verify)
+        )
 
     async def stored_answer(self, partner_id: str, key: str, not_before: int) -> StoredAnswer | None:
         return await answers.stored_answer(self._reader, partner_id, key, not_before)
