@@ -3,6 +3,7 @@ If-None-Match lists it (or `*`) is answered 304 without a body."""
 from __future__ import annotations
 
 import hashlib
+import re
 
 from aiohttp import web
 
@@ -15,13 +16,14 @@ def entity_tag(body: bytes) -> str:
     return f'"{hashlib.sha256(body).hexdigest()[:32]}"'
 
 
+# An element of the list: an entity tag (a comma inside its quotes is part of it), or anything else up to
+# the next comma or space (`*`, and what is no tag, which matches nothing).
+_ELEMENT = re.compile(r'(?:W/)?"[^"]*"|[^,\s"]+')
+
+
 def _listed(if_none_match: str, tag: str) -> bool:
     """Weak comparison: a `W/` prefix is ignored."""
-    for candidate in if_none_match.split(","):
-        candidate = candidate.strip()
-        if candidate == "*" or candidate.removeprefix("W/") == tag:
-            return True
-    return False
+    return any(element == "*" or element.removeprefix("W/") == tag for element in _ELEMENT.findall(if_none_match))
 
 
 def json_answer(request: web.Request, body: bytes) -> web.Response:
