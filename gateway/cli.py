@@ -148,8 +148,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
             return serve(settings, demo=args.demo, workers=args.workers)
         name = (args.command, getattr(args, "action", None))
-        if name == ("import", None) and not os.path.exists(args.file):  # before a database is made for it
-            return fail(f"cannot read {args.file}: no such file")
+        unreadable = _unreadable_input(args.file) if name == ("import", None) else None
+        if unreadable:  # said before a database is made for it
+            return fail(f"cannot read {args.file}: {unreadable}")
         missing = _missing_database(settings.database_url)
         if missing and name not in _CREATE_THE_DATABASE:
             return fail(f"no database at {missing} (serve, partners create or import creates one)")
@@ -177,6 +178,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 # The commands that may start on a database that does not exist yet (serve too). Any other would create an
 # empty one where a mistyped --database points, and answer from it: nothing to list, no such partner.
 _CREATE_THE_DATABASE = frozenset({("partners", "create"), ("import", None)})
+
+
+def _unreadable_input(path: str) -> str | None:
+    """Why an import's file cannot be read, when that is plain without opening it (a pipe is read:
+    `import <(zcat dump.gz)`, and opening it twice would lose what it holds)."""
+    if not os.path.exists(path):
+        return "no such file"
+    return "a directory" if os.path.isdir(path) else None
 
 
 def _missing_database(url: str) -> str | None:

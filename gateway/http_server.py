@@ -27,8 +27,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.cli_common import listen_failure
 from gateway.errors import INTERNAL_ERROR, ApiError
-from gateway.http_limits import MAX_HEAD_KEPT, PARSER_LIMITS, HeadTimeout, ids_without_controls, refusal
-from gateway.keys import METRICS, SETTINGS
+from gateway.http_limits import MAX_HEAD_KEPT, PARSER_LIMITS, Capacity, HeadTimeout, ids_without_controls, refusal
+from gateway.keys import CAPACITY, METRICS, SETTINGS
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.version import VERSION
@@ -142,36 +142,42 @@ class _RefusingHandler(RequestHandler):
         return response
 
 
-def _meeting_no_other_expectation(factory: _RequestFactory) -> _RequestFactory:
+CONTINUE = "100-continue"
+
+
+def _expectations_met(factory: _RequestFactory, capacity: Capacity) -> _RequestFactory:
     """aiohttp answers an `Expect` other than `100-continue` before any middleware: 417, in plain text quoting
     the value, without X-Request-Id or a log line. RFC 9110 10.1.1 lets a server ignore an expectation it
-    does not know (a 417 is a MAY): the request is made without such values, as if they had not been sent.
-    The parsed message is rebuilt rather than the request cloned: a clone encodes every header value again,
-    and one that is not UTF-8 cannot be."""
+    does not know (a 417 is a MAY): the request is made as if only `100-continue` had been asked, if it was.
+    Nor is that one met (aiohttp would send `100 Continue` before any middleware) while the process serves
+    all the requests it may (middleware.capacity): the body it invites would be refused. The parsed message
+    is rebuilt rather than the request cloned: a clone encodes every header value again, and one that is not
+    UTF-8 cannot be."""
 
     def make(message: RawRequestMessage, *args: Any) -> web.BaseRequest:
         # (The stand-in message of a request the parser refused has a plain dict of no headers.)
         values = message.headers.getall(hdrs.EXPECT) if hdrs.EXPECT in message.headers else []
-        if any(value.strip().lower() != "100-continue" for value in values):
+        asked = {part.strip().lower() for value in values for part in value.split(",")}
+        met = {CONTINUE} & asked if capacity.serving < capacity.limit else set()
+        if asked != met:
             headers = CIMultiDict(message.headers)
             headers.popall(hdrs.EXPECT)
-            for value in values:
-                if value.strip().lower() == "100-continue":
-                    headers.add(hdrs.EXPECT, value)
-            raw = tuple(line for line in message.raw_headers
-                        if line[0].lower() != b"expect" or line[1].strip().lower() == b"100-continue")
-            message = message._replace(headers=CIMultiDictProxy(headers), raw_headers=raw)
+            raw = [line for line in message.raw_headers if line[0].lower() != b"expect"]
+            if met:
+                headers.add(hdrs.EXPECT, CONTINUE)
+                raw.append((b"Expect", CONTINUE.encode()))
+            message = message._replace(headers=CIMultiDictProxy(headers), raw_headers=tuple(raw))
         return factory(message, *args)
 
     return make
 
 
 class _GatewayServer(web.Server):
-    def __init__(self, built: web.Server, metrics: Metrics, head_timeout: float) -> None:
-        """The server AppRunner built, with our handler: the same request handler, factory (ignoring
-        expectations it does not know) and arguments (Server keeps the handler arguments and loop in private
-        attributes, which its subclass reads)."""
-        super().__init__(built.request_handler, request_factory=_meeting_no_other_expectation(built.request_factory),
+    def __init__(self, built: web.Server, metrics: Metrics, head_timeout: float, capacity: Capacity) -> None:
+        """The server AppRunner built, with our handler: the same request handler, factory (meeting only the
+        expectations it may) and arguments (Server keeps the handler arguments and loop in private attributes,
+        which its subclass reads)."""
+        super().__init__(built.request_handler, request_factory=_expectations_met(built.request_factory, capacity),
                          handler_cancellation=built.handler_cancellation, loop=built._loop, **built._kwargs)
         self.metrics, self.head_timeout = metrics, head_timeout
 
@@ -184,7 +190,7 @@ class _GatewayServer(web.Server):
 class _GatewayRunner(web.AppRunner):
     async def _make_server(self) -> web.Server:
         return _GatewayServer(await super()._make_server(), self.app[METRICS],
-                              self.app[SETTINGS].body_timeout_seconds)
+                              self.app[SETTINGS].body_timeout_seconds, self.app[CAPACITY])
 
 
 def serve_app(app: web.Application, settings: Settings, on_listening: Listening | None = None,

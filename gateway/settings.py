@@ -196,14 +196,14 @@ def _parses(url: str) -> bool:
 
 def redacted(url: str) -> str:
     """A database URL fit for a message: its password replaced, in the user part or the query; the rest
-    exactly as given. The user part ends at the last `@` before the query, so that a password holding a
-    `/`, `#` or `@` (which a URL should percent-encode, and people do not) is replaced whole too."""
+    exactly as given. The user part ends at the URL's last `@`, so that a password holding a `/`, `?`, `#`
+    or `@` (which a URL should percent-encode, and people do not) is replaced whole too; an `@` in the
+    query hides more than the password, never less."""
     scheme, separator, rest = url.partition("://")
-    head, question, query = rest.partition("?")
-    user_part, at, hosts = head.rpartition("@")
+    user_part, at, hosts = rest.rpartition("@")
     if separator and at and scheme != "sqlite":  # a SQLite URL is a path, which may hold an `@`
         user, colon, _ = user_part.partition(":")
-        url = f"{scheme}://{user}{':***' if colon else ''}@{hosts}{question}{query}"
+        url = f"{scheme}://{user}{':***' if colon else ''}@{hosts}"
 
     def pair(found: re.Match[str]) -> str:
         secret = unquote(found[1]).lower() in _SECRET_PARAMETERS

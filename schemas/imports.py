@@ -28,10 +28,12 @@ _ID_RULE = "an id has no control characters (nor invisible or bidirectional ones
 
 
 def is_id(text: str) -> bool:
-    """Whether `text` may be an id (or a partner's name): the rule above, at any length."""
-    return bool(_EDGES.fullmatch(text)) and not any(
-        unicodedata.category(char) == "Cf" and char not in _JOINERS for char in text
-    )
+    """Whether `text` may be an id (or a partner's name): the rule above, at any length. A joiner stands
+    between two characters that show; alone, at an end or doubled it would only hide."""
+    shown = [char not in _JOINERS and unicodedata.category(char) != "Cf" for char in text]
+    if not _EDGES.fullmatch(text) or not all(shown[0:1] + shown[-1:]):
+        return False
+    return all(shown[at] or (text[at] in _JOINERS and shown[at - 1] and shown[at + 1]) for at in range(len(text)))
 
 
 def _valid_id(text: str) -> None:

@@ -113,6 +113,9 @@ def test_import_is_all_or_nothing_with_the_line_number(db_url, tmp_path):
         (orjson.dumps(customer_record("C\u202eX", "R1")), "control characters"),
         (orjson.dumps(customer_record("C\u00adX", "R1")), "control characters"),
         (orjson.dumps(customer_record("C\U000e0041X", "R1")), "control characters"),
+        # A joiner stands between two characters that show: alone, at an end or doubled it would only hide.
+        (orjson.dumps(customer_record("C9\u200d", "R1")), "control characters"),
+        (orjson.dumps(customer_record("C\u200c\u200c9", "R1")), "control characters"),
         (orjson.dumps(customer_record("C9", "R1", "2026-2-8")), "cotermDate"),
         (orjson.dumps(customer_record("C9", "R1", "\uff12\uff10\uff12\uff16-02-28")), "cotermDate"),
         # The file's version of a record is one: with two that differ, each import wrote both in turn (and
@@ -245,10 +248,11 @@ async def test_revocation_reaches_a_running_server_within_seconds(db_url, tmp_pa
     assert time.monotonic() - revoked_at < 5
 
 
-def test_an_import_of_a_file_that_is_not_there_creates_no_database(tmp_path):
+@pytest.mark.parametrize("name", ["missing.jsonl", "."])
+def test_an_import_of_a_file_that_is_not_there_creates_no_database(tmp_path, name):
     """It made the database's directory and an empty database, then said it could not read the file."""
     db = tmp_path / "new" / "gateway.db"
-    result = cli(f"sqlite:///{db}", "import", str(tmp_path / "missing.jsonl"), check=False)
+    result = cli(f"sqlite:///{db}", "import", str(tmp_path / name), check=False)
     assert result.returncode == 1 and "cannot read" in result.stderr and len(result.stderr.splitlines()) == 1
     assert not (tmp_path / "new").exists()
 

@@ -69,7 +69,8 @@ def test_a_database_that_cannot_be_reached_is_named_without_its_password(url: st
 
 
 @pytest.mark.parametrize("url", ["postgresql://gw:hunter2@127.0.0.1:99999/test", "postgresql://gw:hunter2@[::1/test",
-                                 "mysql://gw:hunter2@127.0.0.1/test", "postgresql://gw:hun/ter2@127.0.0.1:1/test"])
+                                 "mysql://gw:hunter2@127.0.0.1/test", "postgresql://gw:hun/ter2@127.0.0.1:1/test",
+                                 "postgresql://gw:hun?ter2@127.0.0.1:99999/test"])
 def test_a_database_url_that_does_not_parse_is_a_usage_error_without_its_password(url: str) -> None:
     """A port out of range and a broken IPv6 host ended in a driver's traceback (OverflowError, ValueError)."""
     refused = cli(url, "partners", "list", check=False)

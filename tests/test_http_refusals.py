@@ -370,7 +370,8 @@ def test_an_expectation_the_server_does_not_know_is_ignored(served):
     assert odd is not None and odd.status == 200
 
 
-@pytest.mark.parametrize("expect", [b"Expect: 100-continue\r\n", b"Expect: other\r\nExpect: 100-Continue\r\n"])
+@pytest.mark.parametrize("expect", [b"Expect: 100-continue\r\n", b"Expect: other\r\nExpect: 100-Continue\r\n",
+                                    b"Expect: 100-continue, other\r\n"])
 def test_100_continue_is_still_met(served, expect):
     body = b"grant_type=client_credentials&client_id=nobody&client_secret=x"
     head = post(body, expect)[: -len(body)]
@@ -379,3 +380,21 @@ def test_100_continue_is_still_met(served, expect):
         assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
         sock.sendall(body)
         assert sock.recv(65536).startswith(b"HTTP/1.1 401 ")
+
+
+
+def test_no_100_continue_invites_a_body_that_would_be_refused(tmp_path):
+    """aiohttp sends `100 Continue` before any middleware: to a request beyond those the process serves at
+    once, whose 503 then refused the body it had invited."""
+    body = b"grant_type=client_credentials&client_id=nobody&client_secret=x"
+    with gateway(f"sqlite:///{tmp_path}/gateway.db", tmp_path, "--max-requests-in-flight", "1") as limited:
+        with socket.create_connection(("127.0.0.1", limited.port), timeout=10) as held:
+            held.sendall(post(body)[: -len(body)])  # in the app, waiting for its body: the one request served
+            for _ in range(50):
+                with socket.create_connection(("127.0.0.1", limited.port), timeout=10) as sock:
+                    sock.sendall(post(body, b"Expect: 100-continue\r\n")[: -len(body)])
+                    first = sock.recv(65536)
+                if not first.startswith(b"HTTP/1.1 100 "):
+                    break
+                time.sleep(0.1)  # the held request had not reached the app yet
+            assert first.startswith(b"HTTP/1.1 503 ") and b'"code":"503"' in first, first

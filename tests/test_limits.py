@@ -278,6 +278,7 @@ async def test_a_request_beyond_those_served_at_once_is_503_before_its_body_is_r
 
     from conftest import TEST_SIGNING_KEY, UNLIMITED
     from gateway.app import create_app
+    from gateway.keys import CAPACITY
     from gateway.settings import Settings
 
     settings = Settings(**UNLIMITED, database_url=db_url, jwt_secret=TEST_SIGNING_KEY, max_requests_in_flight=2)
@@ -292,7 +293,11 @@ async def test_a_request_beyond_those_served_at_once_is_503_before_its_body_is_r
 
     held = [asyncio.ensure_future(client.post(ORDERS, data=slow_body(), headers={
         **headers, "Content-Type": "application/json", "X-Correlation-Id": f"held-{n}"})) for n in range(2)]
-    await asyncio.sleep(0.3)  # both inside, waiting for the rest of their bodies
+    capacity = client.app[CAPACITY]
+    for _ in range(100):  # until both are inside, waiting for the rest of their bodies
+        if capacity.serving == 2:
+            break
+        await asyncio.sleep(0.05)
     refused = await client.get(ORDERS, headers={**headers, "X-Request-Id": "one-too-many"})
     answer = await refused.json()
     assert (refused.status, answer["code"], refused.headers["Retry-After"]) == (503, "503", "1")
