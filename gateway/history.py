@@ -8,11 +8,10 @@ So a cached page is never stale, whichever process wrote, and a write costs the 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import date, datetime, timezone
 from typing import Any
 from urllib.parse import urlencode

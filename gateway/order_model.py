@@ -10,7 +10,6 @@ from urllib.parse import quote
 
 import orjson
 
-from schemas.enums import STATUSES, STORED_ORDER_TYPES
 
 STATUS_COMPLETE = "1000"
 STATUS_PENDING = "1002"
