@@ -30,6 +30,7 @@ def valid_correlation_id(value: str | None) -> bool:
 
 
 def sent_twice(headers: MultiMapping[str], name: str) -> bool:
-    """A header that names the caller or the request (X-Api-Key, Authorization, X-Correlation-Id) sent more
-    than once is refused, not read from its first copy: a proxy in front may have read another one."""
+    """Whether a header came more than once. One that names the caller or the request (X-Api-Key,
+    Authorization, X-Correlation-Id) is then refused, not read from its first copy: a proxy in front may have
+    read another one; a `traceparent` is then ignored."""
     return len(headers.getall(name, ())) > 1
