@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import ROOT, free_port, process_headers, seed_with_cli, sqlite_only
+from conftest import ROOT, free_port, locked_elsewhere, process_headers, seed_with_cli, sqlite_only
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -142,6 +142,15 @@ async def test_a_request_cut_short_by_shutdown_gets_its_log_line(db_url, tmp_pat
     assert "Traceback" not in stderr
 
 
+def _posts_logged(proc: subprocess.Popen[bytes]) -> list[dict[str, object]]:
+    """Stops the gateway; the request lines of its POSTs under /v3."""
+    proc.send_signal(signal.SIGTERM)
+    stderr = proc.communicate(timeout=30)[1].decode()
+    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("event") == "request" and line.get("method") == "POST"
+            and str(line.get("path", "")).startswith("/v3")]
+
+
 async def test_a_client_gone_while_its_request_runs_gets_a_499_line(db_url, tmp_path):
     """The request ran to its end (the order is placed, and its answer stored for the retry) but no answer
     reached the client: the line said 201."""
@@ -149,21 +158,14 @@ async def test_a_client_gone_while_its_request_runs_gets_a_499_line(db_url, tmp_
     proc, port, headers = await _serving_seeded(db_url, tmp_path, "gone-away")
     try:
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
-            blocker = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
-            blocker.execute("BEGIN IMMEDIATE")
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(http.post("/v3/customers/C1/orders", json=BODY, headers=headers), 0.5)
-            blocker.execute("ROLLBACK")
-            blocker.close()
+            async with locked_elsewhere(db_url, "orders"):
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(http.post("/v3/customers/C1/orders", json=BODY, headers=headers), 0.5)
             await asyncio.sleep(0.5)
             async with http.post("/v3/customers/C1/orders", json=BODY, headers=headers) as retried:
                 assert retried.headers["Idempotent-Replayed"] == "true"  # it did run: the retry finds its answer
     finally:
-        proc.send_signal(signal.SIGTERM)
-        stderr = proc.communicate(timeout=30)[1].decode()
-    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
-    placed = [line for line in lines if line.get("event") == "request" and line.get("method") == "POST"
-              and line.get("path", "").startswith("/v3")]
+        placed = _posts_logged(proc)
     assert [(line["status"], line["error_code"], line.get("idempotency")) for line in placed] == [
         (499, "client_closed", "stored"), (201, None, "replayed")]
 
@@ -176,19 +178,12 @@ async def test_a_client_gone_before_its_503_gets_a_499_line_not_the_503(db_url, 
                                                 "--db-busy-timeout-seconds", "1")
     try:
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
-            blocker = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
-            blocker.execute("BEGIN IMMEDIATE")
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(http.post("/v3/customers/C1/orders", json=BODY, headers=headers), 0.3)
-            await asyncio.sleep(1.5)  # the gateway gave up at its busy timeout, and answered no one
-            blocker.execute("ROLLBACK")
-            blocker.close()
+            async with locked_elsewhere(db_url, "orders"):
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(http.post("/v3/customers/C1/orders", json=BODY, headers=headers), 0.3)
+                await asyncio.sleep(1.5)  # the gateway gave up at its busy timeout, and answered no one
     finally:
-        proc.send_signal(signal.SIGTERM)
-        stderr = proc.communicate(timeout=30)[1].decode()
-    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
-    placed = [line for line in lines if line.get("event") == "request" and line.get("method") == "POST"
-              and line.get("path", "").startswith("/v3")]
+        placed = _posts_logged(proc)
     assert [(line["status"], line["error_code"], line["level"]) for line in placed] == [(499, "client_closed", "info")]
 
 
