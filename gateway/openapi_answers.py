@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp_apispec import docs
 
 from gateway.errors import ERROR_CODES
-from gateway.wire import is_partner_path
+from gateway.wire import is_partner_path, is_token_path
 from schemas import examples
 from schemas.common import ErrorSchema, OAuthErrorSchema
 from schemas.headers import RATE_LIMIT_HEADERS
@@ -39,7 +39,6 @@ _BEFORE_RATE_LIMIT = frozenset({401, 403})
 _RETRY_AFTER = frozenset({409, 429, 503})
 _REPLAYABLE_ERRORS = frozenset({400})  # a write's 4xx stored for replay are all 400s (the replay rules)
 _POLLED = frozenset({200, 304})  # the answers of a polled GET that carry its ETag
-TOKEN_PATH_PREFIX = "/ims/token/"
 _OAUTH_ANSWERS = frozenset({200, 400, 401, 429})  # the token endpoints' own answers, not the HTTP layer's
 
 
@@ -107,7 +106,7 @@ def answer_headers(path: str, method: str, status: int) -> list[str]:
             names.append("Idempotent-Replayed")
         if method == "get" and status in _POLLED:
             names += ["ETag", "Cache-Control"]
-    elif path.startswith(TOKEN_PATH_PREFIX) and status in _OAUTH_ANSWERS:
+    elif is_token_path(path) and status in _OAUTH_ANSWERS:
         names.append("Cache-Control")  # no-store on a token and on the OAuth errors (RFC 6749 5.1)
     if status in _RETRY_AFTER:
         names.append("Retry-After")

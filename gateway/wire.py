@@ -8,6 +8,7 @@ from multidict import MultiMapping
 from schemas.headers import MAX_CORRELATION_ID
 
 PARTNER_PREFIX = "/v3"
+TOKEN_PREFIX = "/ims/token/"
 # A request that ends without an answer (the client went away, shutdown): nginx's name for it.
 CLIENT_CLOSED = 499
 
@@ -18,6 +19,10 @@ _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 def is_partner_path(path: str) -> bool:
     return path == PARTNER_PREFIX or path.startswith(PARTNER_PREFIX + "/")
+
+
+def is_token_path(path: str) -> bool:
+    return path.startswith(TOKEN_PREFIX)
 
 
 def header_safe(value: str) -> bool:

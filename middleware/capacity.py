@@ -9,16 +9,15 @@ from aiohttp.typedefs import Handler
 
 from gateway.errors import ApiError
 from gateway.keys import CAPACITY
-from gateway.wire import is_partner_path
+from gateway.wire import is_partner_path, is_token_path
 
 RETRY_AFTER_SECONDS = 1
-TOKEN_PATH_PREFIX = "/ims/token/"
 BUSY = "The gateway is serving as many requests as it may at once; retry after the time given"
 
 
 @web.middleware
 async def capacity_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not (is_partner_path(request.path) or request.path.startswith(TOKEN_PATH_PREFIX)):
+    if not (is_partner_path(request.path) or is_token_path(request.path)):
         return await handler(request)
     capacity = request.app[CAPACITY]
     if capacity.serving >= capacity.limit:

@@ -302,6 +302,9 @@ async def test_a_request_beyond_those_served_at_once_is_503_before_its_body_is_r
     answer = await refused.json()
     assert (refused.status, answer["code"], refused.headers["Retry-After"]) == (503, "503", "1")
     assert refused.headers["X-Request-Id"] == "one-too-many" and refused.headers["Connection"] == "close"
+    token = await client.post("/ims/token/v3", data={"grant_type": "client_credentials",
+                                                    "client_id": partner.api_key, "client_secret": "x"})
+    assert (token.status, (await token.json())["code"]) == (503, "503")  # the token endpoints take bodies too
     assert (await client.get("/healthz")).status == 200
     release.set()
     assert [(await response).status for response in held] == [200, 200]
