@@ -2,6 +2,7 @@
 are answered exactly like ones that do not exist (404, never 403, never data)."""
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import urlencode
 
@@ -212,6 +213,28 @@ async def test_other_partners_reseller_id_matches_nothing(client, partners, view
     assert response.status == 200, body
     assert body["totalCount"] >= 1
     assert {ORDERS[item["orderId"]][1] for item in body["items"]} == {own}
+
+
+async def test_requests_at_once_each_get_their_partners_answer(client, partners):
+    """Both partners ask for every customer at once, and for ones nobody has (one with a NUL): each answer is
+    what the partner gets when it asks alone. On PostgreSQL such requests share one read of their customers
+    (gateway.storage.key_batches), which must keep each partner's scope, and a key that matches nothing
+    (a NUL cannot be stored) must not empty the others' answers."""
+    customers = [*sorted(OWN_ORDERS), "NO-SUCH-CUSTOMER", "C1A%00", "%00"]
+    asked = [(viewer, customer_id) for viewer in ("P1", "P2") for customer_id in customers] * 3
+    headers = {viewer: await partner_headers(client, partners[viewer]) for viewer in ("P1", "P2")}
+
+    async def ask(viewer: str, customer_id: str) -> tuple[int, Any]:
+        response = await client.get(f"/v3/customers/{customer_id}/orders", headers=headers[viewer])
+        return response.status, await response.json()
+
+    answers = await asyncio.gather(*(ask(viewer, customer_id) for viewer, customer_id in asked))
+    for (viewer, customer_id), (status, body) in zip(asked, answers):
+        if customer_id in OWN_ORDERS and owner(customer_id) == viewer:
+            assert status == 200, (viewer, customer_id, body)
+            assert [item["orderId"] for item in body["items"]] == OWN_ORDERS[customer_id]
+        else:
+            assert (status, body["code"]) == (404, "1116"), (viewer, customer_id, body)
 
 
 # --- tokens are bound to the API key they were issued to --------------------------------------------

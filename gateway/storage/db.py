@@ -26,6 +26,9 @@ class Db(Protocol):
     # rows are numbered is the order in which they become visible. Elsewhere a number taken first may become
     # visible last, and what must be numbered in commit order says so (gateway.storage.events).
     commits_in_order: bool
+    # True where a read by key is a round trip to a server: concurrent requests then share one
+    # (gateway.storage.key_batches). False where it runs in the event loop's thread (SQLite).
+    keyed_reads_travel: bool
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
 

@@ -22,6 +22,27 @@ async def customer_scope(db: Db, customer_id: str, partner_id: str) -> CustomerS
     return CustomerScope(customer_id, rows[0][0], int(rows[0][1])) if rows else None
 
 
+CUSTOMER_SCOPES = """
+    SELECT c.customer_id, r.partner_id, c.coterm_date, c.version
+    FROM customers c JOIN resellers r ON r.reseller_id = c.reseller_id
+    WHERE c.customer_id IN ({marks})
+"""
+
+
+async def customer_scopes(db: Db, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], CustomerScope]:
+    """`customer_scope` of several (customer id, partner id) pairs in one statement: those found."""
+    wanted = set(keys)
+    # A NUL matches nothing stored (and one would make the backend refuse the whole statement).
+    customer_ids = sorted({customer_id for customer_id, _ in keys if "\x00" not in customer_id})
+    if not customer_ids:
+        return {}
+    # Padded to a power of two: a handful of statement shapes, which a server prepares once each.
+    padded = customer_ids + customer_ids[:1] * ((1 << (len(customer_ids) - 1).bit_length()) - len(customer_ids))
+    rows = await fetch_in(db, CUSTOMER_SCOPES, padded)
+    return {(customer_id, partner_id): CustomerScope(customer_id, coterm_date, int(version))
+            for customer_id, partner_id, coterm_date, version in rows if (customer_id, partner_id) in wanted}
+
+
 ORDER_INDEX = """
     SELECT o.created, o.order_id, o.order_type, o.status, o.reseller_id, o.reference_order_id,
            o.external_reference_id

@@ -46,6 +46,7 @@ def _affected(status: str) -> int:
 class PostgresDb:
     writable_ctes = True
     commits_in_order = False
+    keyed_reads_travel = True
 
     def __init__(self, connection: asyncpg.Connection | asyncpg.Pool, deadline: float | None = None,
                  schema: str = "") -> None:

@@ -20,6 +20,7 @@ import gateway.storage.partners as partners
 import gateway.storage.rate_limits as rate_limits
 import gateway.storage.webhooks as webhooks
 from gateway.storage.db import Backend, Db
+from gateway.storage.key_batches import KeyBatches
 from gateway.storage.types import Credential, CustomerScope, HistoryConditions, ImportCounts, ImportRecord
 from gateway.storage.types import Bucket, CredentialRecord, IndexChanges, IndexRow, PartnerRecord, RateOverride
 from gateway.storage.types import Attempt, Delivery, StoredAnswer, Webhook
@@ -61,6 +62,7 @@ class SqlStorage:
         self._backend = backend
         self._reader = backend.reader
         self._write_listeners: list[Callable[[], None]] = []
+        self._scopes = KeyBatches(self._customer_scopes) if self._reader.keyed_reads_travel else None
 
     def on_write(self, listener: Callable[[], None]) -> None:
         """`listener` is called after each order write of this process commits (the webhook worker: the
@@ -163,7 +165,12 @@ class SqlStorage:
         return await events.partner_purged_through(self._reader, partner_id)
 
     async def customer_scope(self, customer_id: str, partner_id: str) -> CustomerScope | None:
+        if self._scopes is not None:
+            return await self._scopes.get((customer_id, partner_id))
         return await history.customer_scope(self._reader, customer_id, partner_id)
+
+    async def _customer_scopes(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], CustomerScope]:
+        return await history.customer_scopes(self._reader, keys)
 
     async def order_index(self, customer_id: str, partner_id: str) -> list[IndexRow]:
         return await history.order_index(self._reader, customer_id, partner_id)

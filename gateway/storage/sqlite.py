@@ -54,6 +54,7 @@ class ReaderDb:
 
     writable_ctes = False
     commits_in_order = True
+    keyed_reads_travel = False
 
     def __init__(self, connection: aiosqlite.Connection, inline: sqlite3.Connection) -> None:
         self._connection = connection

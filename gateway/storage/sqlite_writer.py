@@ -39,6 +39,7 @@ class WriterDb:
 
     writable_ctes = False
     commits_in_order = True
+    keyed_reads_travel = False
 
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._connection = connection
