@@ -253,6 +253,46 @@ async def test_two_partners_with_the_same_key_are_independent(client, partner, m
     assert "Idempotent-Replayed" not in second.headers
 
 
+async def test_replays_asked_at_once_each_get_their_own_answer(client, partner, make_partner, load):
+    """Both partners place orders under the same keys, then retry all of them at once beside new keys: each
+    retry gets its own partner's answer byte for byte, each new key places an order. On PostgreSQL the
+    retries share reads of the stored answers (gateway.storage.key_batches), one statement per partner."""
+    other = await make_partner("P2")
+    await load([reseller_record("R2", "P2"), customer_record("C2", "R2")])
+    paths = {"P1": ORDERS, "P2": "/v3/customers/C2/orders"}
+    tokens = {"P1": await partner_headers(client, partner), "P2": await partner_headers(client, other)}
+
+    def headers(who: str, key: str) -> dict[str, str]:
+        return {**tokens[who], "X-Correlation-Id": key}
+
+    keys = [f"order-{n}" for n in range(6)]
+    placed = {}
+    for who in paths:
+        for n, key in enumerate(keys):
+            body = {**BODY, "externalReferenceId": f"{who}-{n}"}
+            response, placed[who, key] = await post(client, headers(who, key), body=body, path=paths[who])
+            assert response.status == 201
+    retried = [(who, key) for who in paths for key in keys] * 2
+    fresh = [(who, f"new-{n}") for who in paths for n in range(3)]
+
+    async def send(who: str, key: str):
+        n = key.rsplit("-", 1)[1]
+        body = {**BODY, "externalReferenceId": f"{who}-{n}"}
+        return await post(client, headers(who, key), body=body, path=paths[who])
+
+    answers = await asyncio.gather(*(send(who, key) for who, key in [*retried, *fresh]))
+    for (who, key), (response, body) in zip([*retried, *fresh], answers):
+        assert response.status == 201, body
+        if key.startswith("new-"):
+            assert "Idempotent-Replayed" not in response.headers
+        else:
+            assert response.headers["Idempotent-Replayed"] == "true"
+            assert body == placed[who, key]
+    for who in paths:
+        response = await client.get(paths[who], headers=tokens[who])
+        assert (await response.json())["totalCount"] == len(keys) + 3
+
+
 async def test_patch_replays(client, partner):
     headers = await partner_headers(client, partner)
     created, raw = await post(client, headers)

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 from gateway.idempotency import Answer, Claim
-from gateway.storage.db import Db
+from gateway.storage.db import Db, fetch_in, padded
 from gateway.storage.types import StoredAnswer
 
 GET_ANSWER = """
@@ -23,6 +24,26 @@ async def stored_answer(db: Db, partner_id: str, key: str, not_before: int) -> S
     """The live answer stored under the key, read without claiming it."""
     rows = await db.fetch_by_key(GET_ANSWER, (partner_id, key))
     return _answer(rows[0]) if rows and rows[0][-1] >= not_before else None
+
+
+GET_ANSWERS = """
+    SELECT key, fingerprint, status, body, content_type, location, created FROM idempotency
+    WHERE partner_id = ? AND key IN ({marks})
+"""
+
+
+async def stored_answers(db: Db, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[StoredAnswer, int]]:
+    """The answers stored under several (partner id, key) pairs, with when each was stored, live or not: one
+    statement per partner."""
+    by_partner: dict[str, list[str]] = {}
+    for partner_id, key in keys:
+        if "\x00" not in key:  # matches nothing stored (and would make the backend refuse the statement)
+            by_partner.setdefault(partner_id, []).append(key)
+    found = {}
+    for partner_id, partner_keys in by_partner.items():
+        for key, *row in await fetch_in(db, GET_ANSWERS, padded(partner_keys), partner_id):
+            found[(partner_id, key)] = (_answer(row), int(row[-1]))
+    return found
 
 
 DROP_ANSWER = "DELETE FROM idempotency WHERE partner_id = ? AND key = ?"

@@ -83,6 +83,12 @@ def chunks(items: Sequence[Any], size: int = MAX_IN_PARAMS) -> Iterator[list[Any
         yield list(items[start : start + size])
 
 
+def padded(values: Sequence[T]) -> list[T]:
+    """The values, the first repeated at the end up to a power of two in all: statements with an IN list of
+    them take a handful of shapes, which a server prepares once each."""
+    return [*values, *[values[0]] * ((1 << (len(values) - 1).bit_length()) - len(values))]
+
+
 def marks(count: int) -> str:
     """`?,?,?` for an IN list of `count` values."""
     return ",".join("?" * count)

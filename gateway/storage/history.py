@@ -6,7 +6,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.storage.db import Db, fetch_in
+from gateway.storage.db import Db, fetch_in, padded
 from gateway.storage.types import CustomerScope, HistoryConditions, IndexRow
 
 Window = tuple[int | None, int | None]  # inclusive bounds on creation, whole seconds; None: unbounded
@@ -36,9 +36,7 @@ async def customer_scopes(db: Db, keys: Sequence[tuple[str, str]]) -> dict[tuple
     customer_ids = sorted({customer_id for customer_id, _ in keys if "\x00" not in customer_id})
     if not customer_ids:
         return {}
-    # Padded to a power of two: a handful of statement shapes, which a server prepares once each.
-    padded = customer_ids + customer_ids[:1] * ((1 << (len(customer_ids) - 1).bit_length()) - len(customer_ids))
-    rows = await fetch_in(db, CUSTOMER_SCOPES, padded)
+    rows = await fetch_in(db, CUSTOMER_SCOPES, padded(customer_ids))
     return {(customer_id, partner_id): CustomerScope(customer_id, coterm_date, int(version))
             for customer_id, partner_id, coterm_date, version in rows if (customer_id, partner_id) in wanted}
 

@@ -62,7 +62,10 @@ class SqlStorage:
         self._backend = backend
         self._reader = backend.reader
         self._write_listeners: list[Callable[[], None]] = []
-        self._scopes = KeyBatches(self._customer_scopes) if self._reader.keyed_reads_travel else None
+        # Where a read by key is a round trip, the reads of requests asked at once share one.
+        travel = self._reader.keyed_reads_travel
+        self._scopes = KeyBatches(lambda keys: history.customer_scopes(self._reader, keys)) if travel else None
+        self._answers = KeyBatches(lambda keys: answers.stored_answers(self._reader, keys)) if travel else None
 
     def on_write(self, listener: Callable[[], None]) -> None:
         """`listener` is called after each order write of this process commits (the webhook worker: the
@@ -139,7 +142,10 @@ class SqlStorage:
         )
 
     async def stored_answer(self, partner_id: str, key: str, not_before: int) -> StoredAnswer | None:
-        return await answers.stored_answer(self._reader, partner_id, key, not_before)
+        if self._answers is None:
+            return await answers.stored_answer(self._reader, partner_id, key, not_before)
+        stored = await self._answers.get((partner_id, key))
+        return stored[0] if stored is not None and stored[1] >= not_before else None
 
     async def request_id_used(self, partner_id: str, request_id: str, not_before: int) -> bool:
         return await answers.request_id_used(self._reader, partner_id, request_id, not_before)
@@ -168,9 +174,6 @@ class SqlStorage:
         if self._scopes is not None:
             return await self._scopes.get((customer_id, partner_id))
         return await history.customer_scope(self._reader, customer_id, partner_id)
-
-    async def _customer_scopes(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], CustomerScope]:
-        return await history.customer_scopes(self._reader, keys)
 
     async def order_index(self, customer_id: str, partner_id: str) -> list[IndexRow]:
         return await history.order_index(self._reader, customer_id, partner_id)
