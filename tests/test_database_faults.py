@@ -591,6 +591,35 @@ async def test_a_server_that_hangs_mid_connection_gets_503_within_the_busy_timeo
             assert asyncio.get_running_loop().time() - started < 3.0, method
 
 
+async def test_a_read_behind_one_that_hangs_waits_only_its_own_busy_timeout(aiohttp_client: Any, make_partner: Any,
+                                                                             load: Any, db_url: str) -> None:
+    """Reads asked for at once share a statement (gateway.storage.key_batches), and the next one goes out when
+    the one on its way comes back. When that one hangs, the next goes out anyway, a moment later: a read that
+    came after it waits its own busy timeout, neither until the end of both nor only what was left of the
+    first request's."""
+    if db_url.startswith("sqlite://"):
+        pytest.skip("a PostgreSQL server that hangs (SQLite reads by key inline, one at a time)")
+    partner = await seeded(make_partner, load)
+    async with relayed(db_url) as (relay, url):
+        settings = Settings(database_url=url, jwt_secret=TEST_SIGNING_KEY, db_busy_timeout_seconds=1.0,
+                            rate_limit_per_second=1000, rate_limit_burst=1000)
+        client = await aiohttp_client(create_app(settings))
+        headers = await partner_headers(client, partner)
+        assert (await client.get(ORDERS, headers=headers)).status == 200
+        relay.freeze()
+
+        async def timed(delay: float) -> float:
+            await asyncio.sleep(delay)
+            started = asyncio.get_running_loop().time()
+            await assert_unavailable(await asyncio.wait_for(client.get(ORDERS, headers=headers), 20))
+            return asyncio.get_running_loop().time() - started
+
+        first, second = await asyncio.gather(timed(0), timed(0.6))
+        # Each: its 1 s, and up to 0.5 s for the server to cancel. The second used to give up with the first
+        # (its statement went out with the first's budget, spent), 0.6 s after it asked.
+        assert 0.9 < second < 1.7, (first, second)
+
+
 async def test_a_write_cut_at_the_busy_timeout_is_cancelled_on_the_server(aiohttp_client: Any, make_partner: Any,
                                                                           load: Any, db_url: str) -> None:
     """A PATCH waiting for its order's lock past the busy timeout is 503, and safe to resend. Its statement
