@@ -550,6 +550,20 @@ async def relayed(db_url: str) -> AsyncIterator[tuple[Relay, str]]:
         await relay.close()
 
 
+@contextlib.asynccontextmanager
+async def frozen(aiohttp_client: Any, db_url: str, partner: Any) -> AsyncIterator[tuple[Any, dict[str, str]]]:
+    """A gateway (busy timeout 1 s, a rate limit out of reach) that has read once through a Relay to the
+    database, which has just frozen, and the partner's headers."""
+    async with relayed(db_url) as (relay, url):
+        settings = Settings(database_url=url, jwt_secret=TEST_SIGNING_KEY, db_busy_timeout_seconds=1.0,
+                            rate_limit_per_second=1000, rate_limit_burst=1000)
+        client = await aiohttp_client(create_app(settings))
+        headers = await partner_headers(client, partner)
+        assert (await client.get(ORDERS, headers=headers)).status == 200
+        relay.freeze()
+        yield client, headers
+
+
 async def test_a_server_that_stops_answering_gets_503_within_the_busy_timeout(aiohttp_client: Any, make_partner: Any,
                                                                              load: Any, db_url: str) -> None:
     if db_url.startswith("sqlite://"):
@@ -573,14 +587,7 @@ async def test_a_server_that_hangs_mid_connection_gets_503_within_the_busy_timeo
     the busy timeout: 503, or a limit kept locally, never a request that waits for ever."""
     if db_url.startswith("sqlite://"):
         pytest.skip("a PostgreSQL server that hangs")
-    partner = await seeded(make_partner, load)
-    async with relayed(db_url) as (relay, url):
-        settings = Settings(database_url=url, jwt_secret=TEST_SIGNING_KEY, db_busy_timeout_seconds=1.0,
-                            rate_limit_per_second=1000, rate_limit_burst=1000)
-        client = await aiohttp_client(create_app(settings))
-        headers = await partner_headers(client, partner)
-        assert (await client.get(ORDERS, headers=headers)).status == 200
-        relay.freeze()
+    async with frozen(aiohttp_client, db_url, await seeded(make_partner, load)) as (client, headers):
         await asyncio.sleep(1.2)  # the rate limit's lease has run out: the next request takes from the bucket
         for method, body in (("GET", None), ("POST", NEW)):
             started = asyncio.get_running_loop().time()
@@ -599,15 +606,7 @@ async def test_a_read_behind_one_that_hangs_waits_only_its_own_busy_timeout(aioh
     first request's."""
     if db_url.startswith("sqlite://"):
         pytest.skip("a PostgreSQL server that hangs (SQLite reads by key inline, one at a time)")
-    partner = await seeded(make_partner, load)
-    async with relayed(db_url) as (relay, url):
-        settings = Settings(database_url=url, jwt_secret=TEST_SIGNING_KEY, db_busy_timeout_seconds=1.0,
-                            rate_limit_per_second=1000, rate_limit_burst=1000)
-        client = await aiohttp_client(create_app(settings))
-        headers = await partner_headers(client, partner)
-        assert (await client.get(ORDERS, headers=headers)).status == 200
-        relay.freeze()
-
+    async with frozen(aiohttp_client, db_url, await seeded(make_partner, load)) as (client, headers):
         async def timed(delay: float) -> float:
             await asyncio.sleep(delay)
             started = asyncio.get_running_loop().time()
