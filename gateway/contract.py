@@ -59,6 +59,7 @@ FIELD_CODES: dict[tuple[str, str], str] = {
     ("externalReferenceId", TOO_LONG): "2126",
     ("flexDiscountCodes", DISCOUNT): "2141",
     ("discountCode", DISCOUNT): "2141",
+    ("orderType", UNSUPPORTED): "1117",
 }
 # The codes of every other problem, by its kind, whatever the field.
 KIND_CODES: dict[str, str] = {
@@ -177,7 +178,7 @@ def _load_write(schema: Schema, body: Mapping[str, Any], query: MultiMapping[str
 
 
 def _refusal(schema: Schema, messages: Mapping[str, Any], body: Mapping[str, Any]) -> ApiError:
-    """The problems in the schema's REPORT_ORDER; none after its GATE when the GATE has one."""
+    """The problems in the schema's REPORT_ORDER; none after its GATE when that is unsupported."""
     problems = Problems()
     for key in getattr(schema, "REPORT_ORDER"):
         found = messages.get(key)
@@ -185,7 +186,7 @@ def _refusal(schema: Schema, messages: Mapping[str, Any], body: Mapping[str, Any
             _report_items(problems, found, body[key], getattr(_ITEMS[key], "REPORT_ORDER"))
         else:
             _report(problems, found)
-        if key == getattr(schema, "GATE") and found:
+        if key == getattr(schema, "GATE") and any(problem.kind == UNSUPPORTED for problem in _problems(found)):
             break
     error = problems.error()
     if error is None:

@@ -81,10 +81,11 @@ def parse_object(raw: bytes) -> JsonBody:
         if not _MAYBE_INEXACT.search(raw) or all(map(_exact, _NUMBER.finditer(_STRING.sub(b"", raw)))):
             return JsonBody(value)
     written = _read_as_written(raw)
-    if value is None:  # read by the standard library alone: its checks too, and doubles for the fields
+    if value is None:  # read by the standard library alone: its checks too
         within_limits(raw, written)
-        value = _as_doubles(written)
-    return JsonBody(value, _canonical(written))
+    # For the fields: doubles as orjson reads them, and integers of any size as they are (orjson reads one
+    # beyond 64 bits as a double, and 10**20 was "not an integer" rather than out of range).
+    return JsonBody(_as_doubles(written), _canonical(written))
 
 
 def _opens_an_object(raw: bytes) -> bool:

@@ -17,6 +17,7 @@ from schemas.problems import (
     LIST_KEY,
     LONG_KEY,
     MAX_STRING,
+    NUL_KEY,
     OUT_OF_RANGE,
     REQUIRED,
     TOO_MANY,
@@ -27,6 +28,7 @@ from schemas.problems import (
     is_int,
     field_messages,
     long_problems,
+    nul_problems,
     unknown_problems,
 )
 
@@ -98,7 +100,7 @@ class _CurrencyCode(CodedPattern):
 
 
 def currency_code(*, null_is_absent: bool, **kwargs: Any) -> String:
-    """currencyCode, of the order (where null means not sent) or of a line (where it is missing)."""
+    """currencyCode, of the order or of a line: null counts as not sent at either (as for deploymentId)."""
     iso = Problem(INVALID, "currencyCode", "currencyCode must be an ISO 4217 code")
     documented = {**kwargs.pop("metadata", {}), "enum": sorted(ISO_4217_CODES)}
     return String(
@@ -110,13 +112,17 @@ def currency_code(*, null_is_absent: bool, **kwargs: Any) -> String:
     )
 
 
+# What an empty list field may be sent as: it asks for nothing.
+EMPTY: tuple[Any, ...] = (None, "", [], {})
+
+
 def discount_problems(data: Mapping[str, Any], why: str) -> dict[str, list[Problem]]:
     """The gateway knows no discounts: placing the order without the one asked for would bill the wrong price.
-    An empty code (null, "", []) asks for none."""
+    An empty code (EMPTY) asks for none."""
     return {
         name: _problem(DISCOUNT, name, f"discount codes are not supported: {why}")
         for name in DISCOUNT_FIELDS
-        if data.get(name) not in (None, "", [])
+        if data.get(name) not in EMPTY
     }
 
 
@@ -154,7 +160,7 @@ class LineItemRequestSchema(Schema):
 
     # The answer lists a line's problems in this order.
     REPORT_ORDER: ClassVar[tuple[str, ...]] = (
-        LINE_KEY, UNKNOWN_KEY, LONG_KEY, "extLineItemNumber", "offerId", "quantity", "subscriptionId", "currencyCode",
+        LINE_KEY, NUL_KEY, UNKNOWN_KEY, LONG_KEY, "extLineItemNumber", "offerId", "quantity", "subscriptionId", "currencyCode",
         "deploymentId", *DISCOUNT_FIELDS,
     )
 
@@ -180,14 +186,15 @@ class LineItemRequestSchema(Schema):
     )
     subscriptionId = Sent(metadata={"description": "Required on RENEWAL lines; ignored on others",
                                     "maxLength": MAX_STRING})
-    currencyCode = currency_code(null_is_absent=False, metadata={"description": "ISO 4217; the order's when absent"})
+    currencyCode = currency_code(null_is_absent=True, metadata={"description": "ISO 4217; the order's when absent"})
     deploymentId = String(null_is_absent=True, error_messages=field_messages(invalid=_DEPLOYMENT),
                           metadata={"maxLength": MAX_STRING})
 
     @validates_schema(pass_original=True, skip_on_field_errors=False)
     def _rules(self, data: dict[str, Any], original: Mapping[str, Any], **kwargs: Any) -> None:
         found: dict[str, list[Problem]] = {
-            UNKNOWN_KEY: unknown_problems(original, _LINE_FIELDS), LONG_KEY: long_problems(original),
+            NUL_KEY: nul_problems(original), UNKNOWN_KEY: unknown_problems(original, _LINE_FIELDS),
+            LONG_KEY: long_problems(original),
         }
         found.update(discount_problems(original, "the line would be billed without them"))
         found = {key: value for key, value in found.items() if value}
@@ -233,11 +240,12 @@ class Lines(fields.List):
 
 
 def line_rules(
-    order_type: str, order_currency: str | None, raw_lines: Sequence[Any], parts: Sequence[Any],
+    order_type: str | None, order_currency: str | None, raw_lines: Sequence[Any], parts: Sequence[Any],
     order_sent_currency: bool = False,
 ) -> tuple[dict[int, dict[str, list[Problem]]], list[Problem]]:
     """The rules of lines that need the other lines or the order: unique numbers, a subscription on RENEWAL
-    lines, a currency on every line (its own or the order's) and one currency for all. `parts` are the lines
+    lines, a currency on every line (its own or the order's) and one currency for all; `order_type` None when
+    it is not valid (the rules of one type are then left out). `parts` are the lines
     as loaded (None for a line that is not an object); `order_currency` the order's valid currency, and
     `order_sent_currency` whether it sent one at all (an invalid one is its own problem, not the lines')."""
     found: dict[int, dict[str, list[Problem]]] = {}
@@ -260,7 +268,7 @@ def line_rules(
             line["subscriptionId"] = _problem(INVALID, "subscriptionId", "subscriptionId must be a string")
         if "currencyCode" in part:
             currencies.add(part["currencyCode"])
-        elif "currencyCode" not in raw and order_currency is None and not order_sent_currency:
+        elif raw.get("currencyCode") is None and order_currency is None and not order_sent_currency:
             line["currencyCode"] = [_NO_CURRENCY]
         if line:
             found[index] = line

@@ -19,6 +19,7 @@ from multidict import MultiMapping
 from schemas.enums import CREATE_ORDER_TYPES, UNSUPPORTED_ORDER_TYPES
 from schemas.lines import (
     DISCOUNT_FIELDS,
+    EMPTY,
     MAX_LINES,
     LineItemRequestSchema,
     LineRequest,
@@ -41,6 +42,7 @@ from schemas.problems import (
     SHARED_KEY,
     TOO_LONG,
     UNKNOWN_KEY,
+    UNSUPPORTED,
     Coded,
     CodedPattern,
     Problem,
@@ -128,7 +130,7 @@ class OrderType(fields.String):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         if value in UNSUPPORTED_ORDER_TYPES:
-            raise fail(INVALID, "orderType", f"orderType {value} is not supported by this gateway")
+            raise fail(UNSUPPORTED, "orderType", f"orderType {value} is not supported by this gateway")
         if value not in CREATE_ORDER_TYPES:
             raise self.make_error("invalid")
         return str(value)
@@ -143,7 +145,8 @@ class CreateOrderRequestSchema(Schema):
     class Meta:
         unknown = EXCLUDE  # reported by _rules, in the order sent, with the accepted echoes left out
 
-    # The answer lists problems in this order; when orderType is invalid, nothing after it (GATE).
+    # The answer lists problems in this order. An orderType of the partner API that this gateway does not
+    # support answers alone (GATE): the rest of such a request is written for another kind of order.
     REPORT_ORDER: ClassVar[tuple[str, ...]] = (
         NUL_KEY, QUERY_KEY, "orderType", UNKNOWN_KEY, LONG_KEY, "customerId", "referenceOrderId", "externalReferenceId",
         "currencyCode", *DISCOUNT_FIELDS, "cancellingItems", "lineItems", SHARED_KEY,
@@ -168,7 +171,9 @@ class CreateOrderRequestSchema(Schema):
         """The rules that need more than one field, or the members no field declares."""
         order_type = data.get("orderType")
         found: dict[str, Any] = {
-            NUL_KEY: nul_problems(original), UNKNOWN_KEY: unknown_problems(original, _ORDER_FIELDS),
+            # Each line reports its own NULs, with its Line Item detail.
+            NUL_KEY: nul_problems({name: value for name, value in original.items() if name != "lineItems"}),
+            UNKNOWN_KEY: unknown_problems(original, _ORDER_FIELDS),
             # Each line reports its own long strings, with its Line Item detail.
             LONG_KEY: shorter_than_their_limits(original, _OWN_LIMITS | {"lineItems"}),
         }
@@ -176,9 +181,9 @@ class CreateOrderRequestSchema(Schema):
             found["customerId"] = _problem(INVALID, "customerId", "customerId differs from the customer of the path")
         found["referenceOrderId"] = _reference_problems(order_type, original.get("referenceOrderId", ""))
         found.update(discount_problems(original, "the order would be billed without them"))
-        if original.get("cancellingItems") not in (None, []):
+        if original.get("cancellingItems") not in EMPTY:
             found["cancellingItems"] = _problem(INVALID, "cancellingItems", "cancellingItems must be empty")
-        if data.get("lineItems") is not None and order_type is not None:
+        if data.get("lineItems") is not None:  # without a valid orderType, the rules that do not need it
             lines, shared = line_rules(order_type, data.get("currencyCode"), original["lineItems"], data["lineItems"],
                                        order_sent_currency=original.get("currencyCode") is not None)
             found["lineItems"], found[SHARED_KEY] = lines, shared

@@ -197,7 +197,8 @@ def lines(*specs):
 @pytest.mark.parametrize(
     ("body", "code", "fields"),
     [
-        ({"lineItems": lines((1, {}))}, "1122", ["orderType"]),
+        ({"currencyCode": "USD", "lineItems": lines((1, {}))}, "1122", ["orderType"]),
+        ({"lineItems": lines((1, {}))}, "1122", ["orderType", "currencyCode"]),  # no currency anywhere either
         ({"orderType": "NEW", "currencyCode": "USD"}, "1122", ["lineItems"]),
         (new_order(orderType="BOGUS"), "1117", ["orderType"]),
         (new_order(lineItems=[]), "1117", ["lineItems"]),
@@ -265,6 +266,74 @@ async def test_every_problem_of_a_request_is_named_at_once(client, partner):
     assert set(answer["invalidFields"]) == {
         "foo", "colour", "externalReferenceId", "quantity", "extLineItemNumber"}
     assert len(answer["additionalDetails"]) == 6
+
+
+@pytest.mark.parametrize(("order_type", "code"), [(None, "1122"), ("NEWW", "1117"), (5, "1117")])
+async def test_a_missing_or_invalid_order_type_is_reported_with_every_other_problem(client, partner, order_type,
+                                                                                     code):
+    """A client fixes its request once: the type it mistyped, and the rest. The rules of one type (a RENEWAL
+    line's subscription) are left out, the others kept (duplicate line numbers)."""
+    body = new_order(orderType=order_type, colour="red", lineItems=lines((1, {"quantity": 0}), (1, {})))
+    response, answer = await send(client, partner, {k: v for k, v in body.items() if v is not None})
+    assert_error(response, answer, 400, code, ["orderType", "colour", "quantity", "extLineItemNumber"])
+    assert answer["additionalDetails"][1:] == [
+        "colour: unknown field colour",
+        "Line Item: 1, Reason: quantity must be an integer of at least 1",
+        "Line Item: 1, Reason: extLineItemNumber 1 is used twice",
+    ]
+
+
+async def test_an_unsupported_order_type_answers_alone(client, partner):
+    """A type of the partner API that the gateway does not place: the rest of the request is written for
+    another kind of order, and is not checked as one."""
+    body = new_order(orderType="SWITCH", colour="red", lineItems=lines((1, {"quantity": 0})))
+    response, answer = await send(client, partner, body)
+    assert_error(response, answer, 400, "1117", ["orderType"])
+
+
+@pytest.mark.parametrize(("order_currency", "status", "fields"), [("USD", 201, None), (None, 400, ["currencyCode"])])
+async def test_a_line_currency_of_null_is_not_sent(client, partner, order_currency, status, fields):
+    """As at order level, and as a line's null deploymentId: the order's currency applies, and without one
+    the line has none (1122)."""
+    body = new_order(lineItems=lines((1, {"currencyCode": None})))
+    if order_currency is None:
+        del body["currencyCode"]
+    response, answer = await send(client, partner, body)
+    assert response.status == status, answer
+    if fields:
+        assert_error(response, answer, 400, "1122", fields)
+    else:
+        assert answer["currencyCode"] == answer["lineItems"][0]["currencyCode"] == "USD"
+
+
+async def test_numbers_beyond_64_bits_are_out_of_range_not_other_types(client, partner):
+    """orjson reads an integer beyond 64 bits as a double: 10**20 was "not an integer", and its Line Item
+    detail gave the line's position."""
+    body = new_order(lineItems=lines((10**20, {}), (2, {"quantity": 2**64})))
+    response, answer = await send(client, partner, body)
+    assert_error(response, answer, 400, "2123", ["extLineItemNumber", "quantity"])
+    assert answer["additionalDetails"] == [
+        f"Line Item: {10**20}, Reason: extLineItemNumber must be 0 to 999999",
+        "Line Item: 2, Reason: quantity must be at most 2147483647",
+    ]
+
+
+async def test_a_nul_in_a_line_gets_its_line_item_detail(client, partner):
+    body = new_order(lineItems=lines((1, {}), (7, {"offerId": "A\u0000", "deploymentId": "\u0000"})))
+    response, answer = await send(client, partner, body)
+    assert_error(response, answer, 400, "1117", ["offerId", "deploymentId"])
+    assert answer["additionalDetails"] == [
+        "Line Item: 7, Reason: offerId must not contain NUL characters",
+        "Line Item: 7, Reason: deploymentId must not contain NUL characters",
+    ]
+
+
+@pytest.mark.parametrize("empty", [None, "", [], {}])
+async def test_empty_cancelling_items_and_discount_codes_ask_for_nothing(client, partner, empty):
+    body = new_order(cancellingItems=empty, flexDiscountCodes=empty, discountCode=empty,
+                     lineItems=lines((1, {"flexDiscountCodes": empty, "discountCode": empty})))
+    response, answer = await send(client, partner, body)
+    assert response.status == 201, answer
 
 
 async def test_discount_codes_on_a_line_are_2141_with_its_line_detail(client, partner):
