@@ -47,7 +47,8 @@ def check_url(url: str, allow_http: bool) -> URL:
         raise TargetRefused("not a URL") from None
     allowed = ("https", "http") if allow_http else ("https",)
     if parsed.scheme not in allowed:
-        raise TargetRefused("the URL must start with https://" + (" or http://" if allow_http else ""))
+        raise TargetRefused("the URL must start with https://" + (
+            " or http://" if allow_http else " (http:// too with GATEWAY_WEBHOOK_ALLOW_HTTP=true)"))
     if not host or not _resolvable(host):
         raise TargetRefused("the URL has no host that can be looked up")
     if parsed.explicit_port == 0:
