@@ -24,6 +24,11 @@ _NUMERIC_LABEL = re.compile(r"[0-9]+|0[xX][0-9A-Fa-f]*")  # no top-level domain 
 _UNSENDABLE = re.compile(r"[\x00-\x20\x7f]")
 _BROKEN_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # SIIT (RFC 2765): an IPv4 host behind a translator
+# Not public, though the interpreter's tables (older than these RFCs) call them global: NAT64 for local use
+# (RFC 8215), which only the operator's own translator serves; site-local (deprecated, RFC 3879); the
+# documentation prefix of RFC 9637; SRv6 segment ids (RFC 9602).
+NOT_PUBLIC = tuple(map(ipaddress.IPv6Network, ("64:ff9b:1::/48", "fec0::/10", "3fff::/20", "5f00::/16")))
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -55,8 +60,10 @@ def check_url(url: str, allow_http: bool) -> URL:
         raise TargetRefused("the URL's port must be 1 to 65535")
     if parsed.user is not None or parsed.password is not None:
         raise TargetRefused("the URL must not carry credentials (deliveries are signed instead)")
-    if parsed.fragment:
+    if "#" in url:  # an empty one too, which the parser drops
         raise TargetRefused("the URL must not have a fragment")
+    if "[" in url.split("//", 1)[-1].split("/", 1)[0] and not isinstance(_address(host), ipaddress.IPv6Address):
+        raise TargetRefused("the URL's host in brackets is not an IPv6 address")  # [v1.x]: no one to call
     return parsed
 
 
@@ -99,14 +106,14 @@ def _address(host: str) -> IPAddress | None:
 def check_address(address: str, allow_private: bool) -> None:
     """Refuses loopback, private, link-local, multicast, unspecified and every other non-public address,
     also where one is embedded in an IPv6 address that a tunnel or translator would deliver to it
-    (IPv4-mapped and -compatible, 6to4, Teredo, NAT64)."""
+    (IPv4-mapped, -translated and -compatible, 6to4, Teredo, NAT64)."""
     if allow_private:
         return
     ip = _address(address)
     if ip is None:
         raise TargetRefused(f"not an address: {address!r}")
     for candidate in (ip, *_embedded(ip)):
-        if candidate.is_multicast or not candidate.is_global:
+        if candidate.is_multicast or not candidate.is_global or any(candidate in net for net in NOT_PUBLIC):
             raise TargetRefused(f"the host resolves to a non-public address ({ip})")
 
 
@@ -114,7 +121,7 @@ def _embedded(ip: IPAddress) -> list[ipaddress.IPv4Address]:
     if not isinstance(ip, ipaddress.IPv6Address):
         return []
     found = [ip.ipv4_mapped, ip.sixtofour, ip.teredo[1] if ip.teredo else None]
-    if ip in NAT64 or int(ip) >> 32 == 0:  # NAT64's well-known prefix; IPv4-compatible (::a.b.c.d)
+    if ip in NAT64 or ip in IPV4_TRANSLATED or int(ip) >> 32 == 0:  # and IPv4-compatible (::a.b.c.d)
         found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
     return [address for address in found if address is not None]
 

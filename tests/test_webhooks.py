@@ -116,7 +116,9 @@ async def test_cli_refusals(db_url: str, partners: Any) -> None:
     # What the URL parser would drop or re-encode: the endpoint called was not the one listed.
     for unsendable in ("https://exa mple.example/", "https://hooks.example/a b", " https://hooks.example/",
                        "https://hooks.example/crlf\r\nX-Injected: yes", "https://hooks.example/\tx",
-                       "https://hooks.example/?a=%ZZ", "https://hooks.example/%"):
+                       "https://hooks.example/?a=%ZZ", "https://hooks.example/%",
+                       # An empty fragment, which the parser drops; a host in brackets that is no address.
+                       "https://hooks.example/?q=1#", "https://[v1.x]/"):
         refused = cli(db_url, "webhooks", "add", "P1", unsendable, check=False)
         assert refused.returncode == 1 and refused.stdout == "", (unsendable, refused.stderr)
     assert cli(db_url, "webhooks", "add", "P1", "https://hooks.example/", "--type", "x", check=False).returncode == 2
@@ -289,10 +291,13 @@ async def test_the_guard_refuses_loopback_unless_allowed(aiohttp_client: Any, se
         by_name = add_webhook(db_url, "P1", f"http://localhost:{port}/name")
         mapped = add_webhook(db_url, "P1", f"http://[::ffff:127.0.0.1]:{port}/mapped")
         nat64 = add_webhook(db_url, "P1", f"http://[64:ff9b::7f00:1]:{port}/nat64")
+        # SIIT's IPv4-translated form, and local-use NAT64, which the interpreter's tables call global.
+        translated = add_webhook(db_url, "P1", f"http://[::ffff:0:7f00:1]:{port}/translated")
+        local_nat64 = add_webhook(db_url, "P1", f"http://[64:ff9b:1::7f00:1]:{port}/local-nat64")
         client = await gateway(aiohttp_client, settings, webhook_allow_private=False)
         await place(client, partners["P1"])
-        await counted(client, failed=4)
-        for webhook in (by_address, by_name, mapped, nat64):
+        await counted(client, failed=6)
+        for webhook in (by_address, by_name, mapped, nat64, translated, local_nat64):
             (attempt,) = cli_lines(db_url, "webhooks", "deliveries", webhook["webhookId"])
             assert attempt["result"] == "failed" and attempt["error"].startswith("refused: ")
             assert "non-public address" in attempt["error"]
