@@ -3,9 +3,11 @@ attempt's outcome under its claim (gateway.storage.webhooks), and plans the retr
 
 Work goes in lanes: a lane belongs to one webhook and makes one call at a time, taking the webhook's next
 due delivery in the same transaction that records the last one's outcome, until none is due. Rounds start
-lanes: at most `webhook_concurrency` in the process and `webhook_endpoint_concurrency` per webhook, so a
-slow or dead endpoint holds its own lanes and never the others' (nor the API's: calls are plain tasks on
-the event loop, waiting on sockets).
+lanes: at most `webhook_concurrency` in the process and `webhook_endpoint_concurrency` per webhook, dealt
+one at a time to the webhooks with the fewest lanes first. When every slot is taken and a webhook with
+deliveries due has no lane, running lanes end after their call to make way for it: slow or dead endpoints
+with a backlog hold up another webhook for one call at most, not until their backlog is through (nor the
+API: calls are plain tasks on the event loop, waiting on sockets).
 
 A round runs when this process commits a write (its events may be due at once), when a lane ends (a slot is
 free), when a retry falls due, and every `webhook_poll_seconds` for what other processes wrote. While no
@@ -49,6 +51,7 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._in_flight: collections.Counter[str] = collections.Counter()
         self._lanes: set[asyncio.Task[None]] = set()
+        self._waiting: set[str] = set()  # webhooks with deliveries due that the last round found no slot for
         self._stopping = False
         self._sender: Sender | None = None
         self._webhooks_enabled = True  # until the first poll says otherwise
@@ -92,13 +95,12 @@ class DeliveryWorker:
         started, settings = now_ms(), self._settings
         pause = settings.webhook_poll_seconds
         due = await self._storage.deliveries_due_by_webhook(started, settings.webhook_endpoint_concurrency)
-        for webhook_id, (due_at, due_now) in sorted(due.items(), key=lambda item: item[1][0]):
+        for due_at, _ in due.values():
             if due_at > started:
                 pause = min(pause, (due_at - started) / 1000)
-            room = min(settings.webhook_endpoint_concurrency - self._in_flight[webhook_id],
-                       settings.webhook_concurrency - sum(self._in_flight.values()), due_now)
-            if room > 0 and (webhook := await self._storage.get_webhook(webhook_id)) is not None:
-                for _ in range(room):
+        for webhook_id, lanes in self._shares(due).items():
+            if (webhook := await self._storage.get_webhook(webhook_id)) is not None:
+                for _ in range(lanes):
                     self._start_lane(webhook)
         if time.monotonic() >= self._next_poll:
             self._next_poll = time.monotonic() + settings.webhook_poll_seconds
@@ -106,6 +108,30 @@ class DeliveryWorker:
             oldest = await self._storage.oldest_pending_delivery()
             self._metrics.webhook_oldest_pending.set(0 if oldest is None else max(0.0, time.time() - oldest))
         return max(pause, 0.0)
+
+    def _shares(self, due: dict[str, tuple[int, int]]) -> dict[str, int]:
+        """How many lanes to start for each webhook with deliveries due now: the free slots, dealt one at a
+        time to the webhook with the fewest lanes (the longest due first among equals). A webhook left with
+        none is waiting, and lanes make way for it."""
+        settings = self._settings
+        wanted = {
+            webhook_id: min(settings.webhook_endpoint_concurrency - self._in_flight[webhook_id], due_now)
+            for webhook_id, (_, due_now) in sorted(due.items(), key=lambda item: item[1][0]) if due_now > 0
+        }
+        free = settings.webhook_concurrency - sum(self._in_flight.values())
+        shares: collections.Counter[str] = collections.Counter()
+        lanes = self._in_flight.copy()
+        while free > 0 and (room := [webhook_id for webhook_id in wanted if shares[webhook_id] < wanted[webhook_id]]):
+            fewest = min(room, key=lanes.__getitem__)  # the first of them in `wanted`, longest due, among equals
+            shares[fewest] += 1
+            lanes[fewest] += 1
+            free -= 1
+        self._waiting = {webhook_id for webhook_id in wanted if lanes[webhook_id] == 0}
+        return shares
+
+    def _make_way(self, webhook_id: str) -> bool:
+        """Whether a lane of this webhook ends after its call: another webhook with deliveries due has none."""
+        return any(self._in_flight[waiting] == 0 for waiting in self._waiting if waiting != webhook_id)
 
     def _start_lane(self, webhook: Webhook) -> None:
         self._in_flight[webhook.webhook_id] += 1
@@ -142,8 +168,9 @@ class DeliveryWorker:
         while True:
             now, claim = now_ms(), uuid.uuid4().hex
             try:
+                more = 0 if self._stopping or self._make_way(webhook_id) else 1
                 held, claimed = await self._storage.record_and_claim(
-                    attempt, webhook_id, now, now + self._lease_ms, claim, 0 if self._stopping else 1)
+                    attempt, webhook_id, now, now + self._lease_ms, claim, more)
                 return held, claimed, now + self._lease_ms
             except StorageUnavailable:
                 if attempt is None or now_ms() + pause * 1000 >= lease_ends:
@@ -172,7 +199,8 @@ class DeliveryWorker:
     async def _send(self, webhook: Webhook, delivery: Delivery, event: tuple[bytes, str | None]) -> Answer:
         try:
             secret = self._box.open(webhook.webhook_id, webhook.sealed_secret)
-        except SecretUnreadable as unreadable:
+        except SecretUnreadable as unreadable:  # sealed under another GATEWAY_WEBHOOK_SECRET_KEY: the operator's
+            log.warning("webhook_secret_unreadable", webhook_id=webhook.webhook_id)
             return Answer(None, str(unreadable))
         assert self._sender is not None
         body, traceparent = event

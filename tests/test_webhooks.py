@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 import pytest
+import structlog.testing
 from aiohttp.test_utils import TestClient
 from conftest import cli, locked_elsewhere, partner_headers, raw_sql
 from prometheus_client.parser import text_string_to_metric_families
@@ -281,6 +282,42 @@ async def test_types_and_partners_choose_what_is_delivered(aiohttp_client: Any, 
         assert orjson.loads(other.body)["customerId"] == "C2"
         await asyncio.sleep(0.3)
         assert len(hook.at("/other")) == 1 and len(hook.at("/all")) == 2
+
+
+async def test_a_dead_endpoints_backlog_holds_up_another_webhook_for_one_call_at_most(
+        aiohttp_client: Any, settings: Settings, db_url: str, partners: Any) -> None:
+    """Every slot taken by a dead endpoint's lanes (each call times out) with a backlog of 4 s: another
+    partner's webhook got its event once the backlog was through. Now a lane makes way after its call."""
+    async with receiver(lambda call: (204, {}, 3.0) if call.path == "/dead" else OK) as hook:
+        add_webhook(db_url, "P1", f"{hook.url}/dead")
+        add_webhook(db_url, "P2", f"{hook.url}/fast")
+        client = await gateway(aiohttp_client, settings, webhook_concurrency=2, webhook_endpoint_concurrency=2,
+                               webhook_timeout_seconds=0.5, webhook_retry_schedule="60")
+        for _ in range(16):
+            await place(client, partners["P1"])
+        await hook.wait_for(2, "/dead")  # both slots are the dead endpoint's
+        placed = time.monotonic()
+        await place(client, partners["P2"], customer="C2")
+        (fast,) = await hook.wait_for(1, "/fast", timeout=5.0)
+        assert fast.arrived - placed < 1.5  # its calls take 0.5 s; its backlog, 16 x 0.5 s over 2 lanes, 4 s
+        await hook.wait_for(16, "/dead")  # and the dead endpoint's lanes came back for the rest
+
+
+async def test_a_secret_sealed_under_another_key_fails_its_attempts_and_says_so(
+        aiohttp_client: Any, settings: Settings, db_url: str, partners: Any) -> None:
+    """`webhooks add` without GATEWAY_WEBHOOK_SECRET_KEY, `serve` with one: the operator sees why in the
+    attempts and in the server's log, and the endpoint is never called unsigned."""
+    async with receiver() as hook:
+        added = add_webhook(db_url, "P1", hook.url)
+        client = await gateway(aiohttp_client, settings, webhook_secret_key="k" * 40)
+        with structlog.testing.capture_logs() as logged:
+            await place(client, partners["P1"])
+            await counted(client, failed=1)
+        (attempt,) = cli_lines(db_url, "webhooks", "deliveries", added["webhookId"])
+        assert attempt["result"] == "failed" and "sealed under another key" in attempt["error"]
+        assert {"event": "webhook_secret_unreadable", "webhook_id": added["webhookId"],
+                "log_level": "warning"} in logged
+        assert hook.calls == []
 
 
 async def test_the_guard_refuses_loopback_unless_allowed(aiohttp_client: Any, settings: Settings,
