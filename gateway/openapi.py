@@ -29,6 +29,7 @@ from gateway.openapi_answers import (
     answer_headers,
     declared_error_codes,
     error_examples,
+    refusal_examples,
 )
 from schemas.headers import OPENAPI3_PARTNER_SECURITY, PARTNER_SECURITY, RESPONSE_HEADERS, SECURITY_SCHEMES
 
@@ -141,9 +142,10 @@ def _operation(plugin: MarshmallowPlugin, path: str, method: str, handler: Handl
     produces = meta.get("produces", [JSON])
     responses = {int(code): response for code, response in meta.get("responses", {}).items()}
     successes, codes = SUCCESS_EXAMPLES.get(operation_id, {}), declared_error_codes(handler)
+    refusals = refusal_examples(operation_id)
     operation["responses"] = {
         str(status): _response(responses[status], produces, answer_headers(path, method, status),
-                               successes.get(status, {}), codes.get(status, []))
+                               successes.get(status, {}), codes.get(status, []), refusals)
         for status in sorted(responses)
     }
     return operation
@@ -188,7 +190,7 @@ def _request_body(
 
 def _response(
     response: Mapping[str, Any], produces: list[str], headers: list[str], named_examples: Mapping[str, Any],
-    error_codes: list[str],
+    error_codes: list[str], refusals: Mapping[str, dict[str, Any]],
 ) -> dict[str, Any]:
     """A response with a schema is a JSON body (every resource and error of the API), with its examples: those
     named, or one per error code; one without a schema carries the operation's media type when that is not
@@ -197,7 +199,7 @@ def _response(
     if response.get("schema") is not None:
         content: dict[str, Any] = {"schema": response["schema"]}
         examples = {name: {"value": value} for name, value in named_examples.items()}
-        examples.update(error_examples(error_codes))
+        examples.update(error_examples(error_codes, refusals))
         if examples:
             content["examples"] = examples
         converted["content"] = {JSON: content}

@@ -14,7 +14,10 @@ from typing import Any
 
 from aiohttp_apispec import docs
 
-from gateway.errors import ERROR_CODES
+from multidict import MultiDict
+
+from gateway import contract
+from gateway.errors import ERROR_CODES, ApiError
 from gateway.wire import is_partner_path, is_token_path
 from schemas import examples
 from schemas.common import ErrorSchema, OAuthErrorSchema
@@ -79,19 +82,44 @@ def _answer(schema: type, codes: list[str], note: str | None, meanings: list[str
     return {"schema": schema, "description": f"{note}. {listed}" if note else listed, ERROR_CODES_KEY: codes}
 
 
-def error_examples(codes: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """One named example per code, in the API's error shape or RFC 6749's."""
+def error_examples(codes: Iterable[str], refusals: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """One named example per code, in the API's error shape or RFC 6749's: the operation's `refusals` where
+    one has the code, else what schemas.examples says of it."""
     named = {}
     for code in codes:
         if code in examples.OAUTH_ERRORS:
             value: dict[str, Any] = {"error": code, "error_description": examples.OAUTH_ERRORS[code]}
             named[code] = {"summary": code, "value": value}
             continue
-        message = examples.ERROR_MESSAGES.get(code, ERROR_CODES[code][1])
-        details, fields = examples.ERROR_DETAILS.get(code, ([], []))
-        value = {"code": code, "message": message, "additionalDetails": details, "invalidFields": fields}
-        named[code] = {"summary": f"{code}: {message}", "value": value}
+        value = refusals.get(code) or _error(code)
+        named[code] = {"summary": f"{code}: {value['message']}", "value": value}
     return named
+
+
+def _error(code: str) -> dict[str, Any]:
+    details, fields = examples.ERROR_DETAILS.get(code, ([], []))
+    message = examples.ERROR_MESSAGES.get(code, ERROR_CODES[code][1])
+    return {"code": code, "message": message, "additionalDetails": details, "invalidFields": fields}
+
+
+_CONTRACTS: dict[str, Callable[[Mapping[str, Any]], object]] = {
+    "place_order": lambda body: contract.order_request(body, examples.CUSTOMER_ID, MultiDict(), ""),
+    "update_order": lambda body: contract.order_update(body, MultiDict(), ""),
+}
+
+
+def refusal_examples(operation_id: str) -> dict[str, dict[str, Any]]:
+    """What the request contract answers the operation's examples of refused bodies (schemas.examples):
+    code -> the error's body."""
+    answers = {}
+    for code, body in examples.REFUSED_BODIES.get(operation_id, {}).items():
+        try:
+            _CONTRACTS[operation_id](body)
+        except ApiError as refused:
+            answers[code] = refused.body()
+        if answers.get(code, {}).get("code") != code:
+            raise AssertionError(f"{operation_id}: the refused body of {code} is not answered {code}")
+    return answers
 
 
 def answer_headers(path: str, method: str, status: int) -> list[str]:

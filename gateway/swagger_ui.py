@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from schemas.headers import WRITE_KEY_EXAMPLES
+
 SWAGGER_UI_VERSION = "5.35.0"
 SWAGGER_UI_FILES = Path(__file__).parent / "static" / "swagger-ui"
 
@@ -45,10 +47,22 @@ _PAGE = """<!DOCTYPE html>
 </html>
 """
 
+# A write's example correlation id (schemas.headers.WRITE_KEY_EXAMPLES) is made new at each "Execute": trying the
+# examples one after another places each, instead of refusing the second with 422 4123. A key typed in is
+# sent as it is (to see a replay, send one twice).
 _INITIALIZER = """window.addEventListener("load", function () {{
+  var writeKeys = {write_keys};
   window.ui = SwaggerUIBundle(Object.assign({config}, {{
     presets: [SwaggerUIBundle.presets.apis],
-    plugins: [SwaggerUIBundle.plugins.DownloadUrl]
+    plugins: [SwaggerUIBundle.plugins.DownloadUrl],
+    requestInterceptor: function (request) {{
+      var key = request.headers["X-Correlation-Id"];
+      if (writeKeys.indexOf(key) >= 0) {{
+        request.headers["X-Correlation-Id"] = key + "-" + Date.now().toString(36) + "-" +
+          Math.random().toString(36).slice(2, 10);
+      }}
+      return request;
+    }}
   }}));
 }});
 """
@@ -70,4 +84,5 @@ def initializer(openapi_url: str) -> str:
         "displayRequestDuration": True,
         "persistAuthorization": False,
     }
-    return _INITIALIZER.format(config=json.dumps(config, indent=2))
+    return _INITIALIZER.format(config=json.dumps(config, indent=2),
+                               write_keys=json.dumps(sorted(WRITE_KEY_EXAMPLES.values())))

@@ -10,7 +10,9 @@ from gateway.keys import CLAIM, HISTORY, JSON_BODY, PARTNER_ID, STORAGE
 from gateway.openapi_answers import PARTNER_CHECKS, WRITE_CHECKS, error_answers
 from gateway.stored_answers import respond
 from handlers.conditional import json_answer
-from schemas.headers import IF_NONE_MATCH, NOT_MODIFIED, PARTNER_HEADERS, PARTNER_SECURITY, partner_headers
+from schemas.headers import (
+    IF_NONE_MATCH, NOT_MODIFIED, PARTNER_HEADERS, PARTNER_SECURITY, WRITE_KEY_EXAMPLES, partner_headers,
+)
 from schemas.history import HistoryQuerySchema
 from schemas.order_requests import CreateOrderRequestSchema, UpdateOrderRequestSchema, WriteQuerySchema
 from schemas.orders import CreatedOrderSchema, OrderPageSchema, OrderSchema
@@ -74,7 +76,7 @@ _WRITE_NOTES = {
 
 
 @docs(
-    **{**_PARTNER_OPERATION, "parameters": partner_headers("try-it-out-place")},
+    **{**_PARTNER_OPERATION, "parameters": partner_headers(WRITE_KEY_EXAMPLES["place_order"])},
     summary="Place (NEW, RENEWAL, RETURN) or preview an order; safe to retry with the same X-Correlation-Id",
     responses={
         201: {"schema": CreatedOrderSchema, "description": "Placed: status 1002; Location points at the order"},
@@ -100,7 +102,7 @@ async def place_order(request: web.Request) -> web.Response:
 
 
 @docs(
-    **{**_PARTNER_OPERATION, "parameters": partner_headers("try-it-out-update")},
+    **{**_PARTNER_OPERATION, "parameters": partner_headers(WRITE_KEY_EXAMPLES["update_order"])},
     summary="Change an order's externalReferenceId; safe to retry with the same X-Correlation-Id",
 )
 @error_answers(*WRITE_CHECKS, *_UPDATE_CODES, notes=_WRITE_NOTES)

@@ -119,23 +119,48 @@ TOKEN_MILLISECONDS = {**TOKEN_SECONDS, "expires_in": 86400000}
 
 # -- errors -----------------------------------------------------------------------------------------------------
 
-# What an error example shows beyond its code and message, where the code says little alone:
-# code -> (additionalDetails, invalidFields).
+# Bodies each refused with one code, by operation: their examples in the document are what the request
+# contract answers them (gateway.openapi_answers), so they cannot drift from what the API sends.
+_LINE: dict[str, Any] = {"extLineItemNumber": 1, "offerId": OFFER_ID, "quantity": 5}  # NEW_ORDER's line
+REFUSED_BODIES: dict[str, dict[str, dict[str, Any]]] = {
+    "place_order": {
+        "1117": {**NEW_ORDER, "lineItems": [_LINE, {**_LINE, "extLineItemNumber": 2, "offerId": ""}]},
+        "1121": {**NEW_ORDER, "colour": "red"},
+        "1122": {key: value for key, value in NEW_ORDER.items() if key != "orderType"},
+        "2119": {**NEW_ORDER, "lineItems": [{**_LINE, "extLineItemNumber": n} for n in range(1, 501)]},
+        "2120": {**NEW_ORDER, "lineItems": [{**_LINE, "quantity": 0}]},
+        "2121": {**NEW_ORDER, "lineItems": [_LINE, _LINE]},
+        "2123": {**NEW_ORDER, "lineItems": [{**_LINE, "extLineItemNumber": 1000000}]},
+        "2126": {**NEW_ORDER, "externalReferenceId": "PO-" + "0" * 40},
+        "2141": {**NEW_ORDER, "lineItems": [{**_LINE, "flexDiscountCodes": ["SUMMER"]}]},
+    },
+    "update_order": {
+        "1117": {"externalReferenceId": "PO<2041>"},
+        "1121": {"externalReferenceId": "PO-2041-B", "status": "1000"},
+        "1122": {},
+        "2126": {"externalReferenceId": "PO-" + "0" * 40},
+    },
+}
+# What an error example shows beyond its code and message where no body makes it: code ->
+# (additionalDetails, invalidFields). The messages of the RETURN rules are those of gateway.order_writes.
 ERROR_DETAILS: dict[str, tuple[list[str], list[str]]] = {
-    "1117": (["Line Item: 2, Reason: offerId must not be empty"], ["offerId"]),
-    "1121": (["colour: unknown field colour"], ["colour"]),
-    "1122": (["orderType: orderType is required"], ["orderType"]),
     "1132": (["limit: Must be an integer of at least 1."], ["limit"]),
     "1133": (["offset 30 is greater than totalCount 25"], ["offset"]),
-    "2120": (["Line Item: 1, Reason: quantity must be at least 1"], ["quantity"]),
-    "2121": (["Line Item: 1, Reason: extLineItemNumber 1 is used twice"], ["extLineItemNumber"]),
-    "2141": (["Line Item: 1, Reason: flexDiscountCodes: the order would be billed without them"],
-             ["flexDiscountCodes"]),
+    "2130": (["Line Item: 1, Reason: offerId differs from the referenced line"], ["offerId"]),
+    "2131": (["Line Item: 3, Reason: no such line in the referenced order"], ["extLineItemNumber"]),
+    "2133": ([], ["referenceOrderId"]),
+    "2134": ([], ["referenceOrderId"]),
     "4119": ([], ["X-Correlation-Id"]),
 }
 # The message of an example where the API's answer says more than the code's own message.
 ERROR_MESSAGES: dict[str, str] = {
+    "1117": "The request could not be parsed",  # where no body is read: what the HTTP layer cannot parse
     "1132": "Invalid query parameters",
+    "2130": "offerId differs from the referenced line",
+    "2131": "no such line in the referenced order",
+    "2133": "Everything of the referenced order has been returned",
+    "2134": "The referenced order is older than 14 days",
+    "4118": "Too many requests for this partner; retry in 2 s",
     "4119": "X-Correlation-Id is required: 1 to 255 characters, no control characters",
 }
 # RFC 6749 5.2 errors of the token endpoints: error -> a typical error_description.

@@ -11,8 +11,10 @@ from typing import Any
 MAX_CORRELATION_ID = 255  # characters; middleware.correlation enforces it
 TOKEN_URL = "/ims/token/v3"  # where the client-credentials scheme fetches its token
 # Swagger UI fills a parameter's example into "Try it out": a correlation id that works as it is. Each write
-# has its own: one shared by all made a PATCH tried after a POST a 422 4123 (the same key, another request).
+# has its own, which the docs page makes new at each "Execute" (gateway.swagger_ui): one key shared by every
+# try made the second a 422 4123 (the same key, another request: a PATCH after a POST, a preview after a NEW).
 CORRELATION_ID_EXAMPLE = "try-it-out-1"
+WRITE_KEY_EXAMPLES = {"place_order": "try-it-out-place", "update_order": "try-it-out-update"}
 
 
 def partner_headers(correlation_example: str = CORRELATION_ID_EXAMPLE) -> list[dict[str, Any]]:

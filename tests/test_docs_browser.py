@@ -20,12 +20,13 @@ from conftest import seed_with_cli, server_process
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (the `test` extra)")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ready  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 WAIT_SECONDS = 15  # for one thing to appear; the whole test takes a few seconds
 HISTORY = "#operations-orders-order_history"  # Swagger UI's id: tag and operationId
+PLACE = "#operations-orders-place_order"
 
 pytestmark = pytest.mark.skipif(
     not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
@@ -115,6 +116,26 @@ def try_history(driver: Any, customer_id: str) -> str:
     return str(status.text).split()[0]
 
 
+def try_place(driver: Any, customer_id: str, example: str) -> str:
+    """Fills in the customer and one of the body's examples on the (expanded) operation that places orders,
+    executes it; the status shown."""
+    operation = driver.find_element(By.CSS_SELECTOR, PLACE)
+    if not operation.find_elements(By.CSS_SELECTOR, "button.execute"):
+        operation.find_element(By.CSS_SELECTOR, ".opblock-summary").click()
+        wait(driver).until(lambda _: operation.find_elements(By.CSS_SELECTOR, "button.try-out__btn"))[0].click()
+    customer = operation.find_element(By.CSS_SELECTOR, "tr[data-param-name='customerId'] input")
+    customer.clear()
+    customer.send_keys(customer_id)
+    Select(operation.find_element(By.CSS_SELECTOR, ".opblock-section-request-body select.examples-select-element")
+           ).select_by_value(example)
+    operation.find_element(By.CSS_SELECTOR, "button.execute").click()
+    status = wait(driver).until(lambda _: operation.find_elements(
+        By.CSS_SELECTOR, ".live-responses-table .response .response-col_status"))[0]
+    shown = str(status.text).split()[0]
+    operation.find_element(By.CSS_SELECTOR, "button.btn-clear").click()  # the next try shows its own answer
+    return shown
+
+
 def test_authorize_and_try_the_history(gateway: tuple[str, dict[str, str]], browser: Any) -> None:
     base_url, partner = gateway
     open_docs(browser, f"{base_url}/api/docs")
@@ -126,6 +147,16 @@ def test_authorize_and_try_the_history(gateway: tuple[str, dict[str, str]], brow
     assert_own_origin(urls, base_url)
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert not errors, errors  # a Content-Security-Policy violation would show here
+
+
+def test_trying_the_examples_of_a_write_one_after_another_places_each(gateway: tuple[str, dict[str, str]],
+                                                                      browser: Any) -> None:
+    """Each "Execute" sends the example correlation id made new: the same key for the preview after the order
+    was a 422 4123 (and the order tried again, a replay)."""
+    base_url, partner = gateway
+    open_docs(browser, f"{base_url}/api/docs")
+    authorize(browser, partner)
+    assert [try_place(browser, "C1", example) for example in ("new", "preview", "new")] == ["201", "200", "201"]
 
 
 @pytest.mark.parametrize("query", ["url=https://example.invalid/x.json", "configUrl=https://example.invalid/c.json",

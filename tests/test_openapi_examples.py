@@ -84,3 +84,38 @@ async def test_error_examples_are_what_the_api_answers(client: TestClient, make_
         if code == "1133":  # the counts in its detail are the request's own
             answer["additionalDetails"] = example["additionalDetails"]
         assert answer == example
+
+
+def _error_examples(document: dict[str, Any], path: str, method: str) -> dict[str, Any]:
+    examples_400 = document["paths"][path][method]["responses"]["400"]["content"]["application/json"]["examples"]
+    return {code: example["value"] for code, example in examples_400.items()}
+
+
+async def test_the_writes_refusal_examples_are_what_the_api_answers(client: TestClient, make_partner: Any,
+                                                                  load: Any) -> None:
+    """The bodies behind them sent as they are, and the RETURN rules' examples met for real: an original
+    older than 14 days (2134), and one of this week returned by a line it lacks (2131) or with another offer
+    (2130)."""
+    credential = await make_partner("P1")
+    recent = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
+    await load([reseller_record("R1", "P1"), customer_record(examples.CUSTOMER_ID, "R1"),
+                order_record(examples.ORDER_ID, examples.CUSTOMER_ID, "2020-01-01T00:00:00Z"),
+                order_record("5120008001", examples.CUSTOMER_ID, recent, offers=[examples.OFFER_ID])])
+    document = await (await client.get("/api/docs/openapi.json")).json()
+    orders = f"/v3/customers/{examples.CUSTOMER_ID}/orders"
+    placing = _error_examples(document, "/v3/customers/{customerId}/orders", "post")
+    updating = _error_examples(document, "/v3/customers/{customerId}/orders/{orderId}", "patch")
+
+    async def answer(method: str, path: str, body: dict[str, Any]) -> Any:
+        response = await client.request(method, path, json=body, headers=await partner_headers(client, credential))
+        return await response.json()
+
+    for code, body in examples.REFUSED_BODIES["place_order"].items():
+        assert await answer("POST", orders, body) == placing[code], code
+    for code, body in examples.REFUSED_BODIES["update_order"].items():
+        assert await answer("PATCH", f"{orders}/{examples.ORDER_ID}", body) == updating[code], code
+    line = examples.RETURN_ORDER["lineItems"][0]
+    for code, reference, changed in (("2134", examples.ORDER_ID, {}), ("2131", "5120008001", {"extLineItemNumber": 3}),
+                                     ("2130", "5120008001", {"offerId": "ANOTHER-OFFER"})):
+        body = {**examples.RETURN_ORDER, "referenceOrderId": reference, "lineItems": [{**line, **changed}]}
+        assert await answer("POST", orders, body) == placing[code], code
