@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from aiohttp_apispec import docs
-
 from multidict import MultiDict
 
 from gateway import contract

@@ -160,8 +160,8 @@ class LineItemRequestSchema(Schema):
 
     # The answer lists a line's problems in this order.
     REPORT_ORDER: ClassVar[tuple[str, ...]] = (
-        LINE_KEY, NUL_KEY, UNKNOWN_KEY, LONG_KEY, "extLineItemNumber", "offerId", "quantity", "subscriptionId", "currencyCode",
-        "deploymentId", *DISCOUNT_FIELDS,
+        LINE_KEY, NUL_KEY, UNKNOWN_KEY, LONG_KEY, "extLineItemNumber", "offerId", "quantity", "subscriptionId",
+        "currencyCode", "deploymentId", *DISCOUNT_FIELDS,
     )
 
     extLineItemNumber = WholeNumber(
@@ -245,9 +245,9 @@ def line_rules(
 ) -> tuple[dict[int, dict[str, list[Problem]]], list[Problem]]:
     """The rules of lines that need the other lines or the order: unique numbers, a subscription on RENEWAL
     lines, a currency on every line (its own or the order's) and one currency for all; `order_type` None when
-    it is not valid (the rules of one type are then left out). `parts` are the lines
-    as loaded (None for a line that is not an object); `order_currency` the order's valid currency, and
-    `order_sent_currency` whether it sent one at all (an invalid one is its own problem, not the lines')."""
+    it is not valid (the rules of one type are then left out). `parts` are the lines as loaded (None for a
+    line that is not an object); `order_currency` the order's valid currency, and `order_sent_currency`
+    whether it sent one at all (an invalid one is its own problem, not the lines')."""
     found: dict[int, dict[str, list[Problem]]] = {}
     seen: set[int] = set()
     currencies: set[str] = set()
