@@ -37,10 +37,12 @@ def _oauth_response(error: OAuthError) -> web.Response:
 
 
 def _basic_credentials(request: web.Request) -> tuple[str, str] | None:
-    header = request.headers.get("Authorization")
-    if header is None:
+    sent = request.headers.getall("Authorization", [])
+    if not sent:
         return None
-    scheme, _, encoded = header.strip().partition(" ")
+    if len(sent) > 1:  # one would authenticate, and a proxy reading the other would see another client
+        raise OAuthError(400, "invalid_request", "Authorization sent more than once")
+    scheme, _, encoded = sent[0].strip().partition(" ")
     if scheme.lower() != "basic":
         raise OAuthError(400, "invalid_request", "Authorization must use the Basic scheme")
     try:
@@ -122,7 +124,9 @@ async def _multipart_form(request: web.Request) -> list[tuple[str, str]]:
         if (error.text or "").startswith("Maximum number of form fields"):
             raise OAuthError(400, "invalid_request", f"a form has at most {MAX_FORM_FIELDS} fields") from None
         raise
-    return [(name, value) for name, value in form.items() if isinstance(value, str)]
+    # A file part is a parameter sent too (so that one beside a field of its name is one sent twice), holding
+    # no value a token request can use.
+    return [(name, value if isinstance(value, str) else "") for name, value in form.items()]
 
 
 async def _issue(request: web.Request, expires_scale: int) -> web.Response:
@@ -152,8 +156,8 @@ async def _authenticate(request: web.Request) -> tuple[str, Credential]:
     basic = _basic_credentials(request)
     challenge = {"WWW-Authenticate": 'Basic realm="order-gateway"'} if basic else None
     if basic is not None:
-        if any(sent not in (None, basic[0]) for sent in (client_id, request.query.get("client_id"))):
-            raise OAuthError(400, "invalid_request", "client_id differs from the Basic credentials")
+        _refuse_other_credentials(basic, (client_id, request.query.get("client_id")),
+                                  (secret, request.query.get("client_secret")))
         client_id, secret = basic
     if not client_id:
         raise OAuthError(401, "invalid_client", "client_id and client_secret are required", challenge)
@@ -166,6 +170,15 @@ async def _authenticate(request: web.Request) -> tuple[str, Credential]:
         why = "unknown client or wrong secret" if secret else "client_id and client_secret are required"
         raise OAuthError(401, "invalid_client", why, challenge)
     return client_id, credential
+
+
+def _refuse_other_credentials(basic: tuple[str, str], client_ids: tuple[str | None, ...],
+                              secrets: tuple[str | None, ...]) -> None:
+    """Basic credentials beside a client id or secret in the form or the query that differ from them: two ways
+    of authenticating in one request (RFC 6749 2.3), which would name two clients or two secrets."""
+    for name, sent, basic_value in (("client_id", client_ids, basic[0]), ("client_secret", secrets, basic[1])):
+        if any(value not in (None, basic_value) for value in sent):
+            raise OAuthError(400, "invalid_request", f"{name} differs from the Basic credentials")
 
 
 def _verified(credential: Credential | None, secret: str | None) -> bool:

@@ -6,6 +6,7 @@ import io
 import time
 import uuid
 
+import aiohttp
 import jwt
 import pytest
 from conftest import TEST_SIGNING_KEY, bearer, customer_record, order_record, partner_headers, raw_sql, reseller_record
@@ -283,6 +284,35 @@ async def test_token_parameters_in_query_string_body_wins_and_basic(client, part
         response = await client.post("/ims/token/v3", headers={"Authorization": f"Basic {basic}"}, **other)
         assert response.status == 400
         assert (await response.json())["error"] == "invalid_request"
+
+
+async def test_two_ways_of_authenticating_in_one_token_request_are_invalid_request(client, partner):
+    """RFC 6749 2.3: one method per request. A second Authorization header was ignored (the first copy
+    authenticated), and a client_secret beside Basic credentials too, whatever it held (found by a probe)."""
+    basic = base64.b64encode(f"{partner.api_key}:{partner.client_secret}".encode()).decode()
+    other = base64.b64encode(b"someone:else").decode()
+    grant = {"grant_type": "client_credentials"}
+    for headers, data, params in (
+        ([("Authorization", f"Basic {basic}"), ("Authorization", f"Basic {other}")], grant, {}),
+        ([("Authorization", f"Basic {basic}")], {**grant, "client_secret": "wrong"}, {}),
+        ([("Authorization", f"Basic {basic}")], grant, {"client_secret": "wrong"}),
+    ):
+        response = await client.post("/ims/token/v3", headers=headers, data=data, params=params)
+        assert response.status == 400, await response.text()
+        assert (await response.json())["error"] == "invalid_request"
+    # The same secret in both places names one client, as the same client id does.
+    response = await client.post("/ims/token/v3", headers={"Authorization": f"Basic {basic}"},
+                                 data={**grant, "client_id": partner.api_key, "client_secret": partner.client_secret})
+    assert response.status == 200
+
+
+async def test_a_file_part_beside_a_field_of_its_name_is_a_parameter_sent_twice(client, partner):
+    form = aiohttp.FormData({"grant_type": "client_credentials", "client_id": partner.api_key,
+                             "client_secret": partner.client_secret})
+    form.add_field("client_secret", b"other", filename="secret.txt")
+    response = await client.post("/ims/token/v3", data=form)
+    assert response.status == 400  # the file part was left out, and the field authenticated: 200
+    assert (await response.json())["error"] == "invalid_request"
 
 
 @pytest.mark.parametrize(
