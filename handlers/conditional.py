@@ -16,14 +16,18 @@ def entity_tag(body: bytes) -> str:
     return f'"{hashlib.sha256(body).hexdigest()[:32]}"'
 
 
-# An element of the list: an entity tag (a comma inside its quotes is part of it), or anything else up to
-# the next comma or space (`*`, and what is no tag, which matches nothing).
-_ELEMENT = re.compile(r'(?:W/)?"[^"]*"|[^,\s"]+')
+# The field (RFC 9110 13.1.2): `*`, or a list of entity tags (a comma inside a tag's quotes is part of it),
+# `*` taken among them too. A value that is not such a list (`"T"x`, `w/"T"`, an unclosed quote) lists nothing.
+_ELEMENT = r'(?:\*|(?:W/)?"[^"]*")'
+_LIST = re.compile(rf"[\s,]*{_ELEMENT}(?:[ \t]*,[\s,]*{_ELEMENT})*[\s,]*")
+_ELEMENTS = re.compile(_ELEMENT)
 
 
 def _listed(if_none_match: str, tag: str) -> bool:
     """Weak comparison: a `W/` prefix is ignored."""
-    return any(element == "*" or element.removeprefix("W/") == tag for element in _ELEMENT.findall(if_none_match))
+    if not _LIST.fullmatch(if_none_match):
+        return False
+    return any(element == "*" or element.removeprefix("W/") == tag for element in _ELEMENTS.findall(if_none_match))
 
 
 def json_answer(request: web.Request, body: bytes) -> web.Response:

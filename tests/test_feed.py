@@ -327,7 +327,8 @@ async def test_conditional_gets_answer_304_until_the_body_changes(client: TestCl
         assert again.status == 304 and await again.read() == b""
         assert again.headers["ETag"] == tag and again.headers["X-Request-Id"]
         assert again.headers["Cache-Control"] == "private, no-cache" and "RateLimit-Remaining" in again.headers
-    for other in ('"other"', '"a,*,b"', f'"x,{tag[1:]}', "garbage"):  # a comma in quotes is the tag's own
+    # A comma in quotes is the tag's own; a value that is no list of tags lists none (`W/` is case-sensitive).
+    for other in ('"other"', '"a,*,b"', f'"x,{tag[1:]}', "garbage", f"{tag}x", f"{tag} x", f'{tag}"', f"w/{tag}"):
         assert (await client.get(path, headers={**sent, "If-None-Match": other})).status == 200, other
     patched = await client.patch(f"{ORDERS}/{placed['orderId']}", json={"externalReferenceId": "changed"},
                                  headers=await headers(client, partners["P1"]))
