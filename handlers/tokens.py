@@ -182,7 +182,7 @@ def _refuse_other_credentials(basic: tuple[str, str], client_ids: tuple[str | No
 
 
 def _verified(credential: Credential | None, secret: str | None) -> bool:
-    return credential is not None and bool(secret) and secret_matches(secret or "", credential.secret_hash)
+    return credential is not None and secret is not None and secret_matches(secret, credential.secret_hash)
 
 
 def _claimed_client_id(form: list[tuple[str, str]], query: list[tuple[str, str]],

@@ -135,7 +135,8 @@ def _not_json(constant: str) -> Any:
 
 
 def _as_doubles(value: Any) -> Any:
-    """Decimals as the doubles orjson reads (1e400 as infinity, which the fields that take numbers refuse)."""
+    """Decimals as the doubles orjson reads (1e400 as infinity, which the fields that take numbers refuse);
+    integers as they are, of any size."""
     if isinstance(value, dict):
         return {name: _as_doubles(item) for name, item in value.items()}
     if isinstance(value, list):

@@ -9,21 +9,14 @@ from gateway.idempotency import Answer, Claim
 from gateway.storage.db import Db, fetch_in, padded
 from gateway.storage.types import StoredAnswer
 
-GET_ANSWER = """
-    SELECT fingerprint, status, body, content_type, location, created FROM idempotency
-    WHERE partner_id = ? AND key = ?
-"""
-
-
 def _answer(row: Any) -> StoredAnswer:
     fingerprint, status, body, content_type, location, _ = row
     return StoredAnswer(fingerprint, Answer(status, bytes(body), content_type, location))
 
 
-async def stored_answer(db: Db, partner_id: str, key: str, not_before: int) -> StoredAnswer | None:
-    """The live answer stored under the key, read without claiming it."""
-    rows = await db.fetch_by_key(GET_ANSWER, (partner_id, key))
-    return _answer(rows[0]) if rows and rows[0][-1] >= not_before else None
+async def stored_answer(db: Db, partner_id: str, key: str) -> tuple[StoredAnswer, int] | None:
+    """The answer stored under the key, with when it was stored, live or not; read without claiming it."""
+    return (await stored_answers(db, [(partner_id, key)])).get((partner_id, key))
 
 
 GET_ANSWERS = """
@@ -33,15 +26,14 @@ GET_ANSWERS = """
 
 
 async def stored_answers(db: Db, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[StoredAnswer, int]]:
-    """The answers stored under several (partner id, key) pairs, with when each was stored, live or not: one
-    statement per partner."""
+    """`stored_answer` of several (partner id, key) pairs: one statement per partner, read by key."""
     by_partner: dict[str, list[str]] = {}
     for partner_id, key in keys:
         if "\x00" not in key:  # matches nothing stored (and would make the backend refuse the statement)
             by_partner.setdefault(partner_id, []).append(key)
     found = {}
     for partner_id, partner_keys in by_partner.items():
-        for key, *row in await fetch_in(db, GET_ANSWERS, padded(partner_keys), partner_id):
+        for key, *row in await fetch_in(db, GET_ANSWERS, padded(partner_keys), partner_id, by_key=True):
             found[(partner_id, key)] = (_answer(row), int(row[-1]))
     return found
 
@@ -53,11 +45,11 @@ async def claim(db: Db, partner_id: str, key: str, not_before: int) -> StoredAns
     """Inside a write: the answer already stored under the key, or None with the key claimed until commit.
     LockHeld while another transaction has it claimed: the first request with the key is still executing."""
     await db.lock(f"answer\x1f{partner_id}\x1f{key}", wait=False)
-    rows = await db.fetch_by_key(GET_ANSWER, (partner_id, key))
-    if not rows:
+    stored = await stored_answer(db, partner_id, key)
+    if stored is None:
         return None
-    if rows[0][-1] >= not_before:
-        return _answer(rows[0])
+    if stored[1] >= not_before:
+        return stored[0]
     await db.execute(DROP_ANSWER, (partner_id, key))  # expired: the key is free again
     return None
 

@@ -11,15 +11,9 @@ from gateway.storage.types import CustomerScope, HistoryConditions, IndexRow
 
 Window = tuple[int | None, int | None]  # inclusive bounds on creation, whole seconds; None: unbounded
 
-CUSTOMER_SCOPE = """
-    SELECT c.coterm_date, c.version FROM customers c JOIN resellers r ON r.reseller_id = c.reseller_id
-    WHERE c.customer_id = ? AND r.partner_id = ?
-"""
-
-
 async def customer_scope(db: Db, customer_id: str, partner_id: str) -> CustomerScope | None:
-    rows = await db.fetch_by_key(CUSTOMER_SCOPE, (customer_id, partner_id))
-    return CustomerScope(customer_id, rows[0][0], int(rows[0][1])) if rows else None
+    """The customer as the partner sees it; None when it cannot."""
+    return (await customer_scopes(db, [(customer_id, partner_id)])).get((customer_id, partner_id))
 
 
 CUSTOMER_SCOPES = """
@@ -30,13 +24,13 @@ CUSTOMER_SCOPES = """
 
 
 async def customer_scopes(db: Db, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], CustomerScope]:
-    """`customer_scope` of several (customer id, partner id) pairs in one statement: those found."""
+    """`customer_scope` of several (customer id, partner id) pairs in one statement read by key: those found."""
     wanted = set(keys)
     # A NUL matches nothing stored (and one would make the backend refuse the whole statement).
     customer_ids = sorted({customer_id for customer_id, _ in keys if "\x00" not in customer_id})
     if not customer_ids:
         return {}
-    rows = await fetch_in(db, CUSTOMER_SCOPES, padded(customer_ids))
+    rows = await fetch_in(db, CUSTOMER_SCOPES, padded(customer_ids), by_key=True)
     return {(customer_id, partner_id): CustomerScope(customer_id, coterm_date, int(version))
             for customer_id, partner_id, coterm_date, version in rows if (customer_id, partner_id) in wanted}
 

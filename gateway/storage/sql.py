@@ -143,8 +143,9 @@ class SqlStorage:
 
     async def stored_answer(self, partner_id: str, key: str, not_before: int) -> StoredAnswer | None:
         if self._answers is None:
-            return await answers.stored_answer(self._reader, partner_id, key, not_before)
-        stored = await self._answers.get((partner_id, key))
+            stored = await answers.stored_answer(self._reader, partner_id, key)
+        else:
+            stored = await self._answers.get((partner_id, key))
         return stored[0] if stored is not None and stored[1] >= not_before else None
 
     async def request_id_used(self, partner_id: str, request_id: str, not_before: int) -> bool:
