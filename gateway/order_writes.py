@@ -55,7 +55,7 @@ async def keep_answer(storage: Storage, claim: Claim, answer: Answer) -> Reply:
         await tx.store_answer(claim, answer, claim.now)
         return Reply(answer, replayed=False)
 
-    return await storage.write(unit)
+    return await storage.write(unit, grouped=True)
 
 
 def preview(customer_id: str, request: OrderRequest, now: int) -> Answer:
@@ -87,7 +87,8 @@ async def place(storage: Storage, claim: Claim, customer_id: str, request: Order
                 return Reply(answer, replayed=False)
         raise RuntimeError("no free order id after several attempts")
 
-    return await storage.write(unit)
+    # A RETURN waits for its original's lock; any other creation takes only its key's, without waiting.
+    return await storage.write(unit, grouped=request.order_type != "RETURN")
 
 
 async def update_reference(storage: Storage, claim: Claim, customer_id: str, order_id: str,
@@ -105,7 +106,7 @@ async def update_reference(storage: Storage, claim: Claim, customer_id: str, ord
         await tx.store_answer(claim, answer, claim.now)
         return Reply(answer, replayed=False)
 
-    return await storage.write(unit)
+    return await storage.write(unit, grouped=True)
 
 
 def _lines(requested: tuple[LineRequest, ...], status: str) -> tuple[LineItem, ...]:

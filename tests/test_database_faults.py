@@ -627,7 +627,7 @@ async def test_a_write_cut_at_the_busy_timeout_is_cancelled_on_the_server(aiohtt
     if db_url.startswith("sqlite://"):
         pytest.skip("SQLite's writers are one at a time: no lock of an order to wait for")
     import asyncpg
-    from gateway.storage.postgres import lock_key
+    from gateway.storage.postgres_db import lock_key
 
     partner = await seeded(make_partner, load)
     client = await gateway(aiohttp_client, db_url, busy_timeout=0.5)
@@ -703,7 +703,7 @@ async def test_statements_the_server_gives_up_on_get_503(aiohttp_client: Any, ma
     if db_url.startswith("sqlite://"):
         pytest.skip("PostgreSQL's lock_timeout and pg_cancel_backend")
     import asyncpg
-    from gateway.storage.postgres import lock_key
+    from gateway.storage.postgres_db import lock_key
 
     partner = await seeded(make_partner, load)
     timing_out = await gateway(aiohttp_client, f"{db_url}&lock_timeout=100", busy_timeout=0.6)

@@ -66,12 +66,14 @@ class Backend(Protocol):
     def reader(self) -> Db:
         """For single statements outside any transaction."""
 
-    async def write(self, unit: Unit[T], *, once: bool = False, lengthy: bool = False) -> T:
+    async def write(self, unit: Unit[T], *, once: bool = False, lengthy: bool = False, grouped: bool = False) -> T:
         """Runs the unit in one transaction; its exception rolls the transaction back and is raised here. A
         backend may run a unit again after a transient failure, unless `once`: for a unit that consumes what
         it writes as it goes (an import's records), and would write only the rest the second time. A backend
         gives up on a unit whose database stops answering at the busy timeout, unless `lengthy`: a unit that
-        may take long by design (an import, a purge)."""
+        may take long by design (an import, a purge). `grouped`: a unit that takes no lock it would wait for
+        may share one transaction (and its commit) with other such units, each rolled back alone when it
+        fails; its answer comes after that commit."""
 
     async def write_buckets(self, unit: Unit[T]) -> T:
         """`write`, for the rate-limit buckets: state that is rewritten on many requests and may be lost in a

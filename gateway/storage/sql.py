@@ -72,8 +72,9 @@ class SqlStorage:
         write's deliveries are due at once)."""
         self._write_listeners.append(listener)
 
-    async def write(self, unit: Callable[[SqlTransaction], Coroutine[Any, Any, T]]) -> T:
-        result = await self._backend.write(lambda db: unit(SqlTransaction(db)))
+    async def write(self, unit: Callable[[SqlTransaction], Coroutine[Any, Any, T]], *, grouped: bool = False) -> T:
+        """`grouped`: the unit takes no lock it would wait for, and may share its transaction (Backend.write)."""
+        result = await self._backend.write(lambda db: unit(SqlTransaction(db)), grouped=grouped)
         for listener in self._write_listeners:
             listener()
         return result

@@ -104,8 +104,9 @@ class SqliteBackend:
     def reader(self) -> Db:
         return self._read_db
 
-    async def write(self, unit: Unit[T], *, once: bool = False, lengthy: bool = False) -> T:
-        return await self._writer.write(unit)  # never run twice: SQLite waits within its busy timeout
+    async def write(self, unit: Unit[T], *, once: bool = False, lengthy: bool = False, grouped: bool = False) -> T:
+        # Never run twice: SQLite waits within its busy timeout. Every unit is grouped here (one writer thread).
+        return await self._writer.write(unit)
 
     async def write_buckets(self, unit: Unit[T]) -> T:
         return await self._bucket_writer.write(unit)

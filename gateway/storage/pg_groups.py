@@ -1,0 +1,126 @@
+"""PostgreSQL group commit: units that take no lock they would wait for (a creation, a stored refusal) share
+one transaction with the units queued beside them, each in a savepoint of its own.
+
+A write that makes an event holds the events' lock, and its customers' version rows, through its commit's
+flush to disk (gateway.storage.commit_order): such writes commit one at a time, at most one per flush,
+however many processes run them. A group makes that one flush count for every unit in it, and sends the
+statements its units keep for last (their journal rows and events) once for all of them.
+
+A unit that fails rolls back to its savepoint alone, and its failure is its own answer; the others go on.
+A failure of the group's connection or transaction (a lost server, a deadline, a serialization failure at
+COMMIT) runs the whole group again, as a lone unit would be (gateway.storage.pg_retry), so each unit's
+answer is handed back only once its group has committed. A unit that would wait for a lock (an order's, an
+import's) never joins a group: while it waited, the group's locks would wait with it.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from gateway.storage.db import Db, T, Unit
+from gateway.storage.pg_retry import ABANDONED, RETRIED
+from gateway.storage.postgres_db import BEGIN, PostgresTransaction
+from gateway.storage.types import StorageUnavailable
+
+GROUP_MAX = 32  # units of one transaction at most: each is a subtransaction, and PostgreSQL tracks 64 cheaply
+GROUPS_AT_ONCE = 2  # transactions a process keeps open for groups: the next forms while one commits
+SAVEPOINT = "SAVEPOINT unit"
+ROLLBACK_TO = "ROLLBACK TO SAVEPOINT unit"
+
+_Outcome = tuple[BaseException | None, Any]
+
+
+class _Member(PostgresTransaction):
+    """One unit's view of its group's transaction: its statements run in its own savepoint, opened with the
+    first of them; what it keeps for last joins the group's only when it succeeds."""
+
+    def __init__(self, group: PostgresTransaction) -> None:
+        super().__init__(group.connection, group.schema, group.deadline)
+        self._group = group
+
+    def _preamble(self) -> str:
+        opening = SAVEPOINT if self._group.begun else f"{BEGIN}; {SAVEPOINT}"
+        self._group.begun = True
+        return opening
+
+    async def roll_back(self) -> None:
+        if self.begun:
+            await self.connection.execute(ROLLBACK_TO, timeout=self._timeout())
+
+    async def join(self) -> None:
+        for sql, rows in self.kept().items():
+            await self._group.execute_last(sql, rows)
+
+
+@dataclasses.dataclass(eq=False)
+class _Queued:
+    unit: Unit[Any]
+    future: asyncio.Future[Any]
+    seconds: float  # its busy timeout, as its request has it left
+
+
+async def _run_members(group: Db, queued: list[_Queued]) -> list[_Outcome]:
+    assert isinstance(group, PostgresTransaction)
+    outcomes: list[_Outcome] = []
+    for member_unit in queued:
+        if member_unit.future.done():  # its caller went away before it ran
+            outcomes.append((None, None))
+            continue
+        member = _Member(group)
+        try:
+            value = await member_unit.unit(member)
+        except (*RETRIED, *ABANDONED):
+            raise  # the group's transaction or connection: the group runs again, or fails as a whole
+        except Exception as failure:  # the unit's own answer (a refusal, a lock another process holds)
+            await member.roll_back()
+            outcomes.append((failure, None))
+            continue
+        await member.join()
+        outcomes.append((None, value))
+    return outcomes
+
+
+WriteGroup = Callable[[Unit[list[_Outcome]], float], Awaitable[list[_Outcome]]]
+
+
+class GroupCommits:
+    """Units queued while this process's group transactions run make up the next ones: at most GROUPS_AT_ONCE
+    at a time, of at most GROUP_MAX units. A unit alone goes out at once, as a group of one."""
+
+    def __init__(self, write_group: WriteGroup) -> None:
+        self._write_group = write_group  # runs a unit as a lone write would (retried, within its seconds)
+        self._queue: list[_Queued] = []
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def write(self, unit: Unit[T], seconds: float) -> T:
+        queued = _Queued(unit, asyncio.get_running_loop().create_future(), seconds)
+        self._queue.append(queued)
+        if len(self._running) < GROUPS_AT_ONCE:
+            task = asyncio.get_running_loop().create_task(self._run())
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+        result: T = await queued.future
+        return result
+
+    async def _run(self) -> None:
+        while self._queue:
+            group, self._queue = self._queue[:GROUP_MAX], self._queue[GROUP_MAX:]
+            seconds = max(queued.seconds for queued in group)  # its most patient unit's
+            try:
+                outcomes = await self._write_group(lambda db: _run_members(db, group), seconds)
+            except asyncio.CancelledError:  # the process stops
+                for queued in (*group, *self._queue):
+                    if not queued.future.done():
+                        queued.future.set_exception(StorageUnavailable("PostgreSQL: the process is stopping"))
+                raise
+            except Exception as group_failure:  # nothing of the group committed, or its outcome is unknown
+                outcomes = [(group_failure, None)] * len(group)
+            for queued, (failure, value) in zip(group, outcomes):
+                if queued.future.done():
+                    continue
+                if failure is not None:
+                    queued.future.set_exception(failure)
+                else:
+                    queued.future.set_result(value)
