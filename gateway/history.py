@@ -46,7 +46,10 @@ def term_start(coterm_date: str | None) -> int | None:
     """The current term starts a calendar year before the coterm date (29 February -> 28 February)."""
     if not coterm_date:
         return None
-    start = date.fromisoformat(coterm_date) - relativedelta(years=1)
+    try:
+        start = date.fromisoformat(coterm_date) - relativedelta(years=1)
+    except (ValueError, OverflowError):  # a coterm date in year 1: its term began before any date there is
+        return None
     return int(datetime(start.year, start.month, start.day, tzinfo=timezone.utc).timestamp())
 
 

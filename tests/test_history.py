@@ -173,6 +173,17 @@ async def test_customer_without_coterm_has_no_lower_bound(client, make_partner, 
     assert ids(body) == ["2200000003", "2200000002", "2200000001"]
 
 
+@pytest.mark.parametrize("coterm", ["0001-01-01", "0001-12-31"])
+async def test_a_term_that_began_before_year_1_has_no_lower_bound(client, make_partner, load, coterm):
+    """A coterm date in year 1 puts its term's start in year 0, which no calendar here has: every page of
+    the customer was a 500 (found by a probe)."""
+    records = [order_record("2250000001", "C1", "1990-01-01T00:00:00Z")]
+    partner = await setup_p1(make_partner, load, records, coterm=coterm)
+    response, body = await get(client, partner, ORDERS)
+    assert response.status == 200, body
+    assert ids(body) == ["2250000001"]
+
+
 async def test_default_end_is_now(client, make_partner, load):
     now = datetime.now(timezone.utc)
     future = now + timedelta(days=1)
