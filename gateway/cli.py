@@ -20,7 +20,7 @@ from gateway.cli_common import CannotListen, OutputLost, PortInUse, defer_interr
 from gateway.cli_common import printable, undecodable_argument, whole_number
 from gateway.cli_webhooks import WEBHOOK_COMMANDS, add_webhook_commands
 from gateway.demo import DemoRefused
-from gateway.importer import ImportLineError, import_file
+from gateway.importer import ImportLineError, ImportUnreadable, import_file
 from gateway.logconfig import configure_logging
 from gateway.partners import create_credential, create_partner, credential_line, partner_line, revoke_credential
 from gateway.rate_limit import Limit, change_limit
@@ -166,6 +166,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return fail(f"cannot listen on {exc.strerror}; choose another address with --host (or {ENV_PREFIX}HOST)")
     except (StorageError, ImportLineError, DemoRefused) as exc:
         return fail(str(exc))
+    except ImportUnreadable as exc:
+        return fail(f"cannot read {args.file}: {exc}; nothing was written")
     except StorageUnavailable as exc:
         return fail(f"the database is busy or unavailable, nothing was written; try again ({exc})")
     except (OSError, sqlite3.Error, ValueError) as exc:

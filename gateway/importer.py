@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import calendar
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 import orjson
@@ -30,13 +30,31 @@ class ImportLineError(Exception):
         super().__init__(f"line {line_no}: {reason}")
 
 
-def parse_records(lines: IO[bytes], on_line: Callable[[int], None] | None = None) -> Iterator[tuple[int, ImportRecord]]:
+class ImportUnreadable(Exception):
+    """The file failed to read midway (an I/O error); nothing was written. Its text is the system's reason."""
+
+
+def _lines_read(lines: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines; a read that fails is the file's failure, not one of the database the import writes to."""
+    read = iter(lines)
+    while True:
+        try:
+            line = next(read)
+        except StopIteration:
+            return
+        except OSError as failure:
+            raise ImportUnreadable(failure.strerror or type(failure).__name__) from None
+        yield line
+
+
+def parse_records(lines: Iterable[bytes], on_line: Callable[[int], None] | None = None,
+                  ) -> Iterator[tuple[int, ImportRecord]]:
     """Records of the file, in order; ImportLineError for the first bad line, and for the second of two
     records of one id: the file's version of a record must be one, or every import would write both (two
     that differ, one after the other, and an event for each: re-importing the file would change it again).
     Ids are remembered by a 64-bit hash (SipHash, keyed per process): about 70 bytes each."""
     seen: set[int] = set()
-    for line_no, raw in enumerate(lines, start=1):
+    for line_no, raw in enumerate(_lines_read(lines), start=1):
         if on_line is not None:
             on_line(len(raw))
         if line_no == 1:

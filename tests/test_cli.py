@@ -257,6 +257,13 @@ def test_an_import_of_a_file_that_is_not_there_creates_no_database(tmp_path, nam
     assert not (tmp_path / "new").exists()
 
 
+def test_an_import_whose_file_fails_to_read_midway_says_so(tmp_path):
+    """/proc/self/mem opens, and its first read fails (EIO): that was reported as the database's failure."""
+    result = cli(f"sqlite:///{tmp_path}/gateway.db", "import", "/proc/self/mem", check=False)
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1
+    assert "cannot read /proc/self/mem: Input/output error; nothing was written" in result.stderr
+
+
 def test_ids_and_names_may_join_letters_and_emoji(db_url, tmp_path):
     """The zero-width (non-)joiner is no invisible trick: Persian words and emoji sequences need it."""
     name, partner_id = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645", "P-\U0001f469\u200d\U0001f4bb"
