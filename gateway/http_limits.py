@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
+from collections.abc import Iterator
 
 from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError, LineTooLong
@@ -17,15 +18,17 @@ from gateway.errors import ApiError
 
 # 8 KiB: the request target, one header line, all header fields together.
 MAX_TARGET_BYTES = 8192
-# aiohttp counts a header's name and value, not the ": " between them nor the line end: 8 KiB less those
-# 2 + 2 bytes is a header line of at most 8 KiB. It differs from MAX_TARGET_BYTES, and that is how a too long
-# target (414) is told from a too long header line (431): the parser's error carries the limit it hit.
-MAX_FIELD_BYTES = MAX_TARGET_BYTES - 4
+# aiohttp counts a header's name and value, stripped of the blanks around the value, not the colon nor the
+# line end: the 3 bytes every field line adds at least. The fields as sent are counted before parsing
+# (fields_over_limit); this is the parser's bound, the same or looser. It differs from MAX_TARGET_BYTES, and
+# that is how a too long target (414) is told from a too long header line (431): the parser's error carries
+# the limit it hit.
+_LEAST_LINE_OVERHEAD = 3  # ":" and CRLF
+MAX_FIELD_BYTES = MAX_TARGET_BYTES - _LEAST_LINE_OVERHEAD
 MAX_HEADERS_BYTES = 8192
 MAX_HEADER_FIELDS = 100
 # What aiohttp decodes itself; anything else would reach the handlers as undecoded bytes.
 ACCEPTED_ENCODINGS = frozenset({"gzip", "deflate", "identity"})
-_HEADER_LINE_OVERHEAD = 4  # ": " and CRLF
 
 # The keyword arguments of aiohttp's RequestHandler that make the parser enforce the limits above.
 PARSER_LIMITS = {
@@ -33,6 +36,13 @@ PARSER_LIMITS = {
     "max_field_size": MAX_FIELD_BYTES,
     "max_headers": MAX_HEADER_FIELDS,
 }
+
+
+class HeadTooLarge(HttpProcessingError):
+    """A head's header fields, counted as sent, are over MAX_HEADERS_BYTES (gateway.http_server)."""
+
+    code = 431
+    MESSAGE = "The request's header fields are too large"
 
 
 class HeadTimeout(HttpProcessingError):
@@ -56,6 +66,8 @@ def refusal(exc: HttpProcessingError) -> ApiError:
     bytes, so it is never used: each answer carries the table's own message."""
     if isinstance(exc, HeadTimeout):
         return ApiError("408", HeadTimeout.MESSAGE)
+    if isinstance(exc, HeadTooLarge):
+        return ApiError("431")
     if isinstance(exc, LineTooLong):
         return ApiError("414" if exc.args[1:2] == (MAX_TARGET_BYTES,) else "431")
     if isinstance(exc, ContentEncodingError):
@@ -70,7 +82,8 @@ def check_request_head(request: web.BaseRequest) -> None:
     HTTP/0.9), the size of all header fields together, the encoding."""
     if request.version.major != 1:
         raise ApiError("1117", "Only HTTP/1.0 and HTTP/1.1 requests are served")
-    size = sum(len(name) + len(value) + _HEADER_LINE_OVERHEAD for name, value in request.raw_headers)
+    # The least the fields were as sent: for a head not counted as it arrived (pipelined behind a body).
+    size = sum(len(name) + len(value) + _LEAST_LINE_OVERHEAD for name, value in request.raw_headers)
     if size > MAX_HEADERS_BYTES:
         raise ApiError("431")
     codings = _codings(request, "Content-Encoding")
@@ -124,19 +137,37 @@ _BODY_FOLLOWS = re.compile(rb"\r\n(?:(?i:transfer-encoding)[ \t]*:|(?i:content-l
 MAX_HEAD_KEPT = 32 * 1024  # what a connection keeps of a head still arriving, to see its fields whole
 
 
-def ids_without_controls(data: bytes) -> bytes:
-    """`data`, a head still arriving and what came after it, with control characters in the two ids' values
-    made refusable, in heads only: the first one, and each head pipelined behind a request without a body.
-    The bytes after a head whose request has a body are left as they are. Each byte is replaced by one, so
-    the result has the length of `data`."""
-    if _CONTROL.search(data) is None:
-        return data
-    parts, start = [], 0
+def _heads(data: bytes) -> Iterator[bytes]:
+    """The heads in `data`, a head still arriving and what came after it: the first one, and each head
+    pipelined behind a request without a body (what follows a head whose request has a body is that body)."""
+    start = 0
     while start < len(data):
         end = data.find(b"\r\n\r\n", start)
         head = data[start:] if end < 0 else data[start : end + 4]
-        parts.append(_ID_FIELD.sub(lambda field: field[1] + _CONTROL.sub(NOT_UTF8, field[2]), head))
+        yield head
         start += len(head)
         if end < 0 or _BODY_FOLLOWS.search(head):
-            break
-    return b"".join(parts) + data[start:]
+            return
+
+
+def ids_without_controls(data: bytes) -> bytes:
+    """`data` with control characters in the two ids' values made refusable, in its heads only (`_heads`).
+    Each byte is replaced by one, so the result has the length of `data`."""
+    if _CONTROL.search(data) is None:
+        return data
+    parts = [_ID_FIELD.sub(lambda field: field[1] + _CONTROL.sub(NOT_UTF8, field[2]), head) for head in _heads(data)]
+    return b"".join(parts) + data[sum(map(len, parts)) :]
+
+
+def fields_over_limit(data: bytes) -> bool:
+    """Whether a head in `data` (`_heads`) has header fields over MAX_HEADERS_BYTES as sent: every byte of
+    their lines, the blanks the parser strips around a value included (which let a padded line through)."""
+    for head in _heads(data):
+        head = head.lstrip(b"\r\n")  # empty lines before a request are skipped (RFC 9112 2.2)
+        line_end = head.find(b"\r\n")
+        if line_end < 0:
+            continue  # the request line, still arriving: the parser's own limit (414)
+        end = head.find(b"\r\n\r\n", line_end)
+        if len(head[line_end + 2 : None if end < 0 else end + 2]) > MAX_HEADERS_BYTES:
+            return True
+    return False

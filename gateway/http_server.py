@@ -27,7 +27,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.cli_common import listen_failure
 from gateway.errors import INTERNAL_ERROR, ApiError
-from gateway.http_limits import MAX_HEAD_KEPT, PARSER_LIMITS, Capacity, HeadTimeout, ids_without_controls, refusal
+from gateway.http_limits import MAX_HEAD_KEPT, PARSER_LIMITS, Capacity, HeadTimeout, HeadTooLarge, fields_over_limit
+from gateway.http_limits import ids_without_controls, refusal
 from gateway.keys import CAPACITY, METRICS, SETTINGS
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -48,8 +49,11 @@ class _RefusingHandler(RequestHandler):
     head_timeout: float  # the body timeout's seconds, for a request line and header fields to arrive
     _head_deadline: asyncio.TimerHandle | None = None
     _head_so_far = b""  # what came of a head still arriving, so that a field split across reads is seen whole
+    _head_refused = False  # its answer is on its way, and the connection closes after it: nothing more is read
 
     def data_received(self, data: bytes) -> None:
+        if self._head_refused:
+            return
         if self._waiting_for_head():
             self._receive_head(data)
         elif (self._force_close or self._close) and self._request_in_progress:
@@ -74,6 +78,9 @@ class _RefusingHandler(RequestHandler):
         values, such characters are made refusable first (http_limits.ids_without_controls), looking at the
         head as it has arrived so far."""
         arrived = self._head_so_far + data
+        if fields_over_limit(arrived):
+            self._refuse_head(HeadTooLarge(message=HeadTooLarge.MESSAGE))
+            return
         super().data_received(ids_without_controls(arrived)[len(self._head_so_far) :])
         still_arriving = self._waiting_for_head() and len(arrived) <= MAX_HEAD_KEPT
         self._head_so_far = arrived if still_arriving else b""
@@ -100,12 +107,14 @@ class _RefusingHandler(RequestHandler):
 
     def _head_expired(self) -> None:
         self._head_deadline = None
-        if not self._waiting_for_head():
-            return
-        # Answered the way aiohttp answers a request its parser refused (handle_error, below): an error in
-        # place of the request, for the loop waiting on `_waiter` to take.
-        timeout = HeadTimeout()
-        self._messages.append((_ErrInfo(status=408, exc=timeout, message=timeout.MESSAGE), EMPTY_PAYLOAD))
+        if self._waiting_for_head():
+            self._refuse_head(HeadTimeout(message=HeadTimeout.MESSAGE))
+
+    def _refuse_head(self, refused: HttpProcessingError) -> None:
+        """Answered the way aiohttp answers a request its parser refused (handle_error, below): an error in
+        place of the request, for the loop waiting on `_waiter` to take."""
+        self._head_refused = True
+        self._messages.append((_ErrInfo(status=refused.code, exc=refused, message=refused.message), EMPTY_PAYLOAD))
         assert self._waiter is not None
         self._waiter.set_result(None)
 

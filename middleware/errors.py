@@ -95,5 +95,7 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         request[ERROR_CODE] = INTERNAL_ERROR
         return error_response(ApiError(INTERNAL_ERROR))
     finally:
-        if deadline is not None:
+        # A body still arriving after the answer keeps its deadline: aiohttp reads what is left of it before
+        # the next request (its "lingering close", 10 s), and the deadline ends that read, and the connection.
+        if deadline is not None and request.content.is_eof():
             deadline.cancel()

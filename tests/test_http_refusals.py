@@ -71,6 +71,32 @@ def test_all_header_fields_together_over_8_kib_is_431(served):
     refused(served, get(headers=fields), 431, "431")
 
 
+@pytest.mark.parametrize("fields", [
+    b"X-A:" + b" " * 9000 + b"v\r\n",  # blanks before a value: stripped, and never counted
+    b"X-A: v" + b" " * 9000 + b"\r\n",  # after it
+    b"X-A: v" + b" " * 4200 + b"\r\nX-B: v" + b" " * 4200 + b"\r\n",  # two, over 8 KiB together
+])
+def test_header_fields_padded_with_blanks_over_8_kib_are_431(served, fields):
+    """The limits counted names and values as the parser keeps them, stripped of the blanks around a value:
+    a header line of 8 MB of spaces was served (found by a probe)."""
+    refused(served, get(headers=fields), 431, "431")
+
+
+@pytest.mark.parametrize("line_bytes, status", [(8192, 200), (8193, 431)])
+def test_a_header_line_is_counted_as_sent_without_the_optional_space(served, line_bytes, status):
+    """`X-A:value` has no space after the colon: 8,192 bytes of such a line (its CRLF included) were 431, as
+    if every line had one."""
+    line = b"X-A:" + b"a" * (line_bytes - len(b"X-A:\r\n")) + b"\r\n"
+    answer = exchange(served.port, b"GET /healthz HTTP/1.0\r\n" + line + b"\r\n")
+    assert answer is not None and answer.status == status
+
+
+def test_a_hundred_header_fields_without_blanks_within_8_kib_are_accepted(served):
+    fields = b"".join(b"X%02d:%s\r\n" % (i, b"v" * 75) for i in range(100))  # 8,100 bytes
+    answer = exchange(served.port, b"GET /healthz HTTP/1.0\r\n" + fields + b"\r\n")
+    assert answer is not None and answer.status == 200
+
+
 def test_more_than_100_header_fields_is_431(served):
     many = b"".join(b"X-%d: v\r\n" % i for i in range(100))  # with Host, 101
     refused(served, get(headers=many), 431, "431")
@@ -119,6 +145,33 @@ def test_a_body_not_received_in_time_is_408_and_the_connection_closed(served):
     head, body = request[: -len(b"grant_type=client_credentials")], b"grant_type=client_credentials"
     answer = refused(served, head + body[:2], 408, "408", drip=body[2:], every=0.3)
     assert answer.closed and answer.headers.get("connection", "").lower() == "close"
+
+
+def test_a_body_still_arriving_after_its_answer_is_cut_at_the_body_timeout(served):
+    """Refused before its body is read (no API key), the request is answered at once; the rest of its body,
+    one byte at a time, held the connection for aiohttp's 10 s of lingering, and a body finished after the
+    timeout let the connection serve the next request (found by a probe)."""
+    head = b"POST /v3/customers/C1/orders HTTP/1.1\r\nHost: gw\r\nContent-Length: 60\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+        started = time.monotonic()
+        sock.sendall(head + b" ")
+        received, closed_at = b"", None
+        while closed_at is None and time.monotonic() - started < 8:
+            if select.select([sock], [], [], 0.2)[0]:
+                try:
+                    chunk = sock.recv(65536)
+                except ConnectionResetError:
+                    chunk = b""
+                if not chunk:
+                    closed_at = time.monotonic() - started
+                received += chunk
+            else:
+                try:
+                    sock.sendall(b" ")
+                except OSError:
+                    closed_at = time.monotonic() - started
+    assert received.startswith(b"HTTP/1.1 403 ")
+    assert closed_at is not None and closed_at < float(BODY_TIMEOUT) + 1.5, closed_at
 
 
 def test_a_head_not_received_in_time_is_408_and_the_connection_closed(served):
