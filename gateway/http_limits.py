@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import re
 from collections.abc import Iterator
 
@@ -15,6 +16,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError, LineTooLong
 
 from gateway.errors import ApiError
+from gateway.wire import header_safe
 
 # 8 KiB: the request target, one header line, all header fields together.
 MAX_TARGET_BYTES = 8192
@@ -159,9 +161,9 @@ def ids_without_controls(data: bytes) -> bytes:
     return b"".join(parts) + data[sum(map(len, parts)) :]
 
 
-def fields_over_limit(data: bytes) -> bool:
-    """Whether a head in `data` (`_heads`) has header fields over MAX_HEADERS_BYTES as sent: every byte of
-    their lines, the blanks the parser strips around a value included (which let a padded line through)."""
+def head_over_limit(data: bytes) -> bytes | None:
+    """The first head in `data` (`_heads`) whose header fields are over MAX_HEADERS_BYTES as sent: every byte
+    of their lines, the blanks the parser strips around a value included (which let a padded line through)."""
     for head in _heads(data):
         head = head.lstrip(b"\r\n")  # empty lines before a request are skipped (RFC 9112 2.2)
         line_end = head.find(b"\r\n")
@@ -169,5 +171,27 @@ def fields_over_limit(data: bytes) -> bool:
             continue  # the request line, still arriving: the parser's own limit (414)
         end = head.find(b"\r\n\r\n", line_end)
         if len(head[line_end + 2 : None if end < 0 else end + 2]) > MAX_HEADERS_BYTES:
-            return True
-    return False
+            return head
+    return None
+
+
+def only_head(data: bytes) -> bytes:
+    """The head `data` holds (`_heads`), or nothing when it holds several: the parser refuses them all for
+    one of them, without saying which."""
+    heads = list(itertools.islice(_heads(data), 2))
+    return heads[0] if len(heads) == 1 else b""
+
+
+_ID_LINE = re.compile(rb"\r\n((?i:x-request-id|x-correlation-id))[ \t]*:[ \t]*([^\r\n]*?)[ \t]*(?=\r\n)")
+
+
+def client_ids(head: bytes) -> tuple[str | None, str | None]:
+    """The X-Request-Id and X-Correlation-Id of a refused head, as a parsed request would have them echoed:
+    the first X-Request-Id, an X-Correlation-Id sent once, either only when it can be sent back in a header."""
+    found: dict[bytes, list[str]] = {}
+    for name, value in _ID_LINE.findall(head):
+        found.setdefault(name.lower(), []).append(value.decode("utf-8", "surrogateescape"))
+    request_ids, correlation_ids = found.get(b"x-request-id", []), found.get(b"x-correlation-id", [])
+    request_id = request_ids[0] if request_ids and request_ids[0] and header_safe(request_ids[0]) else None
+    correlation_id = correlation_ids[0] if len(correlation_ids) == 1 and header_safe(correlation_ids[0]) else None
+    return request_id, correlation_id or None

@@ -27,8 +27,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.cli_common import listen_failure
 from gateway.errors import INTERNAL_ERROR, ApiError
-from gateway.http_limits import MAX_HEAD_KEPT, PARSER_LIMITS, Capacity, HeadTimeout, HeadTooLarge, fields_over_limit
-from gateway.http_limits import ids_without_controls, refusal
+from gateway.http_limits import MAX_HEAD_KEPT, PARSER_LIMITS, Capacity, HeadTimeout, HeadTooLarge, client_ids
+from gateway.http_limits import head_over_limit, ids_without_controls, only_head, refusal
 from gateway.keys import CAPACITY, METRICS, SETTINGS
 from gateway.metrics import Metrics
 from gateway.settings import Settings
@@ -50,6 +50,7 @@ class _RefusingHandler(RequestHandler):
     _head_deadline: asyncio.TimerHandle | None = None
     _head_so_far = b""  # what came of a head still arriving, so that a field split across reads is seen whole
     _head_refused = False  # its answer is on its way, and the connection closes after it: nothing more is read
+    _refused_ids: tuple[str | None, str | None] = (None, None)  # what a refused head said its ids were
 
     def data_received(self, data: bytes) -> None:
         if self._head_refused:
@@ -78,10 +79,13 @@ class _RefusingHandler(RequestHandler):
         values, such characters are made refusable first (http_limits.ids_without_controls), looking at the
         head as it has arrived so far."""
         arrived = self._head_so_far + data
-        if fields_over_limit(arrived):
-            self._refuse_head(HeadTooLarge(message=HeadTooLarge.MESSAGE))
+        oversized = head_over_limit(arrived)
+        if oversized is not None:
+            self._refuse_head(HeadTooLarge(message=HeadTooLarge.MESSAGE), oversized)
             return
         super().data_received(ids_without_controls(arrived)[len(self._head_so_far) :])
+        if self._messages and isinstance(self._messages[-1][0], _ErrInfo):  # the parser refused a head
+            self._refused_ids = client_ids(only_head(ids_without_controls(arrived)))
         still_arriving = self._waiting_for_head() and len(arrived) <= MAX_HEAD_KEPT
         self._head_so_far = arrived if still_arriving else b""
 
@@ -108,12 +112,13 @@ class _RefusingHandler(RequestHandler):
     def _head_expired(self) -> None:
         self._head_deadline = None
         if self._waiting_for_head():
-            self._refuse_head(HeadTimeout(message=HeadTimeout.MESSAGE))
+            self._refuse_head(HeadTimeout(message=HeadTimeout.MESSAGE), self._head_so_far)
 
-    def _refuse_head(self, refused: HttpProcessingError) -> None:
+    def _refuse_head(self, refused: HttpProcessingError, head: bytes) -> None:
         """Answered the way aiohttp answers a request its parser refused (handle_error, below): an error in
         place of the request, for the loop waiting on `_waiter` to take."""
         self._head_refused = True
+        self._refused_ids = client_ids(ids_without_controls(head))
         self._messages.append((_ErrInfo(status=refused.code, exc=refused, message=refused.message), EMPTY_PAYLOAD))
         assert self._waiter is not None
         self._waiter.set_result(None)
@@ -143,11 +148,14 @@ class _RefusingHandler(RequestHandler):
             # As aiohttp: part of an answer is out, no other can follow; the connection is dropped.
             raise ConnectionError("Response is sent already")
         error = refusal(exc) if isinstance(exc, HttpProcessingError) else ApiError(INTERNAL_ERROR)
-        request_id = new_request_id()
+        sent_id, correlation_id = self._refused_ids if isinstance(exc, HttpProcessingError) else (None, None)
+        request_id = sent_id or new_request_id()
         response = error_response(error)
         response.headers["X-Request-Id"] = request_id
+        if correlation_id is not None:
+            response.headers["X-Correlation-Id"] = correlation_id
         response.force_close()
-        log_refusal(self.metrics, error.status, error.code, request_id, request.remote)
+        log_refusal(self.metrics, error.status, error.code, request_id, request.remote, correlation_id)
         return response
 
 

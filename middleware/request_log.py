@@ -88,13 +88,14 @@ def _log_request(request: web.Request, status: int, elapsed: float, correlation_
           remote=request.remote, error=request.get(ERROR))
 
 
-def log_refusal(metrics: Metrics, status: int, error_code: str, request_id: str, remote: str | None) -> None:
+def log_refusal(metrics: Metrics, status: int, error_code: str, request_id: str, remote: str | None,
+                correlation_id: str | None = None) -> None:
     """The line of a request the HTTP layer refused before it was parsed: nothing of it is known but where it
-    came from (and its bytes must not be logged), so method, path and the rest are null."""
+    came from and the ids it gave (its other bytes must not be logged), so method, path and the rest are null."""
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
-    fields = dict.fromkeys(("method", "path", "route", "correlation_id", "partner_id", "api_key_id",
-                            "customer_id", "user_agent"))
+    fields = dict.fromkeys(("method", "path", "route", "partner_id", "api_key_id", "customer_id", "user_agent"))
+    fields["correlation_id"] = correlation_id if valid_correlation_id(correlation_id) else None
     _emit(metrics, fields, status, 0.0, error_code, None, remote=remote, error=None)
 
 

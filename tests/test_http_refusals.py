@@ -182,7 +182,7 @@ def test_a_head_not_received_in_time_is_408_and_the_connection_closed(served):
     started = time.monotonic()
     answer = refused(served, head, 408, "408", drip=b"X-Pad: v\r\n" * 40, every=0.2)
     assert answer.closed and time.monotonic() - started < float(BODY_TIMEOUT) + 2
-    assert "header fields" in answer.json()["message"]
+    assert "header fields" in answer.json()["message"] and answer.headers["x-request-id"] == "slow-head"
     stalled = refused(served, b"GET /healthz HTTP/1.1\r\nHo", 408, "408")
     assert stalled.closed
 
@@ -398,6 +398,42 @@ def _token(running: Gateway, partner: dict[str, str]) -> str:
     answer = exchange(running.port, post(form.encode()))
     assert answer is not None and answer.status == 200, answer
     return str(orjson.loads(answer.body)["access_token"])
+
+
+def _ids(case: str) -> bytes:
+    return b"X-Request-Id: rid-%b\r\nX-Correlation-Id: cid-%b\r\n" % (case.encode(), case.encode())
+
+
+REFUSED_HEADS = {
+    "no-host": (lambda ids: b"GET /healthz HTTP/1.1\r\n" + ids + b"\r\n", 400, "1117"),  # HTTP/1.1 needs Host
+    "control": (lambda ids: get(headers=ids + b"X-Bad: a\x01b\r\n"), 400, "1117"),  # in another field
+    "fields": (lambda ids: get(headers=ids + b"".join(b"X-%d: v\r\n" % n for n in range(100))), 431, "431"),
+    "padded": (lambda ids: get(headers=ids + b"X-Pad: v" + b" " * 9000 + b"\r\n"), 431, "431"),
+    "line": (lambda ids: get(headers=ids + b"X-" + b"n" * 8200 + b": v\r\n"), 431, "431"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED_HEADS))
+def test_a_refused_head_echoes_the_ids_it_sent(served, case):
+    """Every answer carries the client's X-Request-Id and echoes its X-Correlation-Id: the HTTP layer's
+    refusals answered with a new id and without the correlation id, though the head had them (found by a
+    probe)."""
+    build, status, code = REFUSED_HEADS[case]
+    answer = refused(served, build(_ids(case)), status, code)
+    assert answer.headers["x-request-id"] == f"rid-{case}" and answer.headers["x-correlation-id"] == f"cid-{case}"
+    line = next(line for line in served.log_lines() if line.get("request_id") == f"rid-{case}")
+    assert line["correlation_id"] == f"cid-{case}" and line["method"] is None
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"GET /healthz HTTP/1.1\r\nX-Request-Id: r\x01d\r\nX-Correlation-Id: c\x01d\r\n\r\n",  # control characters
+    b"GET /healthz HTTP/1.1\r\nX-Correlation-Id: one\r\nX-Correlation-Id: two\r\n\r\n",  # names no one request
+    # Pipelined, the parser refuses both requests for the second, without saying which: whose ids?
+    get(headers=_ids("first")) + get(headers=_ids("second") + b"X-Bad: a\x01b\r\n"),
+])
+def test_a_refused_head_echoes_no_id_a_parsed_request_would_not(served, request_bytes):
+    answer = refused(served, request_bytes, 400, "1117")
+    assert len(answer.headers["x-request-id"]) == 36 and "x-correlation-id" not in answer.headers
 
 
 def test_the_setting_has_a_flag_and_a_variable():
