@@ -102,8 +102,10 @@ async def test_a_unit_that_fails_in_a_group_rolls_back_alone(db_url: str) -> Non
         return unit
 
     async with open_storage(db_url) as storage:
-        blockers = [asyncio.ensure_future(storage.write(storing(f"blocker-{n}"), grouped=True)) for n in range(2)]
-        await asyncio.sleep(0.2)  # both of the process's group transactions are open, waiting on their blocker
+        blockers = []
+        for n in range(2):  # each in a group transaction of its own: both of the process's are open, and wait
+            blockers.append(asyncio.ensure_future(storage.write(storing(f"blocker-{n}"), grouped=True)))
+            await asyncio.sleep(0.1)
         queued = [asyncio.ensure_future(storage.write(storing(key, fail=key == "fails"), grouped=True))
                   for key in ("first", "fails", "last")]
         await asyncio.sleep(0.05)
@@ -115,3 +117,34 @@ async def test_a_unit_that_fails_in_a_group_rolls_back_alone(db_url: str) -> Non
         stored = {key: await storage.stored_answer("P1", key, 0) for key in ("first", "fails", "last")}
     assert stored["first"] is not None and stored["last"] is not None
     assert stored["fails"] is None
+
+
+async def test_a_unit_queued_past_its_busy_timeout_is_given_up_and_never_runs(db_url: str) -> None:
+    """While the process's group transactions are held up, a unit that waits for one past its busy timeout
+    gets StorageUnavailable (503), as a lone write waiting for its connection would, and is never run."""
+    if not db_url.startswith("postgresql://"):
+        pytest.skip("holds PostgreSQL's group transactions open")
+    from gateway.storage import StorageUnavailable
+
+    release = asyncio.Event()
+
+    async def blocker(tx: Any) -> None:
+        await release.wait()
+
+    async def late(tx: Any) -> None:
+        await tx.store_answer(Claim("P1", "late", "f", "r", now=1, not_before=0), Answer(201, b"{}", "x"), 1)
+
+    async with open_storage(db_url, busy_timeout_seconds=0.3) as storage:
+        blockers = []
+        for _ in range(2):  # each in a group transaction of its own: both of the process's are held up
+            blockers.append(asyncio.ensure_future(storage.write(blocker, grouped=True)))
+            await asyncio.sleep(0.05)
+        started = asyncio.get_running_loop().time()
+        try:
+            with pytest.raises(StorageUnavailable):
+                await asyncio.wait_for(storage.write(late, grouped=True), 5)
+            assert asyncio.get_running_loop().time() - started < 1.0
+        finally:
+            release.set()
+            await asyncio.gather(*blockers)
+        assert await storage.stored_answer("P1", "late", 0) is None

@@ -58,16 +58,18 @@ class _Member(PostgresTransaction):
 class _Queued:
     unit: Unit[Any]
     future: asyncio.Future[Any]
-    seconds: float  # its busy timeout, as its request has it left
+    deadline: float  # of the event loop's clock: its busy timeout, as its request has it left
+    started: bool = False  # its group has run it (it may run again, with its group)
 
 
 async def _run_members(group: Db, queued: list[_Queued]) -> list[_Outcome]:
     assert isinstance(group, PostgresTransaction)
     outcomes: list[_Outcome] = []
     for member_unit in queued:
-        if member_unit.future.done():  # its caller went away before it ran
+        if member_unit.future.done():  # its caller went away, or gave up, before it ran
             outcomes.append((None, None))
             continue
+        member_unit.started = True
         member = _Member(group)
         try:
             value = await member_unit.unit(member)
@@ -80,6 +82,11 @@ async def _run_members(group: Db, queued: list[_Queued]) -> list[_Outcome]:
         await member.join()
         outcomes.append((None, value))
     return outcomes
+
+
+def _give_up(queued: _Queued) -> None:
+    if not queued.started and not queued.future.done():
+        queued.future.set_exception(StorageUnavailable("PostgreSQL: no transaction came free within the busy timeout"))
 
 
 WriteGroup = Callable[[Unit[list[_Outcome]], float], Awaitable[list[_Outcome]]]
@@ -95,19 +102,31 @@ class GroupCommits:
         self._running: set[asyncio.Task[None]] = set()
 
     async def write(self, unit: Unit[T], seconds: float) -> T:
-        queued = _Queued(unit, asyncio.get_running_loop().create_future(), seconds)
+        """A unit still queued at its deadline (the groups before it were slow: a database that stopped
+        answering, say) is given up, StorageUnavailable, and never runs; one that has started goes on with
+        its group, whose statements give up at the deadline of its most patient unit."""
+        loop = asyncio.get_running_loop()
+        queued = _Queued(unit, loop.create_future(), loop.time() + seconds)
         self._queue.append(queued)
         if len(self._running) < GROUPS_AT_ONCE:
-            task = asyncio.get_running_loop().create_task(self._run())
+            task = loop.create_task(self._run())
             self._running.add(task)
             task.add_done_callback(self._running.discard)
-        result: T = await queued.future
-        return result
+        give_up = loop.call_at(queued.deadline, _give_up, queued)
+        try:
+            result: T = await queued.future
+            return result
+        finally:
+            give_up.cancel()
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._queue:
             group, self._queue = self._queue[:GROUP_MAX], self._queue[GROUP_MAX:]
-            seconds = max(queued.seconds for queued in group)  # its most patient unit's
+            group = [queued for queued in group if not queued.future.done()]  # given up while queued
+            if not group:
+                continue
+            seconds = max(queued.deadline for queued in group) - loop.time()  # its most patient unit's
             try:
                 outcomes = await self._write_group(lambda db: _run_members(db, group), seconds)
             except asyncio.CancelledError:  # the process stops
