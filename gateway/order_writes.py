@@ -106,7 +106,7 @@ async def update_reference(storage: Storage, claim: Claim, customer_id: str, ord
         await tx.store_answer(claim, answer, claim.now)
         return Reply(answer, replayed=False)
 
-    return await storage.write(unit, grouped=True)
+    return await storage.write(unit)  # it waits for its order's lock: never grouped
 
 
 def _lines(requested: tuple[LineRequest, ...], status: str) -> tuple[LineItem, ...]:

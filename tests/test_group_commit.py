@@ -148,3 +148,43 @@ async def test_a_unit_queued_past_its_busy_timeout_is_given_up_and_never_runs(db
             release.set()
             await asyncio.gather(*blockers)
         assert await storage.stored_answer("P1", "late", 0) is None
+
+
+async def test_a_unit_queued_as_the_last_groups_end_is_still_run() -> None:
+    """Both group runners ending their loops in one turn of the event loop were still counted as running
+    until their tasks' done callbacks ran: a unit queued in between started no runner, and waited for the
+    next grouped write of the process, for ever where none came (found by a review)."""
+    from gateway.storage.pg_groups import GroupCommits
+
+    release = asyncio.Event()
+
+    async def write_group(unit: Any, seconds: float) -> list[Any]:
+        await release.wait()  # both groups end in the turn the event is set
+        return [(None, "done")]
+
+    groups = GroupCommits(write_group)
+    first = asyncio.ensure_future(groups.write(lambda db: None, 5))
+    await asyncio.sleep(0.01)
+    second = asyncio.ensure_future(groups.write(lambda db: None, 5))
+    await asyncio.sleep(0.01)
+
+    async def queued_in_that_turn() -> Any:
+        await release.wait()  # woken in the same turn, after both runners found the queue empty
+        return await groups.write(lambda db: None, 5)
+
+    late = asyncio.ensure_future(queued_in_that_turn())
+    await asyncio.sleep(0.01)
+    release.set()
+    assert await asyncio.wait_for(asyncio.gather(first, second, late), 3) == ["done"] * 3
+
+
+async def test_a_unit_that_would_wait_for_a_lock_cannot_join_a_group(db_url: str) -> None:
+    """Two groups each holding one order's lock while waiting for the other's deadlock, and every unit of
+    both fails: a grouped unit that asks for a lock it would wait for is a programming error (a PATCH was
+    grouped by mistake: found by a review)."""
+    if not db_url.startswith("postgresql://"):
+        pytest.skip("SQLite's writers are one at a time: no lock to wait for")
+    async with open_storage(db_url) as storage:
+        with pytest.raises(TypeError):
+            await storage.write(lambda tx: tx.visible_order("C1", "O1", "P1"), grouped=True)
+        assert await storage.write(lambda tx: tx.visible_order("C1", "O1", "P1")) is None

@@ -45,6 +45,14 @@ class _Member(PostgresTransaction):
         self._group.begun = True
         return opening
 
+    async def lock(self, name: str, *, wait: bool = True) -> None:
+        if wait:  # the group's locks would wait with it, and two groups may wait for each other
+            raise TypeError(f"a unit in a group waits for no lock ({name!r})")
+        await super().lock(name, wait=False)
+
+    async def lock_shared(self, name: str) -> None:
+        raise TypeError(f"a unit in a group waits for no lock ({name!r})")
+
     async def roll_back(self) -> None:
         if self.begun:
             await self.connection.execute(ROLLBACK_TO, timeout=self._timeout())
@@ -99,19 +107,21 @@ class GroupCommits:
     def __init__(self, write_group: WriteGroup) -> None:
         self._write_group = write_group  # runs a unit as a lone write would (retried, within its seconds)
         self._queue: list[_Queued] = []
-        self._running: set[asyncio.Task[None]] = set()
+        self._runners = 0  # groups being run: counted down as a runner finds the queue empty, not later
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def write(self, unit: Unit[T], seconds: float) -> T:
         """A unit still queued at its deadline (the groups before it were slow: a database that stopped
         answering, say) is given up, StorageUnavailable, and never runs; one that has started goes on with
-        its group, whose statements give up at the deadline of its most patient unit."""
+        its group, whose statements give up at the deadline of its least patient unit."""
         loop = asyncio.get_running_loop()
         queued = _Queued(unit, loop.create_future(), loop.time() + seconds)
         self._queue.append(queued)
-        if len(self._running) < GROUPS_AT_ONCE:
+        if self._runners < GROUPS_AT_ONCE:
+            self._runners += 1
             task = loop.create_task(self._run())
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         give_up = loop.call_at(queued.deadline, _give_up, queued)
         try:
             result: T = await queued.future
@@ -120,13 +130,19 @@ class GroupCommits:
             give_up.cancel()
 
     async def _run(self) -> None:
+        try:
+            await self._run_groups()
+        finally:
+            self._runners -= 1
+
+    async def _run_groups(self) -> None:
         loop = asyncio.get_running_loop()
         while self._queue:
             group, self._queue = self._queue[:GROUP_MAX], self._queue[GROUP_MAX:]
             group = [queued for queued in group if not queued.future.done()]  # given up while queued
             if not group:
                 continue
-            seconds = max(queued.deadline for queued in group) - loop.time()  # its most patient unit's
+            seconds = max(min(queued.deadline for queued in group) - loop.time(), 0.0)  # its least patient unit's
             try:
                 outcomes = await self._write_group(lambda db: _run_members(db, group), seconds)
             except asyncio.CancelledError:  # the process stops
