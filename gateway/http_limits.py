@@ -22,7 +22,7 @@ from gateway.wire import header_safe
 MAX_TARGET_BYTES = 8192
 # aiohttp counts a header's name and value, stripped of the blanks around the value, not the colon nor the
 # line end: the 3 bytes every field line adds at least. The fields as sent are counted before parsing
-# (fields_over_limit); this is the parser's bound, the same or looser. It differs from MAX_TARGET_BYTES, and
+# (head_over_limit); this is the parser's bound, the same or looser. It differs from MAX_TARGET_BYTES, and
 # that is how a too long target (414) is told from a too long header line (431): the parser's error carries
 # the limit it hit.
 _LEAST_LINE_OVERHEAD = 3  # ":" and CRLF
