@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 import re
 from collections.abc import Iterator
 
@@ -139,12 +138,17 @@ _BODY_FOLLOWS = re.compile(rb"\r\n(?:(?i:transfer-encoding)[ \t]*:|(?i:content-l
 MAX_HEAD_KEPT = 32 * 1024  # what a connection keeps of a head still arriving, to see its fields whole
 
 
+_EMPTY_LINES = re.compile(rb"(?:\r\n)*")
+
+
 def _heads(data: bytes) -> Iterator[bytes]:
-    """The heads in `data`, a head still arriving and what came after it: the first one, and each head
-    pipelined behind a request without a body (what follows a head whose request has a body is that body)."""
+    """The heads in `data`, a head still arriving and what came after it, each with the empty lines before it
+    (RFC 9112 2.2): the first one, and each head pipelined behind a request without a body (what follows a
+    head whose request has a body is that body). Together they are a prefix of `data`."""
     start = 0
     while start < len(data):
-        end = data.find(b"\r\n\r\n", start)
+        empty_lines = _EMPTY_LINES.match(data, start)  # (always matches, if only nothing)
+        end = data.find(b"\r\n\r\n", empty_lines.end() if empty_lines else start)
         head = data[start:] if end < 0 else data[start : end + 4]
         yield head
         start += len(head)
@@ -161,28 +165,35 @@ def ids_without_controls(data: bytes) -> bytes:
     return b"".join(parts) + data[sum(map(len, parts)) :]
 
 
-def head_over_limit(data: bytes) -> bytes | None:
-    """The first head in `data` (`_heads`) whose header fields are over MAX_HEADERS_BYTES as sent: every byte
-    of their lines, the blanks the parser strips around a value included (which let a padded line through)."""
+def head_over_limit(data: bytes) -> int | None:
+    """Where in `data` the first head (`_heads`) starts whose header fields are over MAX_HEADERS_BYTES as sent:
+    every byte of their lines, the blanks the parser strips around a value included (which let a padded line
+    through). No head in fewer bytes than that can be: those are not looked through."""
+    if len(data) <= MAX_HEADERS_BYTES:
+        return None
+    start = 0
     for head in _heads(data):
-        head = head.lstrip(b"\r\n")  # empty lines before a request are skipped (RFC 9112 2.2)
-        line_end = head.find(b"\r\n")
-        if line_end < 0:
-            continue  # the request line, still arriving: the parser's own limit (414)
-        end = head.find(b"\r\n\r\n", line_end)
-        if len(head[line_end + 2 : None if end < 0 else end + 2]) > MAX_HEADERS_BYTES:
-            return head
+        request = head.lstrip(b"\r\n")
+        line_end = request.find(b"\r\n")
+        end = request.find(b"\r\n\r\n", line_end)
+        fields = request[line_end + 2 : None if end < 0 else end + 2] if line_end >= 0 else b""
+        if end < 0 and fields.endswith(b"\r") and (fields == b"\r" or fields.endswith(b"\r\n\r")):
+            fields = fields[:-1]  # the empty line that ends the head, arriving: no field's
+        if len(fields) > MAX_HEADERS_BYTES:
+            return start
+        start += len(head)
     return None
 
 
 def only_head(data: bytes) -> bytes:
-    """The head `data` holds (`_heads`), or nothing when it holds several: the parser refuses them all for
-    one of them, without saying which."""
-    heads = list(itertools.islice(_heads(data), 2))
-    return heads[0] if len(heads) == 1 else b""
+    """`data` when it is one head and nothing after it, else nothing: for several heads, or a head and its
+    body and more, the parser refuses all it read for one of them, without saying which."""
+    head = next(_heads(data), b"")
+    return head if len(head) == len(data) else b""
 
 
-_ID_LINE = re.compile(rb"\r\n((?i:x-request-id|x-correlation-id))[ \t]*:[ \t]*([^\r\n]*?)[ \t]*(?=\r\n)")
+# A field line as the parser reads one: no blank before the colon, not continued on the next line (obs-fold).
+_ID_LINE = re.compile(rb"\r\n((?i:x-request-id|x-correlation-id)):[ \t]*([^\r\n]*?)[ \t]*(?=\r\n(?![ \t]))")
 
 
 def client_ids(head: bytes) -> tuple[str | None, str | None]:
@@ -190,7 +201,8 @@ def client_ids(head: bytes) -> tuple[str | None, str | None]:
     the first X-Request-Id, an X-Correlation-Id sent once, either only when it can be sent back in a header."""
     found: dict[bytes, list[str]] = {}
     for name, value in _ID_LINE.findall(head):
-        found.setdefault(name.lower(), []).append(value.decode("utf-8", "surrogateescape"))
+        if len(name) + len(value) <= MAX_FIELD_BYTES:  # a longer one the parser refuses: no request has it
+            found.setdefault(name.lower(), []).append(value.decode("utf-8", "surrogateescape"))
     request_ids, correlation_ids = found.get(b"x-request-id", []), found.get(b"x-correlation-id", [])
     request_id = request_ids[0] if request_ids and request_ids[0] and header_safe(request_ids[0]) else None
     correlation_id = correlation_ids[0] if len(correlation_ids) == 1 and header_safe(correlation_ids[0]) else None

@@ -81,13 +81,18 @@ class _RefusingHandler(RequestHandler):
         arrived = self._head_so_far + data
         oversized = head_over_limit(arrived)
         if oversized is not None:
-            self._refuse_head(HeadTooLarge(message=HeadTooLarge.MESSAGE), oversized)
+            # The requests pipelined ahead of it are served first; it is answered after them.
+            if oversized > len(self._head_so_far):
+                super().data_received(ids_without_controls(arrived[:oversized])[len(self._head_so_far) :])
+            self._refuse_head(HeadTooLarge(message=HeadTooLarge.MESSAGE), arrived[oversized:])
             return
         super().data_received(ids_without_controls(arrived)[len(self._head_so_far) :])
         if self._messages and isinstance(self._messages[-1][0], _ErrInfo):  # the parser refused a head
             self._refused_ids = client_ids(only_head(ids_without_controls(arrived)))
         still_arriving = self._waiting_for_head() and len(arrived) <= MAX_HEAD_KEPT
-        self._head_so_far = arrived if still_arriving else b""
+        # Kept without the empty lines before it, which the parser skips: a flood of them, a byte per read,
+        # had every read look through all of them again.
+        self._head_so_far = arrived.lstrip(b"\r\n") if still_arriving else b""
 
     def _time_the_head(self, data: bytes) -> None:
         """aiohttp does not bound how long a request's head may take to arrive: a client sending a byte of it
@@ -120,8 +125,8 @@ class _RefusingHandler(RequestHandler):
         self._head_refused = True
         self._refused_ids = client_ids(ids_without_controls(head))
         self._messages.append((_ErrInfo(status=refused.code, exc=refused, message=refused.message), EMPTY_PAYLOAD))
-        assert self._waiter is not None
-        self._waiter.set_result(None)
+        if self._waiter is not None and not self._waiter.done():  # else requests ahead of it woke the loop
+            self._waiter.set_result(None)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._head_deadline is not None:
