@@ -75,20 +75,22 @@ class _RefusingHandler(RequestHandler):
             self._close, self._force_close = closing
 
     def _receive_head(self, data: bytes) -> None:
-        """The parser refuses a whole request over a control character in any header value: in the two ids'
-        values, such characters are made refusable first (http_limits.ids_without_controls), looking at the
-        head as it has arrived so far."""
+        """Looking at the head as it has arrived so far: header fields over the limit as sent are refused
+        (http_limits.head_over_limit); and, as the parser refuses a whole request over a control character in
+        any header value, such characters in the two ids' values are made refusable first
+        (http_limits.ids_without_controls, which keeps every byte's place)."""
         arrived = self._head_so_far + data
+        cleaned = ids_without_controls(arrived)
         oversized = head_over_limit(arrived)
         if oversized is not None:
             # The requests pipelined ahead of it are served first; it is answered after them.
             if oversized > len(self._head_so_far):
-                super().data_received(ids_without_controls(arrived[:oversized])[len(self._head_so_far) :])
-            self._refuse_head(HeadTooLarge(message=HeadTooLarge.MESSAGE), arrived[oversized:])
+                super().data_received(cleaned[len(self._head_so_far) : oversized])
+            self._refuse_head(HeadTooLarge(message=HeadTooLarge.MESSAGE), cleaned[oversized:])
             return
-        super().data_received(ids_without_controls(arrived)[len(self._head_so_far) :])
+        super().data_received(cleaned[len(self._head_so_far) :])
         if self._messages and isinstance(self._messages[-1][0], _ErrInfo):  # the parser refused a head
-            self._refused_ids = client_ids(only_head(ids_without_controls(arrived)))
+            self._refused_ids = client_ids(only_head(cleaned))
         still_arriving = self._waiting_for_head() and len(arrived) <= MAX_HEAD_KEPT
         # Kept without the empty lines before it, which the parser skips: a flood of them, a byte per read,
         # had every read look through all of them again.
@@ -117,13 +119,14 @@ class _RefusingHandler(RequestHandler):
     def _head_expired(self) -> None:
         self._head_deadline = None
         if self._waiting_for_head():
-            self._refuse_head(HeadTimeout(message=HeadTimeout.MESSAGE), self._head_so_far)
+            self._refuse_head(HeadTimeout(message=HeadTimeout.MESSAGE), ids_without_controls(self._head_so_far))
 
     def _refuse_head(self, refused: HttpProcessingError, head: bytes) -> None:
         """Answered the way aiohttp answers a request its parser refused (handle_error, below): an error in
-        place of the request, for the loop waiting on `_waiter` to take."""
+        place of the request, for the loop waiting on `_waiter` to take. `head`: its bytes, the ids' control
+        characters made refusable."""
         self._head_refused = True
-        self._refused_ids = client_ids(ids_without_controls(head))
+        self._refused_ids = client_ids(head)
         self._messages.append((_ErrInfo(status=refused.code, exc=refused, message=refused.message), EMPTY_PAYLOAD))
         if self._waiter is not None and not self._waiter.done():  # else requests ahead of it woke the loop
             self._waiter.set_result(None)
